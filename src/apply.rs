@@ -1,0 +1,191 @@
+//! Carrying out a plan: push exactly the artifacts that changed, concurrently, each blob
+//! at most once per repository, blobs before the manifest that names them.
+//!
+//! A manifest is pushed only after every blob it names is confirmed present, so an
+//! interrupted run never leaves a tag pointing at missing content, and a re-run pushes only
+//! what is still missing. The manifest is pushed as the exact bytes eigenpub computed and
+//! the digest the target reports is checked against the computed one. Independent artifacts
+//! go on when one fails, unless the run is stopped (fail-fast or Ctrl-C): then nothing new
+//! is started, and what was not started is reported as such.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use tokio::sync::OnceCell;
+
+use crate::artifact::Blob;
+use crate::plan::{Action, Change, Plan};
+use crate::target::{Target, TargetError, Targets};
+
+/// What happened to one artifact.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Pushed; the digest the target reported (equal to the planned one).
+    Pushed { digest: String },
+    /// Nothing to do: the tag already held this artifact.
+    Unchanged,
+    /// Failed; the target's error.
+    Failed(TargetError),
+    /// Not attempted because the run was stopped.
+    NotStarted,
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Pushed { .. } => "pushed",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed(_) => "failed",
+            Outcome::NotStarted => "not-started",
+        }
+    }
+}
+
+/// Totals of an apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub pushed: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub not_started: usize,
+}
+
+pub fn totals(outcomes: &[Outcome]) -> Totals {
+    let mut t = Totals::default();
+    for o in outcomes {
+        match o {
+            Outcome::Pushed { .. } => t.pushed += 1,
+            Outcome::Unchanged => t.unchanged += 1,
+            Outcome::Failed(_) => t.failed += 1,
+            Outcome::NotStarted => t.not_started += 1,
+        }
+    }
+    t
+}
+
+/// Hears about progress as artifacts start and finish (the CLI draws bars or prints lines).
+pub trait Progress: Sync {
+    fn started(&self, _change: &Change) {}
+    fn finished(&self, _change: &Change, _outcome: &Outcome) {}
+}
+
+/// No progress output.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// How an apply runs.
+pub struct Options {
+    pub concurrency: usize,
+    pub fail_fast: bool,
+    /// Set (by Ctrl-C, or by fail-fast) to stop starting new work.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One cell per `(repository, digest)`: set once the blob is known to be there.
+type Cells = HashMap<(String, String), Arc<OnceCell<()>>>;
+
+/// Which blobs are known present in which repository, shared by the whole run.
+#[derive(Default)]
+struct Ledger {
+    cells: std::sync::Mutex<Cells>,
+}
+
+impl Ledger {
+    /// Makes sure a blob is in a repository: HEAD, and upload only when absent. Concurrent
+    /// callers for the same blob and repository share one check and one upload.
+    async fn ensure(&self, key: &str, target: &Target, blob: &Blob) -> Result<(), TargetError> {
+        let cell = self
+            .cells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((key.to_string(), blob.digest.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            if !target.blob_exists(&blob.digest).await? {
+                target.push_blob(blob).await?;
+            }
+            Ok::<(), TargetError>(())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Applies a plan. Refused overwrites must have been dealt with before (the CLI refuses
+/// to start); here they are reported as not started.
+pub async fn apply(
+    plan: &Plan,
+    targets: &Targets,
+    options: &Options,
+    progress: &dyn Progress,
+) -> Vec<Outcome> {
+    let ledger = Ledger::default();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
+    let results: Vec<(usize, Outcome)> = futures::stream::iter(plan.changes.iter().enumerate())
+        .map(|(i, change)| {
+            let ledger = &ledger;
+            async move {
+                let outcome = match &change.action {
+                    Action::Unchanged => Outcome::Unchanged,
+                    Action::Refused { .. } => Outcome::NotStarted,
+                    Action::Create | Action::Update { .. } => {
+                        if options.stop.load(Ordering::SeqCst) {
+                            Outcome::NotStarted
+                        } else {
+                            progress.started(change);
+                            let outcome = match push(change, targets, ledger).await {
+                                Ok(digest) => Outcome::Pushed { digest },
+                                Err(e) => {
+                                    if options.fail_fast {
+                                        options.stop.store(true, Ordering::SeqCst);
+                                    }
+                                    Outcome::Failed(e)
+                                }
+                            };
+                            progress.finished(change, &outcome);
+                            outcome
+                        }
+                    }
+                };
+                (i, outcome)
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    for (i, o) in results {
+        outcomes[i] = Some(o);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::NotStarted))
+        .collect()
+}
+
+/// Pushes one artifact: its blobs (each once per repository), then its manifest.
+async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<String, TargetError> {
+    let p = &change.publication;
+    let target = targets.target(&p.repository);
+    let key = p.repository.to_string();
+    for blob in p.artifact.blobs() {
+        ledger.ensure(&key, &target, blob).await?;
+    }
+    let reported = target.push_manifest(&p.tag, &p.artifact.manifest).await?;
+    if reported != p.artifact.digest() {
+        return Err(TargetError {
+            target: key.clone(),
+            code: "eigenpub::registry::digest-mismatch",
+            message: format!(
+                "{}: the target reports digest {reported} for the manifest eigenpub computed as {}",
+                p.reference(),
+                p.artifact.digest()
+            ),
+            help: "the registry rewrote the manifest; eigenpub's digests would not match what is stored. Report this registry's behaviour".into(),
+            transient: false,
+        });
+    }
+    Ok(reported)
+}

@@ -1,0 +1,98 @@
+//! Command-line arguments (clap definitions only; no I/O here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::{DiagnosticFormat, Format};
+
+/// Publish EigenRuntime specs to OCI registries, declaratively.
+#[derive(Debug, Parser)]
+#[command(name = "eigenpub", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The project file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "eigenruntime.toml"
+    )]
+    pub config: PathBuf,
+    /// Artifacts worked on at once (overrides `concurrency` in the project file).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: Option<u64>,
+    /// Print only errors and the result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also list unchanged artifacts, and count registry requests.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// When to use colour (NO_COLOR is honoured by `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change: create, update, unchanged, refused overwrites.
+    Plan(PlanArgs),
+    /// Push exactly what the plan shows as changed.
+    Apply(ApplyArgs),
+    /// Load and check the project and every spec; touches no registry.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Exit 2 (instead of 0) when the plan has changes.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Plan updates of immutable tags instead of refusing them.
+    #[arg(long)]
+    pub allow_overwrite: bool,
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub diagnostics: DiagnosticFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Overwrite published tags that match no `mutable-tags` glob.
+    #[arg(long)]
+    pub allow_overwrite: bool,
+    /// Stop starting new artifacts after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub diagnostics: DiagnosticFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// How problems are printed: human (source snippets), json, or github (annotations).
+    #[arg(long = "format", value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub format: DiagnosticFormat,
+}

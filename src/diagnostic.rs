@@ -1,0 +1,383 @@
+//! The problems users see: what was wrong, where (file, line, column), and what to do.
+//!
+//! Every user-facing failure, from a TOML typo to an unreachable registry, becomes a
+//! [`Problem`]. One type serves every output: miette renders it at a terminal with the
+//! source lines and a label, and the same fields give the JSON and GitHub-annotation forms.
+//! Problems are collected, not thrown: a run reports all of them together, sorted into a
+//! stable order, and its exit code is derived at the end.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::{LabeledSpan, MietteError, NamedSource, SourceCode, SourceSpan, SpanContents};
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// A file whose text a problem points into.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as the user knows it (relative to where they ran eigenpub when possible).
+    pub name: String,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+
+    /// Byte offset of a 1-based line and column (in characters).
+    pub fn offset_of(&self, line: usize, col: usize) -> usize {
+        let mut offset = 0;
+        for (i, l) in self.text.split_inclusive('\n').enumerate() {
+            if i + 1 == line {
+                return offset
+                    + l.char_indices()
+                        .nth(col.saturating_sub(1))
+                        .map_or(l.trim_end_matches(['\n', '\r']).len(), |(b, _)| b);
+            }
+            offset += l.len();
+        }
+        self.text.len()
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A place in a source file, with a label saying what is there.
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub span: Range<usize>,
+    pub text: String,
+}
+
+/// One problem found in a run.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub severity: Severity,
+    /// Stable code, e.g. `eigenpub::project::unknown-key`.
+    pub code: &'static str,
+    pub message: String,
+    /// The file the labels point into (none for problems with no place, e.g. a registry).
+    pub source: Option<SourceFile>,
+    /// The first label is the primary place (its line is the problem's line).
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+    /// Problems elsewhere that belong to this one (the other half of a duplicate).
+    pub related: Vec<Problem>,
+}
+
+impl Problem {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            source: None,
+            labels: Vec::new(),
+            help: None,
+            related: Vec::new(),
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(code, message)
+        }
+    }
+
+    /// Points the problem at a span of a file.
+    pub fn at(mut self, source: &SourceFile, span: Range<usize>, label: impl Into<String>) -> Self {
+        self.source = Some(source.clone());
+        self.labels.push(Label {
+            span,
+            text: label.into(),
+        });
+        self
+    }
+
+    /// Names a file without pointing into it.
+    pub fn in_file(mut self, source: &SourceFile) -> Self {
+        self.source = Some(source.clone());
+        self
+    }
+
+    /// Adds another label in the same file.
+    pub fn also(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            text: label.into(),
+        });
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn related(mut self, other: Problem) -> Self {
+        self.related.push(other);
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// File name, 1-based line and column of the primary place, when there is one.
+    pub fn position(&self) -> Option<(&str, Option<(usize, usize)>)> {
+        let source = self.source.as_ref()?;
+        let line_col = self.labels.first().map(|l| source.line_col(l.span.start));
+        Some((&source.name, line_col))
+    }
+
+    /// The key problems are sorted by: file, line, column, then severity and message.
+    fn sort_key(&self) -> (String, usize, usize, Severity, String) {
+        match self.position() {
+            Some((file, lc)) => {
+                let (l, c) = lc.unwrap_or((0, 0));
+                (file.to_string(), l, c, self.severity, self.message.clone())
+            }
+            None => (String::new(), 0, 0, self.severity, self.message.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// A source for miette that names the file and holds its text.
+struct Named(NamedSource<Arc<str>>);
+
+impl SourceCode for Named {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        self.0.read_span(span, before, after)
+    }
+}
+
+/// A [`Problem`] prepared for miette, owning its named source.
+pub struct Rendered<'a> {
+    problem: &'a Problem,
+    source: Option<Named>,
+    related: Vec<Rendered<'a>>,
+}
+
+impl<'a> Rendered<'a> {
+    pub fn new(problem: &'a Problem) -> Self {
+        Rendered {
+            problem,
+            source: problem
+                .source
+                .as_ref()
+                .map(|s| Named(NamedSource::new(s.name.clone(), s.text.clone()))),
+            related: problem.related.iter().map(Rendered::new).collect(),
+        }
+    }
+}
+
+impl fmt::Debug for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.problem, f)
+    }
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.problem.source, self.problem.labels.is_empty()) {
+            // No snippet will be shown, so say which file in the message itself.
+            (Some(source), true) => write!(f, "{}: {}", source.name, self.problem.message),
+            _ => f.write_str(&self.problem.message),
+        }
+    }
+}
+
+impl std::error::Error for Rendered<'_> {}
+
+impl miette::Diagnostic for Rendered<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.problem.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.problem.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.problem
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        if self.problem.labels.is_empty() {
+            return None;
+        }
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.source.is_none() || self.problem.labels.is_empty() {
+            return None;
+        }
+        let text_len = self.problem.source.as_ref().map_or(0, |s| s.text.len());
+        Some(Box::new(self.problem.labels.iter().enumerate().map(
+            move |(i, label)| {
+                let start = label.span.start.min(text_len);
+                let len = label.span.end.min(text_len).saturating_sub(start);
+                let span = SourceSpan::new(start.into(), len);
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(Some(label.text.clone()), span)
+                } else {
+                    LabeledSpan::new_with_span(Some(label.text.clone()), span)
+                }
+            },
+        )))
+    }
+
+    fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(
+            self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+        ))
+    }
+}
+
+/// All problems of a run, reported together.
+#[derive(Debug, Default, Clone)]
+pub struct Problems {
+    items: Vec<Problem>,
+}
+
+impl Problems {
+    pub fn new() -> Self {
+        Problems::default()
+    }
+
+    pub fn push(&mut self, problem: Problem) {
+        self.items.push(problem);
+    }
+
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        self.items.extend(problems);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(Problem::is_error)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.items.iter().filter(|p| p.is_error()).count()
+    }
+
+    /// The problems in a stable order: by file, line, column, severity, message.
+    pub fn sorted(mut self) -> Vec<Problem> {
+        self.items.sort_by_cached_key(Problem::sort_key);
+        self.items
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Problem> {
+        self.items.iter()
+    }
+}
+
+impl From<Problem> for Problems {
+    fn from(problem: Problem) -> Self {
+        Problems {
+            items: vec![problem],
+        }
+    }
+}
+
+impl IntoIterator for Problems {
+    type Item = Problem;
+    type IntoIter = std::vec::IntoIter<Problem>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_from_one() {
+        let f = SourceFile::new("a", "ab\ncdé\nx");
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(3), (2, 1));
+        assert_eq!(f.line_col(8), (3, 1));
+        assert_eq!(f.offset_of(2, 3), 5);
+        assert_eq!(f.offset_of(3, 1), 8);
+    }
+
+    #[test]
+    fn problems_sort_by_file_then_line() {
+        let a = SourceFile::new("a.toml", "x\ny\nz");
+        let b = SourceFile::new("b.yaml", "x");
+        let mut problems = Problems::new();
+        problems.push(Problem::error("c", "third").at(&b, 0..1, ""));
+        problems.push(Problem::error("c", "second").at(&a, 4..5, ""));
+        problems.push(Problem::error("c", "first").at(&a, 0..1, ""));
+        let order: Vec<_> = problems.sorted().into_iter().map(|p| p.message).collect();
+        assert_eq!(order, ["first", "second", "third"]);
+    }
+}

@@ -1,0 +1,708 @@
+//! From `eigenruntime.toml` to the list of [`Publication`]s a run wants: every AVS, every
+//! operator set, each with its repository, tag and exact artifact bytes.
+//!
+//! This is the edge where the project's files are read (the project file, the specs, git's
+//! commit times); everything it decides is decided by the pure modules it calls
+//! ([`project`], [`discover`], [`spec`], [`artifact`]). All problems found are returned
+//! together, in a stable order, and nothing is planned when any of them is an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::artifact::{Artifact, ArtifactInput};
+use crate::created::{self, Created, GitTimes};
+use crate::diagnostic::{Problem, Problems, SourceFile};
+use crate::discover::Pattern;
+use crate::project::{self, ProjectFile, RegistrySettings, Settings};
+use crate::reference::{self, RegistryPrefix, Repository};
+use crate::schema::SchemaSet;
+use crate::spec::{self, SpecDocument};
+
+/// What the environment contributes to a load (read once, at the edge).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub source_date_epoch: Option<String>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// One artifact the project wants at one `repository:tag`.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub avs: String,
+    pub operator_set: u32,
+    /// The spec path as written (relative to the project folder).
+    pub spec: String,
+    pub spec_path: PathBuf,
+    pub repository: Repository,
+    pub tag: String,
+    /// True when the tag matches a `mutable-tags` glob and may be overwritten.
+    pub mutable: bool,
+    pub input: ArtifactInput,
+    pub artifact: Artifact,
+}
+
+impl Publication {
+    /// `repository:tag`, as users see it.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+}
+
+/// A loaded project: what to publish, and how to reach the registries.
+#[derive(Debug)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub file: SourceFile,
+    pub publications: Vec<Publication>,
+    pub registries: BTreeMap<String, RegistrySettings>,
+    pub concurrency: usize,
+    /// Warnings found while loading (errors abort the load).
+    pub warnings: Vec<Problem>,
+}
+
+/// One spec the project names, before its file is read.
+struct Entry {
+    avs: String,
+    operator_set: u32,
+    spec: String,
+    spec_path: PathBuf,
+    settings: Settings,
+    version: Option<String>,
+    /// Where in the project file this entry comes from.
+    origin: Range<usize>,
+    /// What the origin label says.
+    origin_label: String,
+}
+
+/// Loads and checks a project. Errors and warnings come back together, sorted.
+pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
+    let name = config.display().to_string();
+    let text = match std::fs::read(config) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Problem::error(
+                "eigenpub::project::missing",
+                format!("project file {name} not found"),
+            )
+            .help("run eigenpub in the folder that holds eigenruntime.toml, or pass -c/--config FILE; eigenruntime.toml.example documents the format")
+            .into());
+        }
+        Err(e) => {
+            return Err(Problem::error(
+                "eigenpub::project::unreadable",
+                format!("cannot read project file {name}: {e}"),
+            )
+            .into());
+        }
+    };
+    let text = String::from_utf8(text).map_err(|_| {
+        Problems::from(
+            Problem::error(
+                "eigenpub::project::encoding",
+                format!("project file {name} is not UTF-8 text"),
+            )
+            .help("save it as UTF-8"),
+        )
+    })?;
+    let file = SourceFile::new(name, text);
+    let parsed = project::parse(&file).map_err(Problems::from)?;
+    let dir = config
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    resolve(&file, &parsed, &dir, env)
+}
+
+/// Resolves a parsed project against its folder.
+fn resolve(
+    file: &SourceFile,
+    parsed: &ProjectFile,
+    dir: &Path,
+    env: &Env,
+) -> Result<Project, Problems> {
+    let mut problems = Problems::new();
+    let schemas = SchemaSet::new(file, &parsed.schemas, dir, &mut problems);
+    let mutable = mutable_tags(file, parsed, &mut problems);
+    let entries = entries(file, parsed, dir, &mut problems);
+
+    // Read and parse every spec; keep going to report every problem at once.
+    let mut documents: Vec<Option<(Arc<[u8]>, SpecDocument)>> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        documents.push(read_spec(file, entry, &schemas, &mut problems));
+    }
+
+    let git = git_times_if_needed(file, parsed, &entries, dir, env, &mut problems);
+    let epoch = env.source_date_epoch.as_deref().map(|e| {
+        created::parse_epoch(e).map_err(|m| Problem::error("eigenpub::created::epoch", m))
+    });
+    let epoch = match epoch {
+        Some(Ok(t)) => Some(t),
+        Some(Err(p)) => {
+            problems.push(p.help("unset SOURCE_DATE_EPOCH or set it to an integer"));
+            None
+        }
+        None => None,
+    };
+
+    let mut publications = Vec::new();
+    for (entry, document) in entries.iter().zip(documents) {
+        let Some((bytes, document)) = document else {
+            continue;
+        };
+        if let Some(p) = publication(
+            file,
+            dir,
+            entry,
+            bytes,
+            &document,
+            &git,
+            &epoch,
+            &mutable,
+            &mut problems,
+        ) {
+            publications.push(p);
+        }
+    }
+    check_duplicates(file, &entries, &publications, &mut problems);
+
+    let concurrency = parsed
+        .defaults
+        .concurrency
+        .as_ref()
+        .map(|c| *c.get_ref())
+        .unwrap_or(project::DEFAULT_CONCURRENCY);
+    if concurrency == 0 {
+        let span = parsed
+            .defaults
+            .concurrency
+            .as_ref()
+            .map(|c| c.span())
+            .unwrap_or(0..0);
+        problems.push(
+            Problem::error(
+                "eigenpub::project::concurrency",
+                "concurrency must be at least 1",
+            )
+            .at(file, span, "zero")
+            .help("set concurrency = 8 (the default) or another positive number"),
+        );
+    }
+    for (host, settings) in &parsed.registries {
+        if let Err(m) = reference::parse_prefix(host)
+            && !host.is_empty()
+        {
+            problems.push(
+                Problem::error(
+                    "eigenpub::project::registry",
+                    format!("[registries.\"{host}\"]: {m}"),
+                )
+                .in_file(file)
+                .help("key registry settings by host[:port], e.g. [registries.\"ghcr.io\"]"),
+            );
+        }
+        let _ = settings;
+    }
+
+    if problems.has_errors() {
+        return Err(problems);
+    }
+    Ok(Project {
+        dir: dir.to_path_buf(),
+        file: file.clone(),
+        publications,
+        registries: parsed.registries.clone(),
+        concurrency,
+        warnings: problems.sorted(),
+    })
+}
+
+fn mutable_tags(file: &SourceFile, parsed: &ProjectFile, problems: &mut Problems) -> GlobSet {
+    let mut builder = GlobSetBuilder::new();
+    for glob in &parsed.defaults.mutable_tags {
+        match Glob::new(glob.get_ref()) {
+            Ok(g) => {
+                builder.add(g);
+            }
+            Err(e) => problems.push(
+                Problem::error(
+                    "eigenpub::project::glob",
+                    format!("`{}` is not a valid glob: {e}", glob.get_ref()),
+                )
+                .at(file, glob.span(), "invalid glob")
+                .help("use globs like \"latest\" or \"opset-*-dev\""),
+            ),
+        }
+    }
+    builder.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+/// Every spec the project names, from `[[avs]]` and `[[discover]]`.
+fn entries(
+    file: &SourceFile,
+    parsed: &ProjectFile,
+    dir: &Path,
+    problems: &mut Problems,
+) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for avs in &parsed.avs {
+        let a = avs.get_ref();
+        let settings = Settings::for_avs(&parsed.defaults, a);
+        if a.operator_sets.is_empty() {
+            problems.push(
+                Problem::warning(
+                    "eigenpub::project::no-operator-sets",
+                    format!(
+                        "AVS `{}` lists no operator sets, so nothing is published for it",
+                        a.name.get_ref()
+                    ),
+                )
+                .at(file, a.name.span(), "no [avs.operator-sets]")
+                .help("add e.g. [avs.operator-sets] 0 = \"path/to/aggregator.yaml\""),
+            );
+        }
+        let mut opsets: Vec<_> = a.operator_sets.iter().collect();
+        opsets.sort_by_key(|(k, _)| k.get_ref().parse::<u64>().unwrap_or(u64::MAX));
+        for (key, path) in opsets {
+            let Ok(operator_set) = key.get_ref().parse::<u32>() else {
+                problems.push(
+                    Problem::error(
+                        "eigenpub::project::operator-set",
+                        format!(
+                            "operator set `{}` of AVS `{}` is not a number",
+                            key.get_ref(),
+                            a.name.get_ref()
+                        ),
+                    )
+                    .at(file, key.span(), "not an operator set id")
+                    .help("operator sets are numbered: 0 = \"…\", 1 = \"…\""),
+                );
+                continue;
+            };
+            entries.push(Entry {
+                avs: a.name.get_ref().clone(),
+                operator_set,
+                spec: path.get_ref().clone(),
+                spec_path: dir.join(path.get_ref()),
+                settings: settings.clone(),
+                version: a.version.as_ref().map(|v| v.get_ref().as_string()),
+                origin: path.span(),
+                origin_label: format!("{} operator set {operator_set}", a.name.get_ref()),
+            });
+        }
+    }
+    for d in &parsed.discover {
+        let d = d.get_ref();
+        let pattern = match Pattern::parse(d.specs.get_ref()) {
+            Ok(p) => p,
+            Err(m) => {
+                problems.push(
+                    Problem::error("eigenpub::project::discover", m)
+                        .at(file, d.specs.span(), "invalid pattern")
+                        .help("write e.g. specs = \"fleet/{avs}/opset-{opset}.yaml\""),
+                );
+                continue;
+            }
+        };
+        let found = match pattern.find(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(
+                    Problem::error(
+                        "eigenpub::project::discover",
+                        format!("cannot search for `{}`: {e}", pattern.as_str()),
+                    )
+                    .at(file, d.specs.span(), "here"),
+                );
+                continue;
+            }
+        };
+        if found.is_empty() {
+            problems.push(
+                Problem::warning(
+                    "eigenpub::project::discover-empty",
+                    format!("`{}` matches no files", pattern.as_str()),
+                )
+                .at(file, d.specs.span(), "matches nothing")
+                .help("check the pattern against your folders; paths are relative to the project file"),
+            );
+        }
+        let settings = Settings::for_discover(&parsed.defaults, d);
+        for f in found {
+            entries.push(Entry {
+                origin_label: format!("{} (found by this pattern)", f.relative),
+                avs: f.avs,
+                operator_set: f.operator_set,
+                spec: f.relative,
+                spec_path: f.path,
+                settings: settings.clone(),
+                version: None,
+                origin: d.specs.span(),
+            });
+        }
+    }
+    entries
+}
+
+fn read_spec(
+    file: &SourceFile,
+    entry: &Entry,
+    schemas: &SchemaSet,
+    problems: &mut Problems,
+) -> Option<(Arc<[u8]>, SpecDocument)> {
+    let bytes = match std::fs::read(&entry.spec_path) {
+        Ok(b) => b,
+        Err(e) => {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "not found".to_string()
+            } else {
+                e.to_string()
+            };
+            problems.push(
+                Problem::error(
+                    "eigenpub::spec::missing",
+                    format!("spec file {} ({}): {what}", entry.spec, entry.origin_label),
+                )
+                .at(file, entry.origin.clone(), "this spec file")
+                .help("paths are relative to the project file; fix the path or add the file"),
+            );
+            return None;
+        }
+    };
+    let display = entry.spec_path.display().to_string();
+    let source = match spec::source(&display, &bytes) {
+        Ok(s) => s,
+        Err(p) => {
+            problems.push(p);
+            return None;
+        }
+    };
+    let document = match spec::parse(&source) {
+        Ok(d) => d,
+        Err(p) => {
+            problems.push(p);
+            return None;
+        }
+    };
+    let before = problems.error_count();
+    schemas.validate(&source, &document, &entry.settings.schema, file, problems);
+    if problems.error_count() > before {
+        return None;
+    }
+    Some((Arc::from(bytes), document))
+}
+
+fn uses_git(entry: &Entry, env: &Env) -> bool {
+    match &entry.settings.created {
+        Some(c) => c.value == "git",
+        None => env.source_date_epoch.is_none(),
+    }
+}
+
+fn git_times_if_needed(
+    file: &SourceFile,
+    _parsed: &ProjectFile,
+    entries: &[Entry],
+    dir: &Path,
+    env: &Env,
+    problems: &mut Problems,
+) -> GitTimes {
+    let paths: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| uses_git(e, env))
+        .map(|e| e.spec_path.clone())
+        .collect();
+    if paths.is_empty() {
+        return GitTimes::default();
+    }
+    match created::git_times(dir, &paths) {
+        Ok(times) => {
+            if times.shallow {
+                problems.push(
+                    Problem::warning(
+                        "eigenpub::created::shallow",
+                        "this is a shallow git clone: commit times of specs may be those of the cut-off commit, which changes digests",
+                    )
+                    .in_file(file)
+                    .help("fetch full history (actions/checkout: fetch-depth: 0) or set `created` to a fixed time"),
+                );
+            }
+            times
+        }
+        Err(m) => {
+            problems.push(Problem::error(
+                "eigenpub::created::git",
+                format!("cannot read commit times from git: {m}"),
+            ));
+            GitTimes::default()
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn publication(
+    file: &SourceFile,
+    dir: &Path,
+    entry: &Entry,
+    bytes: Arc<[u8]>,
+    document: &SpecDocument,
+    git: &GitTimes,
+    epoch: &Option<String>,
+    mutable: &GlobSet,
+    problems: &mut Problems,
+) -> Option<Publication> {
+    let s = &entry.settings;
+    let span_of = |setting: &Option<Range<usize>>| setting.clone().unwrap_or(entry.origin.clone());
+    let mut ok = true;
+
+    // The version: from the project file, else the spec's own field.
+    let version = match entry.version.clone().or_else(|| document.version()) {
+        Some(v) => v,
+        None => {
+            problems.push(
+                Problem::error(
+                    "eigenpub::spec::no-version",
+                    format!("{}: no version for {} (the spec has no `version` field and the project sets none)", entry.spec, entry.origin_label),
+                )
+                .at(file, entry.origin.clone(), "needs a version")
+                .help("add `version: …` to the spec, or `version = …` to its [[avs]] entry"),
+            );
+            return None;
+        }
+    };
+
+    // The tag.
+    let tag = match project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version)
+        .and_then(|t| reference::check_tag(&t).map(|_| t))
+    {
+        Ok(t) => t,
+        Err(m) => {
+            problems.push(
+                Problem::error("eigenpub::project::tag", format!("{}: {m}", entry.origin_label))
+                    .at(file, span_of(&s.tag.span), "tag template")
+                    .help("tags are up to 128 of [A-Za-z0-9_.-]; check the template and the version it fills in"),
+            );
+            return None;
+        }
+    };
+
+    // The repository.
+    let repository = match repository(dir, entry) {
+        Ok(r) => Some(r),
+        Err((m, span)) => {
+            problems.push(
+                Problem::error("eigenpub::project::repository", format!("{}: {m}", entry.origin_label))
+                    .at(file, span, "repository")
+                    .help("repository names are lowercase letters, digits and . _ - separators; set `repository = \"…\"` on the [[avs]] to choose another name"),
+            );
+            ok = false;
+            None
+        }
+    };
+
+    // The creation time.
+    let created_setting = match &s.created {
+        Some(c) => match created::parse_created(&c.value) {
+            Ok(c) => Some(c),
+            Err(m) => {
+                problems.push(
+                    Problem::error("eigenpub::created::invalid", m)
+                        .at(file, span_of(&c.span), "created")
+                        .help("use an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or \"git\""),
+                );
+                return None;
+            }
+        },
+        None => epoch.clone().map(Created::Fixed).or(Some(Created::Git)),
+    };
+    let created = match created_setting {
+        Some(Created::Fixed(t)) => t,
+        _ => {
+            let canonical = entry
+                .spec_path
+                .canonicalize()
+                .unwrap_or(entry.spec_path.clone());
+            match git.times.get(&canonical) {
+                Some(t) => {
+                    if git.modified.contains(&canonical) {
+                        problems.push(
+                            Problem::warning(
+                                "eigenpub::created::uncommitted",
+                                format!("{} has uncommitted changes; its created time is that of its last commit, so commit before publishing", entry.spec),
+                            )
+                            .at(file, entry.origin.clone(), "uncommitted spec")
+                            .help("commit the spec, or set `created` to a fixed time"),
+                        );
+                    }
+                    t.clone()
+                }
+                None => {
+                    let why = if git.toplevel.is_none() {
+                        "the project is not in a git repository"
+                    } else {
+                        "the spec has never been committed"
+                    };
+                    problems.push(
+                        Problem::error(
+                            "eigenpub::created::unknown",
+                            format!("no creation time for {}: `created` is \"git\" (the default) but {why}", entry.spec),
+                        )
+                        .at(file, span_of(&s.created.as_ref().and_then(|c| c.span.clone())), "needs a created time")
+                        .help("commit the spec, set SOURCE_DATE_EPOCH, or set `created = \"2025-01-01T00:00:00Z\"` in [defaults]"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+
+    let repository = repository?;
+    if !ok {
+        return None;
+    }
+    let input = ArtifactInput {
+        avs: entry.avs.clone(),
+        tag: tag.clone(),
+        kind: s.kind.value.clone(),
+        schema: s.schema.value.clone(),
+        devkit_version: s.devkit_version.value.clone(),
+        created,
+        source: s.source.as_ref().map(|v| v.value.clone()),
+        layer_title: s.layer_title.then(|| {
+            entry
+                .spec_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        spec: bytes,
+    };
+    let artifact = Artifact::build(&input);
+    Some(Publication {
+        avs: entry.avs.clone(),
+        operator_set: entry.operator_set,
+        spec: entry.spec.clone(),
+        spec_path: entry.spec_path.clone(),
+        mutable: mutable.is_match(&tag),
+        repository,
+        tag,
+        input,
+        artifact,
+    })
+}
+
+/// The repository an entry publishes to.
+fn repository(dir: &Path, entry: &Entry) -> Result<Repository, (String, Range<usize>)> {
+    let s = &entry.settings;
+    let Some(registry) = &s.registry else {
+        return Err((
+            "no registry: set `registry` in [defaults] (e.g. \"ghcr.io/acme\" or \"oci:out\")"
+                .into(),
+            entry.origin.clone(),
+        ));
+    };
+    let span = registry.span.clone().unwrap_or(entry.origin.clone());
+    let parsed = if s.registry_is_repository {
+        reference::parse_repository(&registry.value)
+    } else {
+        reference::parse_prefix(&registry.value)
+    }
+    .map_err(|m| (m, span.clone()))?;
+    let (repository, path) = match parsed {
+        RegistryPrefix::Remote { registry, path } => {
+            let path = if s.registry_is_repository {
+                path
+            } else if path.is_empty() {
+                entry.avs.clone()
+            } else {
+                format!("{path}/{}", entry.avs)
+            };
+            (
+                Repository::Remote {
+                    registry,
+                    path: path.clone(),
+                },
+                path,
+            )
+        }
+        RegistryPrefix::Layout { display_root } => {
+            let (root, path) = if s.registry_is_repository {
+                match display_root.trim_end_matches('/').rsplit_once('/') {
+                    Some((root, name)) => (root.to_string(), name.to_string()),
+                    None => (".".to_string(), display_root.clone()),
+                }
+            } else {
+                (display_root.clone(), entry.avs.clone())
+            };
+            (
+                Repository::Layout {
+                    root: dir.join(&root),
+                    display_root: root,
+                    path: path.clone(),
+                },
+                path,
+            )
+        }
+    };
+    reference::check_repository_path(&path).map_err(|m| (m, span))?;
+    Ok(repository)
+}
+
+/// Two publications on one `repository:tag` is an error naming both.
+fn check_duplicates(
+    file: &SourceFile,
+    entries: &[Entry],
+    publications: &[Publication],
+    problems: &mut Problems,
+) {
+    let origin: HashMap<(&str, u32, &Path), &Entry> = entries
+        .iter()
+        .map(|e| ((e.avs.as_str(), e.operator_set, e.spec_path.as_path()), e))
+        .collect();
+    let mut seen: HashMap<String, &Publication> = HashMap::new();
+    for p in publications {
+        let key = p.reference();
+        if let Some(first) = seen.get(&key) {
+            let a = origin[&(
+                first.avs.as_str(),
+                first.operator_set,
+                first.spec_path.as_path(),
+            )];
+            let b = origin[&(p.avs.as_str(), p.operator_set, p.spec_path.as_path())];
+            let mut problem = Problem::error(
+                "eigenpub::project::duplicate",
+                format!(
+                    "two artifacts on {key}: {} ({}) and {} ({})",
+                    a.origin_label, first.spec, b.origin_label, p.spec
+                ),
+            )
+            .at(file, b.origin.clone(), format!("second: {}", p.spec));
+            if a.origin != b.origin {
+                problem = problem.also(a.origin.clone(), format!("first: {}", first.spec));
+            }
+            problems.push(problem.help(
+                "give one of them another AVS name, operator set, `repository` or `tag` template",
+            ));
+        } else {
+            seen.insert(key, p);
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The plan: what the project wants, against what the targets hold, as a list of actions.
+//!
+//! [`diff`] is pure: wanted artifacts and the digests observed at their tags in, actions
+//! out. [`observe`] is the only I/O a plan does: one manifest HEAD per tag, run
+//! concurrently. `plan` prints the result and `apply` executes it, so the two can never
+//! disagree about what would happen.
+
+use futures::StreamExt;
+
+use crate::load::Publication;
+use crate::target::{TargetError, Targets};
+
+/// What to do with one artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The tag does not exist yet.
+    Create,
+    /// The tag exists with another digest and may be overwritten.
+    Update { from: String },
+    /// The tag already holds exactly this artifact.
+    Unchanged,
+    /// The tag exists with another digest and is immutable: the plan refuses to overwrite it.
+    Refused { from: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update { .. } => "update",
+            Action::Unchanged => "unchanged",
+            Action::Refused { .. } => "refused",
+        }
+    }
+
+    /// True when applying this action writes to the target.
+    pub fn pushes(&self) -> bool {
+        matches!(self, Action::Create | Action::Update { .. })
+    }
+}
+
+/// One artifact's entry in a plan.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub publication: Publication,
+    /// The digest the tag pointed at when observed.
+    pub observed: Option<String>,
+    pub action: Action,
+}
+
+/// Counts of a plan's actions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub unchanged: usize,
+    pub refused: usize,
+}
+
+/// A whole plan, in the project's order.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update { .. } => s.update += 1,
+                Action::Unchanged => s.unchanged += 1,
+                Action::Refused { .. } => s.refused += 1,
+            }
+        }
+        s
+    }
+
+    /// True when applying would change anything (or is refused).
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::Unchanged)
+    }
+
+    pub fn refused(&self) -> impl Iterator<Item = &Change> {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Refused { .. }))
+    }
+}
+
+/// Pure: decides each artifact's action from the digest observed at its tag.
+pub fn diff(
+    publications: Vec<Publication>,
+    observed: Vec<Option<String>>,
+    allow_overwrite: bool,
+) -> Plan {
+    let changes = publications
+        .into_iter()
+        .zip(observed)
+        .map(|(publication, observed)| {
+            let action = match &observed {
+                None => Action::Create,
+                Some(d) if d == publication.artifact.digest() => Action::Unchanged,
+                Some(d) if publication.mutable || allow_overwrite => {
+                    Action::Update { from: d.clone() }
+                }
+                Some(d) => Action::Refused { from: d.clone() },
+            };
+            Change {
+                publication,
+                observed,
+                action,
+            }
+        })
+        .collect();
+    Plan { changes }
+}
+
+/// Reads the digest at every wanted tag: one request per artifact, `concurrency` at once.
+/// Returns the observations in order, or every failure (with the artifact's index).
+pub async fn observe(
+    targets: &Targets,
+    publications: &[Publication],
+    concurrency: usize,
+) -> Result<Vec<Option<String>>, Vec<(usize, TargetError)>> {
+    let results: Vec<(usize, Result<Option<String>, TargetError>)> =
+        futures::stream::iter(publications.iter().enumerate())
+            .map(|(i, p)| async move {
+                let target = targets.target(&p.repository);
+                (i, target.manifest_digest(&p.tag).await)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut observed = vec![None; publications.len()];
+    let mut errors = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(d) => observed[i] = d,
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(observed)
+    } else {
+        errors.sort_by_key(|(i, _)| *i);
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::artifact::{Artifact, ArtifactInput};
+    use crate::reference::Repository;
+    use std::sync::Arc;
+
+    pub fn publication(avs: &str, tag: &str, spec: &str, mutable: bool) -> Publication {
+        let input = ArtifactInput {
+            avs: avs.into(),
+            tag: tag.into(),
+            kind: "Hourglass".into(),
+            schema: "s".into(),
+            devkit_version: "eigenpub".into(),
+            created: "2025-01-01T00:00:00Z".into(),
+            source: None,
+            layer_title: None,
+            spec: Arc::from(spec.as_bytes()),
+        };
+        Publication {
+            avs: avs.into(),
+            operator_set: 0,
+            spec: format!("{avs}.yaml"),
+            spec_path: format!("{avs}.yaml").into(),
+            repository: Repository::Remote {
+                registry: "r.example".into(),
+                path: avs.into(),
+            },
+            tag: tag.into(),
+            mutable,
+            artifact: Artifact::build(&input),
+            input,
+        }
+    }
+
+    #[test]
+    fn actions_from_observations() {
+        let a = publication("a", "t", "x: 1", false);
+        let b = publication("b", "t", "x: 2", false);
+        let c = publication("c", "t", "x: 3", false);
+        let d = publication("d", "t", "x: 4", true);
+        let same = a.artifact.digest().to_string();
+        let plan = diff(
+            vec![a, b, c, d],
+            vec![
+                Some(same),
+                None,
+                Some("sha256:old".into()),
+                Some("sha256:old".into()),
+            ],
+            false,
+        );
+        let actions: Vec<_> = plan.changes.iter().map(|c| c.action.clone()).collect();
+        assert_eq!(
+            actions,
+            [
+                Action::Unchanged,
+                Action::Create,
+                Action::Refused {
+                    from: "sha256:old".into()
+                },
+                Action::Update {
+                    from: "sha256:old".into()
+                },
+            ]
+        );
+        assert_eq!(
+            plan.summary(),
+            Summary {
+                create: 1,
+                update: 1,
+                unchanged: 1,
+                refused: 1
+            }
+        );
+        assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn allow_overwrite_turns_refusals_into_updates() {
+        let a = publication("a", "t", "x: 1", false);
+        let plan = diff(vec![a], vec![Some("sha256:old".into())], true);
+        assert_eq!(
+            plan.changes[0].action,
+            Action::Update {
+                from: "sha256:old".into()
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_to_do() {
+        let a = publication("a", "t", "x: 1", false);
+        let d = a.artifact.digest().to_string();
+        let plan = diff(vec![a], vec![Some(d)], false);
+        assert!(!plan.has_changes());
+    }
+}

@@ -1,0 +1,462 @@
+//! `eigenruntime.toml`, format 1: the model users write, parsed with the places of every
+//! value kept, so that a later error (a bad tag, a duplicate, a missing file) can point at
+//! the line that caused it.
+//!
+//! Parsing is pure (text in, [`ProjectFile`] or problems out). [`Settings::for_avs`] and
+//! [`Settings::for_discover`] layer `[defaults]` under per-AVS and per-`[[discover]]`
+//! overrides; the result says exactly which value won and where it was written.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diagnostic::{Problem, SourceFile};
+
+/// The default `config.kind`.
+pub const DEFAULT_KIND: &str = "Hourglass";
+/// The default `config.validationSchema`.
+pub const DEFAULT_SCHEMA: &str = "https://eigenruntime.io/schemas/hourglass/v1/manifest.json";
+/// The default tag template.
+pub const DEFAULT_TAG: &str = "opset-{opset}-v{version}";
+/// The default `config.metadata.devkitVersion`. Deliberately not the running binary's
+/// version: upgrading eigenpub must change no digest.
+pub const DEFAULT_DEVKIT_VERSION: &str = "eigenpub";
+/// The default number of artifacts worked on at once.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// The whole project file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProjectFile {
+    /// Format of the file; only 1 exists.
+    pub format: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistrySettings>,
+    #[serde(default)]
+    pub schemas: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub avs: Vec<Spanned<AvsEntry>>,
+    #[serde(default)]
+    pub discover: Vec<Spanned<DiscoverEntry>>,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Defaults {
+    pub registry: Option<Spanned<String>>,
+    pub source: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub schema: Option<Spanned<String>>,
+    pub devkit_version: Option<Spanned<String>>,
+    pub created: Option<Spanned<String>>,
+    pub tag: Option<Spanned<String>>,
+    pub layer_title: Option<bool>,
+    #[serde(default)]
+    pub mutable_tags: Vec<Spanned<String>>,
+    pub concurrency: Option<Spanned<usize>>,
+}
+
+/// `[registries."host[:port]"]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistrySettings {
+    /// Talk plain HTTP instead of HTTPS. Loopback hosts default to true.
+    pub plain_http: Option<bool>,
+    /// A PEM file of extra CA certificates to trust for this registry.
+    pub ca_file: Option<Spanned<String>>,
+    /// At most this many requests in flight to this registry.
+    pub max_concurrency: Option<usize>,
+    /// At most this many requests per second to this registry.
+    pub requests_per_second: Option<f64>,
+}
+
+/// A `version = …` value: an integer or a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum VersionValue {
+    Int(i64),
+    Str(String),
+}
+
+impl VersionValue {
+    pub fn as_string(&self) -> String {
+        match self {
+            VersionValue::Int(i) => i.to_string(),
+            VersionValue::Str(s) => s.clone(),
+        }
+    }
+}
+
+/// One `[[avs]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AvsEntry {
+    pub name: Spanned<String>,
+    pub version: Option<Spanned<VersionValue>>,
+    pub repository: Option<Spanned<String>>,
+    pub source: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub schema: Option<Spanned<String>>,
+    pub devkit_version: Option<Spanned<String>>,
+    pub created: Option<Spanned<String>>,
+    pub tag: Option<Spanned<String>>,
+    pub layer_title: Option<bool>,
+    #[serde(default)]
+    pub operator_sets: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// One `[[discover]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiscoverEntry {
+    pub specs: Spanned<String>,
+    pub registry: Option<Spanned<String>>,
+    pub source: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub schema: Option<Spanned<String>>,
+    pub devkit_version: Option<Spanned<String>>,
+    pub created: Option<Spanned<String>>,
+    pub tag: Option<Spanned<String>>,
+    pub layer_title: Option<bool>,
+}
+
+/// Every key the file accepts, for "did you mean" suggestions.
+const KNOWN_KEYS: &[&str] = &[
+    "format",
+    "defaults",
+    "registries",
+    "schemas",
+    "avs",
+    "discover",
+    "registry",
+    "source",
+    "kind",
+    "schema",
+    "devkit-version",
+    "created",
+    "tag",
+    "layer-title",
+    "mutable-tags",
+    "concurrency",
+    "plain-http",
+    "ca-file",
+    "max-concurrency",
+    "requests-per-second",
+    "name",
+    "version",
+    "repository",
+    "operator-sets",
+    "specs",
+];
+
+/// Parses the project file's text.
+pub fn parse(file: &SourceFile) -> Result<ProjectFile, Problem> {
+    let parsed: ProjectFile = toml::from_str(&file.text).map_err(|e| toml_problem(file, &e))?;
+    if let Some(format) = &parsed.format
+        && *format.get_ref() != 1
+    {
+        return Err(Problem::error(
+            "eigenpub::project::format",
+            format!(
+                "project file format {} is not supported; this eigenpub reads format 1",
+                format.get_ref()
+            ),
+        )
+        .at(file, format.span(), "unsupported format")
+        .help("write `format = 1`, or upgrade eigenpub"));
+    }
+    Ok(parsed)
+}
+
+fn toml_problem(file: &SourceFile, error: &toml::de::Error) -> Problem {
+    let message = error.message().trim().to_string();
+    let span = error.span().unwrap_or(0..0);
+    let (code, help) = if let Some(key) = unknown_field(&message) {
+        let help = match did_you_mean(&key, KNOWN_KEYS) {
+            Some(best) => format!(
+                "did you mean `{best}`? Every setting is documented in eigenruntime.toml.example"
+            ),
+            None => "remove it; every setting is documented in eigenruntime.toml.example".into(),
+        };
+        ("eigenpub::project::unknown-key", help)
+    } else if message.contains("invalid type") || message.contains("expected") {
+        (
+            "eigenpub::project::type",
+            "check the value's type against eigenruntime.toml.example".to_string(),
+        )
+    } else {
+        (
+            "eigenpub::project::toml",
+            "fix the TOML syntax at the marked place".to_string(),
+        )
+    };
+    let (line, _) = file.line_col(span.start);
+    Problem::error(code, format!("{} (line {line}): {message}", file.name))
+        .at(file, span, first_line(&message))
+        .help(help)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// The closest known word within a small edit distance.
+pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A setting's value and where it was written (for error labels).
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub span: Option<Range<usize>>,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting { value, span: None }
+    }
+}
+
+fn pick(over: &Option<Spanned<String>>, base: &Option<Spanned<String>>) -> Option<Setting<String>> {
+    over.as_ref().or(base.as_ref()).map(|s| Setting {
+        value: s.get_ref().clone(),
+        span: Some(s.span()),
+    })
+}
+
+fn pick_or(
+    over: &Option<Spanned<String>>,
+    base: &Option<Spanned<String>>,
+    default: &str,
+) -> Setting<String> {
+    pick(over, base).unwrap_or_else(|| Setting::default(default.to_string()))
+}
+
+/// The settings in force for one AVS or one `[[discover]]` block, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `registry` (a prefix) or, for an AVS with `repository`, the full repository.
+    pub registry: Option<Setting<String>>,
+    /// True when `registry` is a full repository (`repository = …`), not a prefix.
+    pub registry_is_repository: bool,
+    pub source: Option<Setting<String>>,
+    pub kind: Setting<String>,
+    pub schema: Setting<String>,
+    pub devkit_version: Setting<String>,
+    pub created: Option<Setting<String>>,
+    pub tag: Setting<String>,
+    pub layer_title: bool,
+}
+
+impl Settings {
+    pub fn for_avs(defaults: &Defaults, avs: &AvsEntry) -> Settings {
+        let (registry, registry_is_repository) = match &avs.repository {
+            Some(r) => (
+                Some(Setting {
+                    value: r.get_ref().clone(),
+                    span: Some(r.span()),
+                }),
+                true,
+            ),
+            None => (pick(&None, &defaults.registry), false),
+        };
+        Settings {
+            registry,
+            registry_is_repository,
+            source: pick(&avs.source, &defaults.source),
+            kind: pick_or(&avs.kind, &defaults.kind, DEFAULT_KIND),
+            schema: pick_or(&avs.schema, &defaults.schema, DEFAULT_SCHEMA),
+            devkit_version: pick_or(
+                &avs.devkit_version,
+                &defaults.devkit_version,
+                DEFAULT_DEVKIT_VERSION,
+            ),
+            created: pick(&avs.created, &defaults.created),
+            tag: pick_or(&avs.tag, &defaults.tag, DEFAULT_TAG),
+            layer_title: avs.layer_title.or(defaults.layer_title).unwrap_or(true),
+        }
+    }
+
+    pub fn for_discover(defaults: &Defaults, d: &DiscoverEntry) -> Settings {
+        Settings {
+            registry: pick(&d.registry, &defaults.registry),
+            registry_is_repository: false,
+            source: pick(&d.source, &defaults.source),
+            kind: pick_or(&d.kind, &defaults.kind, DEFAULT_KIND),
+            schema: pick_or(&d.schema, &defaults.schema, DEFAULT_SCHEMA),
+            devkit_version: pick_or(
+                &d.devkit_version,
+                &defaults.devkit_version,
+                DEFAULT_DEVKIT_VERSION,
+            ),
+            created: pick(&d.created, &defaults.created),
+            tag: pick_or(&d.tag, &defaults.tag, DEFAULT_TAG),
+            layer_title: d.layer_title.or(defaults.layer_title).unwrap_or(true),
+        }
+    }
+}
+
+/// Placeholders a tag template may use.
+pub const TAG_PLACEHOLDERS: &[&str] = &["avs", "opset", "version"];
+
+/// Fills a tag template. Unknown placeholders and unbalanced braces are errors.
+pub fn render_tag(template: &str, avs: &str, opset: u32, version: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        out.push_str(&rest[..open]);
+        if rest[open..].starts_with('}') {
+            return Err(format!("tag template `{template}` has a `}}` with no `{{`"));
+        }
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("tag template `{template}` has a `{{` with no `}}`"))?;
+        let name = &after[..close];
+        match name {
+            "avs" => out.push_str(avs),
+            "opset" => out.push_str(&opset.to_string()),
+            "version" => out.push_str(version),
+            other => {
+                return Err(format!(
+                    "tag template `{template}` uses `{{{other}}}`; the placeholders are {{avs}}, {{opset}} and {{version}}"
+                ));
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> SourceFile {
+        SourceFile::new("eigenruntime.toml", text)
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let text = r#"
+[defaults]
+registry = "ghcr.io/acme"
+source = "https://github.com/acme/avs-monorepo"
+kind = "Hourglass"
+schema = "https://eigenruntime.io/schemas/hourglass/v1/manifest.json"
+devkit-version = "v0.0.9"
+created = "2025-01-01T00:00:00Z"
+tag = "opset-{opset}-v{version}"
+layer-title = true
+mutable-tags = []
+concurrency = 8
+
+[registries."localhost:5000"]
+plain-http = true
+
+[[avs]]
+name = "price-oracle"
+version = 3
+[avs.operator-sets]
+0 = "avs/price-oracle/aggregator.yaml"
+1 = "avs/price-oracle/executor.yaml"
+
+[[discover]]
+specs = "fleet/{avs}/opset-{opset}.yaml"
+"#;
+        let p = parse(&file(text)).unwrap();
+        assert_eq!(p.avs.len(), 1);
+        assert_eq!(p.avs[0].get_ref().operator_sets.len(), 2);
+        assert_eq!(p.discover.len(), 1);
+        assert_eq!(p.registries["localhost:5000"].plain_http, Some(true));
+        let s = Settings::for_avs(&p.defaults, p.avs[0].get_ref());
+        assert_eq!(s.registry.unwrap().value, "ghcr.io/acme");
+        assert_eq!(s.devkit_version.value, "v0.0.9");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line_and_suggestion() {
+        let f = file("[defaults]\nregistry = \"x\"\nregsitry = \"y\"\n");
+        let problem = parse(&f).unwrap_err();
+        assert_eq!(problem.code, "eigenpub::project::unknown-key");
+        assert!(problem.message.contains("line 3"), "{}", problem.message);
+        assert!(problem.help.unwrap().contains("`registry`"));
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let f = file("[defaults]\nregistry = \n");
+        let problem = parse(&f).unwrap_err();
+        assert!(problem.message.contains("line 2"), "{}", problem.message);
+    }
+
+    #[test]
+    fn per_avs_settings_override_defaults() {
+        let f = file(
+            "[defaults]\nregistry = \"ghcr.io/a\"\nkind = \"K\"\nlayer-title = false\n[[avs]]\nname = \"x\"\nkind = \"L\"\nrepository = \"ghcr.io/b/y\"\n",
+        );
+        let p = parse(&f).unwrap();
+        let s = Settings::for_avs(&p.defaults, p.avs[0].get_ref());
+        assert_eq!(s.kind.value, "L");
+        assert!(s.registry_is_repository);
+        assert_eq!(s.registry.unwrap().value, "ghcr.io/b/y");
+        assert!(!s.layer_title);
+        assert_eq!(s.schema.value, DEFAULT_SCHEMA);
+        assert_eq!(s.devkit_version.value, DEFAULT_DEVKIT_VERSION);
+    }
+
+    #[test]
+    fn tag_templates() {
+        assert_eq!(render_tag(DEFAULT_TAG, "a", 1, "3").unwrap(), "opset-1-v3");
+        assert_eq!(render_tag("{avs}-{opset}", "a", 0, "3").unwrap(), "a-0");
+        assert!(
+            render_tag("v{ver}", "a", 0, "3")
+                .unwrap_err()
+                .contains("{ver}")
+        );
+        assert!(render_tag("v{version", "a", 0, "3").is_err());
+        assert!(render_tag("v}", "a", 0, "3").is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("regsitry", KNOWN_KEYS), Some("registry"));
+        assert_eq!(
+            did_you_mean("mutable-tag", KNOWN_KEYS),
+            Some("mutable-tags")
+        );
+        assert_eq!(did_you_mean("zzzzzzzz", KNOWN_KEYS), None);
+    }
+}

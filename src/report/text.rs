@@ -1,0 +1,162 @@
+//! The text renderer: plans and apply results for people at a terminal and in CI logs.
+
+use std::fmt::Write;
+
+use crate::apply::{Outcome, totals};
+use crate::plan::{Action, Change, Plan};
+
+/// ANSI styling, on or off.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+}
+
+/// One plan line for a change (`None` for unchanged artifacts unless verbose).
+pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<String> {
+    let p = &change.publication;
+    let reference = p.reference();
+    let digest = p.artifact.digest();
+    Some(match &change.action {
+        Action::Create => format!("{} {reference} {digest}", style.green("+ create")),
+        Action::Update { from } => format!(
+            "{} {reference} {from} -> {digest}",
+            style.yellow("~ update")
+        ),
+        Action::Refused { from } => format!(
+            "{} {reference} {from} -> {digest} (published tag is immutable; bump the version or pass --allow-overwrite)",
+            style.red("! refuse")
+        ),
+        Action::Unchanged if verbose => {
+            format!("{} {reference} {digest}", style.dim("= unchanged"))
+        }
+        Action::Unchanged => return None,
+    })
+}
+
+/// The summary line: `Plan: N to create, M to update, K unchanged.`
+pub fn plan_summary(plan: &Plan) -> String {
+    let s = plan.summary();
+    let mut line = format!(
+        "Plan: {} to create, {} to update, {} unchanged",
+        s.create, s.update, s.unchanged
+    );
+    if s.refused > 0 {
+        let _ = write!(line, ", {} refused", s.refused);
+    }
+    line.push('.');
+    line
+}
+
+/// The whole plan as text.
+pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
+    let mut out = String::new();
+    for change in &plan.changes {
+        if let Some(line) = change_line(change, style, verbose) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        out.push_str("No changes: every tag already holds its artifact.\n");
+    } else {
+        out.push('\n');
+    }
+    out.push_str(&style.bold(&plan_summary(plan)));
+    out.push('\n');
+    out
+}
+
+/// One result line for a finished artifact.
+pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String {
+    let reference = change.publication.reference();
+    match outcome {
+        Outcome::Pushed { digest } => format!("{} {reference} {digest}", style.green("pushed   ")),
+        Outcome::Unchanged => format!("{} {reference}", style.dim("unchanged")),
+        Outcome::Failed(e) => {
+            let mut line = format!("{} {reference}: {}", style.red("failed   "), e.message);
+            if !e.help.is_empty() {
+                let _ = write!(line, "\n          help: {}", e.help);
+            }
+            line
+        }
+        Outcome::NotStarted => format!("{} {reference}", style.yellow("skipped  ")),
+    }
+}
+
+/// The apply summary line.
+pub fn apply_summary(outcomes: &[Outcome]) -> String {
+    let t = totals(outcomes);
+    let mut line = format!(
+        "Apply: {} pushed, {} unchanged, {} failed",
+        t.pushed, t.unchanged, t.failed
+    );
+    if t.not_started > 0 {
+        let _ = write!(line, ", {} not started", t.not_started);
+    }
+    line.push('.');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{diff, tests::publication};
+
+    #[test]
+    fn renders_a_plan() {
+        let a = publication("a", "opset-0-v1", "x: 1", false);
+        let b = publication("b", "opset-0-v1", "x: 2", true);
+        let c = publication("c", "opset-0-v1", "x: 3", false);
+        let c_digest = c.artifact.digest().to_string();
+        let (da, db) = (
+            a.artifact.digest().to_string(),
+            b.artifact.digest().to_string(),
+        );
+        let p = diff(
+            vec![a, b, c],
+            vec![None, Some("sha256:old".into()), Some(c_digest)],
+            false,
+        );
+        let text = plan(&p, Style { color: false }, false);
+        assert_eq!(
+            text,
+            format!(
+                "+ create r.example/a:opset-0-v1 {da}\n~ update r.example/b:opset-0-v1 sha256:old -> {db}\n\nPlan: 1 to create, 1 to update, 1 unchanged.\n"
+            )
+        );
+    }
+
+    #[test]
+    fn no_changes_says_so() {
+        let a = publication("a", "t", "x: 1", false);
+        let d = a.artifact.digest().to_string();
+        let p = diff(vec![a], vec![Some(d)], false);
+        let text = plan(&p, Style { color: false }, false);
+        assert!(text.ends_with("Plan: 0 to create, 0 to update, 1 unchanged.\n"));
+    }
+}

@@ -1,0 +1,227 @@
+//! An OCI image layout on disk: a complete backend, not a test aid.
+//!
+//! `<root>/<repository>/` holds `oci-layout`, `index.json` (one entry per tag, named by
+//! `org.opencontainers.image.ref.name`) and `blobs/sha256/<hex>`, so `skopeo`, `oras` and
+//! `crane` read it as `oci:<root>/<repository>:<tag>`. Every write is atomic (a temporary
+//! file in the same folder, then a rename), blobs are written before the index names them,
+//! and `index.json` is rewritten under a lock (in-process and across processes), so an
+//! interrupted or concurrent run never leaves a tag naming a missing or partial blob.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::artifact::{self, Blob};
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// One repository stored as an OCI image layout.
+pub struct Layout {
+    dir: PathBuf,
+    index_lock: Mutex<()>,
+}
+
+/// A layout failure: which folder, and what happened.
+#[derive(Debug, Clone)]
+pub struct LayoutError {
+    pub dir: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OCI layout {}: {}", self.dir.display(), self.message)
+    }
+}
+
+impl Layout {
+    pub fn new(dir: PathBuf) -> Layout {
+        Layout {
+            dir,
+            index_lock: Mutex::new(()),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> LayoutError {
+        LayoutError {
+            dir: self.dir.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| self.error(format!("`{digest}` is not a sha256 digest")))?;
+        Ok(self.dir.join("blobs").join("sha256").join(hex))
+    }
+
+    /// Reads `index.json`; a missing layout is an empty one.
+    fn read_index(&self) -> Result<Value, LayoutError> {
+        match fs::read(self.dir.join("index.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.error(format!("index.json is not valid JSON: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(json!({"schemaVersion": 2, "manifests": []}))
+            }
+            Err(e) => Err(self.error(format!("cannot read index.json: {e}"))),
+        }
+    }
+
+    /// The digest a tag points at, or `None`.
+    pub fn manifest_digest(&self, tag: &str) -> Result<Option<String>, LayoutError> {
+        let index = self.read_index()?;
+        Ok(find_tag(&index, tag).and_then(|m| m["digest"].as_str().map(str::to_string)))
+    }
+
+    pub fn blob_exists(&self, digest: &str) -> Result<bool, LayoutError> {
+        Ok(self.blob_path(digest)?.is_file())
+    }
+
+    pub fn fetch_blob(&self, digest: &str) -> Result<Option<Bytes>, LayoutError> {
+        match fs::read(self.blob_path(digest)?) {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(format!("cannot read blob {digest}: {e}"))),
+        }
+    }
+
+    /// The manifest bytes at a tag or digest, or `None`.
+    pub fn fetch_manifest(&self, reference: &str) -> Result<Option<Bytes>, LayoutError> {
+        let digest = if reference.starts_with("sha256:") {
+            reference.to_string()
+        } else {
+            match self.manifest_digest(reference)? {
+                Some(d) => d,
+                None => return Ok(None),
+            }
+        };
+        self.fetch_blob(&digest)
+    }
+
+    /// Writes a blob (atomically) unless it is already there.
+    pub fn push_blob(&self, blob: &Blob) -> Result<(), LayoutError> {
+        self.ensure_layout()?;
+        let path = self.blob_path(&blob.digest)?;
+        if path.is_file()
+            && artifact::sha256_digest(&fs::read(&path).unwrap_or_default()) == blob.digest
+        {
+            return Ok(());
+        }
+        write_atomic(&path, &blob.bytes)
+            .map_err(|e| self.error(format!("cannot write blob {}: {e}", blob.digest)))
+    }
+
+    /// Writes the manifest blob, then points the tag at it in `index.json`.
+    pub fn push_manifest(
+        &self,
+        tag: &str,
+        manifest: &Blob,
+        artifact_type: &str,
+    ) -> Result<String, LayoutError> {
+        self.push_blob(manifest)?;
+        let _guard = self.index_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let lock_file = File::open(self.dir.join("oci-layout"))
+            .map_err(|e| self.error(format!("cannot open oci-layout: {e}")))?;
+        lock_file
+            .lock()
+            .map_err(|e| self.error(format!("cannot lock the layout: {e}")))?;
+        let mut index = self.read_index()?;
+        let entry = json!({
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest,
+            "size": manifest.size(),
+            "artifactType": artifact_type,
+            "annotations": { REF_NAME: tag },
+        });
+        let manifests = index["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| self.error("index.json has no `manifests` list"))?;
+        match manifests
+            .iter_mut()
+            .find(|m| m["annotations"][REF_NAME] == tag)
+        {
+            Some(existing) => *existing = entry,
+            None => manifests.push(entry),
+        }
+        let bytes = serde_json::to_vec_pretty(&index).expect("JSON values serialize");
+        write_atomic(&self.dir.join("index.json"), &bytes)
+            .map_err(|e| self.error(format!("cannot write index.json: {e}")))?;
+        drop(lock_file);
+        Ok(manifest.digest.clone())
+    }
+
+    fn ensure_layout(&self) -> Result<(), LayoutError> {
+        let marker = self.dir.join("oci-layout");
+        if marker.is_file() {
+            return Ok(());
+        }
+        fs::create_dir_all(self.dir.join("blobs").join("sha256"))
+            .map_err(|e| self.error(format!("cannot create the layout folder: {e}")))?;
+        write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(|e| self.error(format!("cannot write oci-layout: {e}")))
+    }
+}
+
+fn find_tag<'a>(index: &'a Value, tag: &str) -> Option<&'a Value> {
+    index["manifests"]
+        .as_array()?
+        .iter()
+        .find(|m| m["annotations"][REF_NAME] == tag)
+}
+
+/// Writes a file atomically: a temporary file in the same folder, synced, then renamed.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eigenpub-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_point_at_written_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("repo"));
+        assert_eq!(layout.manifest_digest("t").unwrap(), None);
+        let blob = Blob::new("text/yaml", b"a: 1\n".to_vec());
+        layout.push_blob(&blob).unwrap();
+        assert!(layout.blob_exists(&blob.digest).unwrap());
+        let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{}".to_vec());
+        layout
+            .push_manifest("t", &manifest, artifact::ARTIFACT_TYPE)
+            .unwrap();
+        assert_eq!(
+            layout.manifest_digest("t").unwrap(),
+            Some(manifest.digest.clone())
+        );
+        // Re-pointing a tag replaces its entry instead of adding a second one.
+        let other = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{\"a\":1}".to_vec());
+        layout
+            .push_manifest("t", &other, artifact::ARTIFACT_TYPE)
+            .unwrap();
+        let index = layout.read_index().unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(layout.manifest_digest("t").unwrap(), Some(other.digest));
+        assert!(dir.path().join("repo/oci-layout").is_file());
+    }
+
+    #[test]
+    fn bad_digests_never_become_paths() {
+        let layout = Layout::new(PathBuf::from("/nonexistent"));
+        assert!(layout.blob_exists("sha256:../../etc/passwd").is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! Where artifacts are published: one interface, two backends.
+//!
+//! A [`Target`] is a single repository, either in a registry ([`remote`]) or in an OCI
+//! image layout on disk ([`layout`]). Planning and applying only use this interface, so a
+//! plan against a layout and a plan against GHCR walk the same code path. [`Targets`] holds
+//! one connection per registry host (credentials, TLS roots, limits) and one handle per
+//! layout folder, shared by every artifact of a run.
+
+pub mod layout;
+pub mod remote;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::artifact::{ARTIFACT_TYPE, Blob};
+use crate::diagnostic::Problem;
+use crate::load::Project;
+use crate::reference::{Repository, is_loopback};
+use layout::Layout;
+use remote::{Access, Registry, RegistryError, RegistryOptions, Stats};
+
+/// A failure at a target, ready to be shown.
+#[derive(Debug, Clone)]
+pub struct TargetError {
+    /// The registry host or the layout folder.
+    pub target: String,
+    pub code: &'static str,
+    pub message: String,
+    pub help: String,
+    /// True when trying again later may succeed (network, server, rate limit).
+    pub transient: bool,
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl TargetError {
+    pub fn to_problem(&self) -> Problem {
+        let p = Problem::error(self.code, self.message.clone());
+        if self.help.is_empty() {
+            p
+        } else {
+            p.help(self.help.clone())
+        }
+    }
+}
+
+impl From<RegistryError> for TargetError {
+    fn from(e: RegistryError) -> Self {
+        use remote::ErrorKind::*;
+        let code = match e.kind {
+            Unreachable => "eigenpub::registry::unreachable",
+            Tls => "eigenpub::registry::tls",
+            Auth => "eigenpub::registry::auth",
+            Denied => "eigenpub::registry::denied",
+            Rejected => "eigenpub::registry::rejected",
+            Server => "eigenpub::registry::server",
+            Protocol => "eigenpub::registry::protocol",
+        };
+        TargetError {
+            message: e.to_string(),
+            target: e.registry,
+            code,
+            help: e.help,
+            transient: matches!(e.kind, Unreachable | Server),
+        }
+    }
+}
+
+impl From<layout::LayoutError> for TargetError {
+    fn from(e: layout::LayoutError) -> Self {
+        TargetError {
+            target: e.dir.display().to_string(),
+            code: "eigenpub::layout::io",
+            message: e.to_string(),
+            help: "check the folder's permissions and free space".into(),
+            transient: false,
+        }
+    }
+}
+
+/// One repository to publish into.
+#[derive(Clone)]
+pub enum Target {
+    Remote {
+        registry: Arc<Registry>,
+        repository: String,
+    },
+    Layout(Arc<Layout>),
+}
+
+impl Target {
+    /// The digest a tag points at, or `None` when the tag does not exist.
+    pub async fn manifest_digest(&self, tag: &str) -> Result<Option<String>, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.manifest_digest(repository, tag).await?),
+            Target::Layout(l) => Ok(l.manifest_digest(tag)?),
+        }
+    }
+
+    pub async fn blob_exists(&self, digest: &str) -> Result<bool, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.blob_exists(repository, digest).await?),
+            Target::Layout(l) => Ok(l.blob_exists(digest)?),
+        }
+    }
+
+    pub async fn push_blob(&self, blob: &Blob) -> Result<(), TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.push_blob(repository, blob).await?),
+            Target::Layout(l) => Ok(l.push_blob(blob)?),
+        }
+    }
+
+    /// Pushes the manifest's exact bytes under a tag; returns the digest the target reports.
+    pub async fn push_manifest(&self, tag: &str, manifest: &Blob) -> Result<String, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.push_manifest(repository, tag, manifest).await?),
+            Target::Layout(l) => Ok(l.push_manifest(tag, manifest, ARTIFACT_TYPE)?),
+        }
+    }
+
+    pub async fn fetch_manifest(&self, reference: &str) -> Result<Option<Bytes>, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.fetch_manifest(repository, reference).await?),
+            Target::Layout(l) => Ok(l.fetch_manifest(reference)?),
+        }
+    }
+
+    pub async fn fetch_blob(&self, digest: &str) -> Result<Option<Bytes>, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.fetch_blob(repository, digest).await?),
+            Target::Layout(l) => Ok(l.fetch_blob(digest)?),
+        }
+    }
+}
+
+/// Every registry and layout a run talks to.
+pub struct Targets {
+    registries: HashMap<String, Arc<Registry>>,
+    layouts: std::sync::Mutex<HashMap<PathBuf, Arc<Layout>>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Targets {
+    /// Sets up a connection per registry the project names: credentials, TLS, limits.
+    pub async fn connect(project: &Project, access: Access) -> Result<Targets, Vec<Problem>> {
+        let stats = Arc::new(Stats::default());
+        let mut hosts: Vec<String> = project
+            .publications
+            .iter()
+            .filter_map(|p| p.repository.registry().map(str::to_string))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut registries = HashMap::new();
+        let mut problems = Vec::new();
+        for host in hosts {
+            let settings = project.registries.get(&host).cloned().unwrap_or_default();
+            let lookup = host.clone();
+            let credential =
+                tokio::task::spawn_blocking(move || crate::credentials::resolve(&lookup))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("credential lookup failed: {e}")));
+            let credential = match credential {
+                Ok(c) => c,
+                Err(m) => {
+                    problems.push(
+                        Problem::error("eigenpub::registry::credentials", format!("registry {host}: {m}"))
+                            .help(format!("fix Docker's config.json or the credential helper, or log in again with `docker login {host}`")),
+                    );
+                    continue;
+                }
+            };
+            let ca_pem = match &settings.ca_file {
+                Some(path) => {
+                    let full = project.dir.join(path.get_ref());
+                    match std::fs::read(&full) {
+                        Ok(pem) => Some((path.get_ref().clone(), pem)),
+                        Err(e) => {
+                            problems.push(
+                                Problem::error(
+                                    "eigenpub::registry::ca-file",
+                                    format!(
+                                        "registry {host}: cannot read ca-file {}: {e}",
+                                        full.display()
+                                    ),
+                                )
+                                .help("ca-file is relative to the project file"),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
+            let options = RegistryOptions {
+                plain_http: settings.plain_http.unwrap_or_else(|| is_loopback(&host)),
+                ca_pem,
+                max_concurrency: settings.max_concurrency,
+                requests_per_second: settings.requests_per_second,
+                access,
+                ..RegistryOptions::default()
+            };
+            match Registry::new(&host, options, credential, stats.clone()) {
+                Ok(r) => {
+                    registries.insert(host, Arc::new(r));
+                }
+                Err(e) => problems.push(TargetError::from(e).to_problem()),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Targets {
+            registries,
+            layouts: std::sync::Mutex::new(HashMap::new()),
+            stats,
+        })
+    }
+
+    /// The target for a repository.
+    pub fn target(&self, repository: &Repository) -> Target {
+        match repository {
+            Repository::Remote { registry, path } => Target::Remote {
+                registry: self.registries[registry].clone(),
+                repository: path.clone(),
+            },
+            Repository::Layout { root, path, .. } => {
+                let dir = root.join(path);
+                let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+                Target::Layout(
+                    layouts
+                        .entry(dir.clone())
+                        .or_insert_with(|| Arc::new(Layout::new(dir)))
+                        .clone(),
+                )
+            }
+        }
+    }
+
+    /// Requests sent to registries so far (token requests included).
+    pub fn requests(&self) -> u64 {
+        self.stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

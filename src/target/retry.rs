@@ -1,0 +1,172 @@
+//! When to try a registry request again, and how long to wait: one table, one place.
+//!
+//! Registries fail in a few recognisable ways: rate limits (429, and GHCR's 403 "secondary
+//! rate limit"), overload (502/503/504), timeouts (408) and dropped connections. Those are
+//! worth another try after a pause; everything else (401, a 404 on push, `DIGEST_INVALID`,
+//! `MANIFEST_INVALID`) would fail the same way again and is reported at once.
+
+use std::time::{Duration, SystemTime};
+
+/// Whether a failed attempt is worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Retry,
+    /// Rate limited: retry, and slow down for the whole registry.
+    Throttled,
+    Fail,
+}
+
+/// Registry error codes that never succeed on a second try.
+const PERMANENT_CODES: &[&str] = &[
+    "DIGEST_INVALID",
+    "MANIFEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN",
+    "MANIFEST_UNVERIFIED",
+    "NAME_INVALID",
+    "NAME_UNKNOWN",
+    "SIZE_INVALID",
+    "TAG_INVALID",
+    "UNAUTHORIZED",
+    "DENIED",
+    "UNSUPPORTED",
+    "BLOB_UPLOAD_INVALID",
+];
+
+/// Classifies an HTTP answer: status and the registry's error codes / message.
+pub fn classify(status: u16, codes: &[String], message: &str) -> Verdict {
+    if codes.iter().any(|c| PERMANENT_CODES.contains(&c.as_str())) && status != 429 {
+        // A 403 with DENIED is permanent unless it speaks of a rate limit (below).
+        if !(status == 403 && mentions_rate_limit(message)) {
+            return Verdict::Fail;
+        }
+    }
+    match status {
+        429 => Verdict::Throttled,
+        403 if mentions_rate_limit(message) => Verdict::Throttled,
+        408 | 500 | 502 | 503 | 504 => Verdict::Retry,
+        _ => Verdict::Fail,
+    }
+}
+
+fn mentions_rate_limit(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("rate limit") || m.contains("too many requests") || m.contains("toomanyrequests")
+}
+
+/// Backoff policy: exponential with full jitter, capped; `Retry-After` wins when given.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            attempts: 6,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Backoff {
+    /// How long to wait before attempt `attempt + 1` (attempt counts from 0).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.cap);
+        }
+        let exp = self.base.saturating_mul(1u32 << attempt.min(16));
+        let max = exp.min(self.cap);
+        // Full jitter between half and all of the exponential delay.
+        max.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// Parses `Retry-After`: seconds, or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let when = time::PrimitiveDateTime::parse(value, &format)
+        .ok()?
+        .assume_utc();
+    let when: SystemTime = when.into();
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A small, dependency-free jitter source (quality is irrelevant, spread is what matters).
+pub fn jitter() -> f64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() % 10_000) as f64 / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table() {
+        assert_eq!(classify(429, &[], ""), Verdict::Throttled);
+        assert_eq!(classify(503, &[], ""), Verdict::Retry);
+        assert_eq!(classify(500, &[], ""), Verdict::Retry);
+        assert_eq!(classify(408, &[], ""), Verdict::Retry);
+        assert_eq!(classify(401, &[], ""), Verdict::Fail);
+        assert_eq!(classify(404, &[], ""), Verdict::Fail);
+        assert_eq!(classify(400, &["DIGEST_INVALID".into()], ""), Verdict::Fail);
+        assert_eq!(
+            classify(500, &["MANIFEST_INVALID".into()], ""),
+            Verdict::Fail
+        );
+        assert_eq!(
+            classify(
+                403,
+                &["DENIED".into()],
+                "You have exceeded a secondary rate limit"
+            ),
+            Verdict::Throttled
+        );
+        assert_eq!(
+            classify(403, &["DENIED".into()], "permission denied"),
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Backoff::default();
+        assert!(b.delay(0, None, 1.0) <= Duration::from_millis(200));
+        assert!(b.delay(3, None, 1.0) == Duration::from_millis(1600));
+        assert_eq!(b.delay(30, None, 1.0), b.cap);
+        assert_eq!(b.delay(0, Some(Duration::from_secs(999)), 0.0), b.cap);
+        assert_eq!(
+            b.delay(0, Some(Duration::from_secs(2)), 0.0),
+            Duration::from_secs(2)
+        );
+    }
+}
