@@ -90,10 +90,13 @@ type Cells = HashMap<(String, String), Arc<OnceCell<()>>>;
 #[derive(Default)]
 struct Ledger {
     cells: std::sync::Mutex<Cells>,
+    /// Per `(registry, digest)`: a repository of that registry known to hold the blob,
+    /// so another repository can mount it instead of uploading it again.
+    holders: std::sync::Mutex<HashMap<(String, String), String>>,
 }
 
 impl Ledger {
-    /// Makes sure a blob is in a repository: HEAD, and upload only when absent. Concurrent
+    /// Makes sure a blob is in a repository, uploading it only when absent. Concurrent
     /// callers for the same blob and repository share one check and one upload.
     async fn ensure(&self, key: &str, target: &Target, blob: &Blob) -> Result<(), TargetError> {
         let cell = self
@@ -104,8 +107,23 @@ impl Ledger {
             .or_default()
             .clone();
         cell.get_or_try_init(|| async {
-            if !target.blob_exists(&blob.digest).await? {
-                target.push_blob(blob).await?;
+            let holder_key = target
+                .registry()
+                .map(|r| (r.to_string(), blob.digest.clone()));
+            let from = holder_key.as_ref().and_then(|k| {
+                self.holders
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(k)
+                    .cloned()
+            });
+            target.ensure_blob(blob, from.as_deref()).await?;
+            if let (Some(k), Some(repository)) = (holder_key, target.repository()) {
+                self.holders
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(k)
+                    .or_insert_with(|| repository.to_string());
             }
             Ok::<(), TargetError>(())
         })
@@ -131,7 +149,7 @@ pub async fn apply(
                 let outcome = match &change.action {
                     Action::Unchanged => Outcome::Unchanged,
                     Action::Refused { .. } => Outcome::NotStarted,
-                    Action::Create | Action::Update { .. } => {
+                    Action::Create | Action::Update { .. } | Action::Retag { .. } => {
                         if options.stop.load(Ordering::SeqCst) {
                             Outcome::NotStarted
                         } else {
@@ -170,8 +188,11 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
     let p = &change.publication;
     let target = targets.target(&p.repository);
     let key = p.repository.to_string();
-    for blob in p.artifact.blobs() {
-        ledger.ensure(&key, &target, blob).await?;
+    // A retag's manifest is already in the repository, and with it its blobs.
+    if !matches!(change.action, Action::Retag { .. }) {
+        for blob in p.artifact.blobs() {
+            ledger.ensure(&key, &target, blob).await?;
+        }
     }
     let reported = target.push_manifest(&p.tag, &p.artifact.manifest).await?;
     if reported != p.artifact.digest() {

@@ -8,8 +8,8 @@
 //! devkit's. Nothing here reads a clock, the environment or a file: the same [`ArtifactInput`]
 //! gives the same bytes on every machine and in every time zone.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -53,7 +53,7 @@ pub struct ArtifactInput {
     /// The layer's title annotation (the spec file name); `None` = devkit's exact layout.
     pub layer_title: Option<String>,
     /// The spec file's bytes, unmodified.
-    pub spec: Arc<[u8]>,
+    pub spec: Bytes,
 }
 
 /// A content-addressed blob: its media type, its bytes and their digest.
@@ -61,12 +61,12 @@ pub struct ArtifactInput {
 pub struct Blob {
     pub media_type: &'static str,
     pub digest: String,
-    pub bytes: Arc<[u8]>,
+    pub bytes: Bytes,
 }
 
 impl Blob {
     /// Wraps bytes, computing their `sha256:` digest.
-    pub fn new(media_type: &'static str, bytes: impl Into<Arc<[u8]>>) -> Self {
+    pub fn new(media_type: &'static str, bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         Blob {
             media_type,
@@ -209,7 +209,7 @@ mod tests {
             created: "2025-01-01T00:00:00Z".into(),
             source: Some("https://github.com/Layr-Labs/devkit-cli".into()),
             layer_title: None,
-            spec: Arc::from(&b"apiVersion: eigenruntime.io/v1\nkind: Hourglass\nname: price-oracle\nversion: 0.3.1\nspec:\n  aggregator:\n    registry: public.ecr.aws/acme/price-oracle-aggregator\n    digest: sha256:285a54\n    env:\n"[..]),
+            spec: Bytes::from_static(b"apiVersion: eigenruntime.io/v1\nkind: Hourglass\nname: price-oracle\nversion: 0.3.1\nspec:\n  aggregator:\n    registry: public.ecr.aws/acme/price-oracle-aggregator\n    digest: sha256:285a54\n    env:\n"),
         }
     }
 
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn layer_is_the_spec_bytes_unmodified() {
         let mut input = input();
-        input.spec = Arc::from(&b"\xef\xbb\xbfname: x\r\nversion: 1\r\n"[..]);
+        input.spec = Bytes::from_static(b"\xef\xbb\xbfname: x\r\nversion: 1\r\n");
         let artifact = Artifact::build(&input);
         assert_eq!(&*artifact.layer.bytes, &*input.spec);
         assert_eq!(artifact.layer.media_type, LAYER_MEDIA_TYPE);

@@ -136,7 +136,10 @@ async fn make_plan(
 ) -> Result<(Project, Targets, Plan), u8> {
     let project = load_project(global, diagnostics).ok_or(FAILED)?;
     let targets = match Targets::connect(&project, access).await {
-        Ok(t) => t,
+        Ok(mut t) => {
+            t.allow_overwrite = allow_overwrite;
+            t
+        }
         Err(problems) => {
             report::print_problems(&problems, diagnostics, stderr_color(global));
             return Err(FAILED);

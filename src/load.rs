@@ -6,10 +6,10 @@
 //! ([`project`], [`discover`], [`spec`], [`artifact`]). All problems found are returned
 //! together, in a stable order, and nothing is planned when any of them is an error.
 
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -145,7 +145,7 @@ fn resolve(
     let entries = entries(file, parsed, dir, &mut problems);
 
     // Read and parse every spec; keep going to report every problem at once.
-    let mut documents: Vec<Option<(Arc<[u8]>, SpecDocument)>> = Vec::with_capacity(entries.len());
+    let mut documents: Vec<Option<(Bytes, SpecDocument)>> = Vec::with_capacity(entries.len());
     for entry in &entries {
         documents.push(read_spec(file, entry, &schemas, &mut problems));
     }
@@ -367,7 +367,7 @@ fn read_spec(
     entry: &Entry,
     schemas: &SchemaSet,
     problems: &mut Problems,
-) -> Option<(Arc<[u8]>, SpecDocument)> {
+) -> Option<(Bytes, SpecDocument)> {
     let bytes = match std::fs::read(&entry.spec_path) {
         Ok(b) => b,
         Err(e) => {
@@ -407,7 +407,7 @@ fn read_spec(
     if problems.error_count() > before {
         return None;
     }
-    Some((Arc::from(bytes), document))
+    Some((Bytes::from(bytes), document))
 }
 
 fn uses_git(entry: &Entry, env: &Env) -> bool {
@@ -462,7 +462,7 @@ fn publication(
     file: &SourceFile,
     dir: &Path,
     entry: &Entry,
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
     document: &SpecDocument,
     git: &GitTimes,
     epoch: &Option<String>,

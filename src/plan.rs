@@ -17,6 +17,9 @@ pub enum Action {
     Create,
     /// The tag exists with another digest and may be overwritten.
     Update { from: String },
+    /// The manifest is already in the repository (under another tag, or by digest): only
+    /// the tag is written, no blob is uploaded. `from` is what the tag held, if anything.
+    Retag { from: Option<String> },
     /// The tag already holds exactly this artifact.
     Unchanged,
     /// The tag exists with another digest and is immutable: the plan refuses to overwrite it.
@@ -28,6 +31,7 @@ impl Action {
         match self {
             Action::Create => "create",
             Action::Update { .. } => "update",
+            Action::Retag { .. } => "retag",
             Action::Unchanged => "unchanged",
             Action::Refused { .. } => "refused",
         }
@@ -35,7 +39,10 @@ impl Action {
 
     /// True when applying this action writes to the target.
     pub fn pushes(&self) -> bool {
-        matches!(self, Action::Create | Action::Update { .. })
+        matches!(
+            self,
+            Action::Create | Action::Update { .. } | Action::Retag { .. }
+        )
     }
 }
 
@@ -53,6 +60,7 @@ pub struct Change {
 pub struct Summary {
     pub create: usize,
     pub update: usize,
+    pub retag: usize,
     pub unchanged: usize,
     pub refused: usize,
 }
@@ -70,6 +78,7 @@ impl Plan {
             match c.action {
                 Action::Create => s.create += 1,
                 Action::Update { .. } => s.update += 1,
+                Action::Retag { .. } => s.retag += 1,
                 Action::Unchanged => s.unchanged += 1,
                 Action::Refused { .. } => s.refused += 1,
             }
@@ -89,27 +98,47 @@ impl Plan {
     }
 }
 
-/// Pure: decides each artifact's action from the digest observed at its tag.
+/// What a target holds for one wanted artifact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// The digest the tag points at, if the tag exists.
+    pub tag: Option<String>,
+    /// True when the wanted manifest is already in the repository (checked only when the
+    /// tag does not already hold it).
+    pub manifest_present: bool,
+}
+
+impl Observation {
+    pub fn tag(digest: Option<&str>) -> Observation {
+        Observation {
+            tag: digest.map(str::to_string),
+            manifest_present: false,
+        }
+    }
+}
+
+/// Pure: decides each artifact's action from what was observed at its tag.
 pub fn diff(
     publications: Vec<Publication>,
-    observed: Vec<Option<String>>,
+    observed: Vec<Observation>,
     allow_overwrite: bool,
 ) -> Plan {
     let changes = publications
         .into_iter()
         .zip(observed)
-        .map(|(publication, observed)| {
-            let action = match &observed {
+        .map(|(publication, observation)| {
+            let wanted = publication.artifact.digest();
+            let may_write = publication.mutable || allow_overwrite;
+            let action = match &observation.tag {
+                Some(d) if d == wanted => Action::Unchanged,
+                Some(d) if !may_write => Action::Refused { from: d.clone() },
+                from if observation.manifest_present => Action::Retag { from: from.clone() },
                 None => Action::Create,
-                Some(d) if d == publication.artifact.digest() => Action::Unchanged,
-                Some(d) if publication.mutable || allow_overwrite => {
-                    Action::Update { from: d.clone() }
-                }
-                Some(d) => Action::Refused { from: d.clone() },
+                Some(d) => Action::Update { from: d.clone() },
             };
             Change {
                 publication,
-                observed,
+                observed: observation.tag,
                 action,
             }
         })
@@ -117,27 +146,44 @@ pub fn diff(
     Plan { changes }
 }
 
-/// Reads the digest at every wanted tag: one request per artifact, `concurrency` at once.
+/// Reads what every wanted tag holds: one request per artifact, `concurrency` at once; and,
+/// for a tag that does not hold its artifact, whether the manifest is already in the
+/// repository (one more request, only for artifacts that will change).
 /// Returns the observations in order, or every failure (with the artifact's index).
 pub async fn observe(
     targets: &Targets,
     publications: &[Publication],
     concurrency: usize,
-) -> Result<Vec<Option<String>>, Vec<(usize, TargetError)>> {
-    let results: Vec<(usize, Result<Option<String>, TargetError>)> =
+) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
+    let results: Vec<(usize, Result<Observation, TargetError>)> =
         futures::stream::iter(publications.iter().enumerate())
             .map(|(i, p)| async move {
                 let target = targets.target(&p.repository);
-                (i, target.manifest_digest(&p.tag).await)
+                let wanted = p.artifact.digest();
+                let result = async {
+                    let tag = target.manifest_digest(&p.tag).await?;
+                    let manifest_present = match &tag {
+                        Some(d) if d == wanted => false,
+                        // An immutable tag with other content is refused whatever we find.
+                        Some(_) if !p.mutable && !targets.allow_overwrite => false,
+                        _ => target.has_manifest(wanted).await?,
+                    };
+                    Ok(Observation {
+                        tag,
+                        manifest_present,
+                    })
+                }
+                .await;
+                (i, result)
             })
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-    let mut observed = vec![None; publications.len()];
+    let mut observed = vec![Observation::default(); publications.len()];
     let mut errors = Vec::new();
     for (i, r) in results {
         match r {
-            Ok(d) => observed[i] = d,
+            Ok(o) => observed[i] = o,
             Err(e) => errors.push((i, e)),
         }
     }
@@ -154,7 +200,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::artifact::{Artifact, ArtifactInput};
     use crate::reference::Repository;
-    use std::sync::Arc;
 
     pub fn publication(avs: &str, tag: &str, spec: &str, mutable: bool) -> Publication {
         let input = ArtifactInput {
@@ -166,7 +211,7 @@ pub(crate) mod tests {
             created: "2025-01-01T00:00:00Z".into(),
             source: None,
             layer_title: None,
-            spec: Arc::from(spec.as_bytes()),
+            spec: bytes::Bytes::copy_from_slice(spec.as_bytes()),
         };
         Publication {
             avs: avs.into(),
@@ -230,7 +275,7 @@ pub(crate) mod tests {
     #[test]
     fn allow_overwrite_turns_refusals_into_updates() {
         let a = publication("a", "t", "x: 1", false);
-        let plan = diff(vec![a], vec![Some("sha256:old".into())], true);
+        let plan = diff(vec![a], vec![Observation::tag(Some("sha256:old"))], true);
         assert_eq!(
             plan.changes[0].action,
             Action::Update {
@@ -243,7 +288,41 @@ pub(crate) mod tests {
     fn nothing_to_do() {
         let a = publication("a", "t", "x: 1", false);
         let d = a.artifact.digest().to_string();
-        let plan = diff(vec![a], vec![Some(d)], false);
+        let plan = diff(vec![a], vec![Observation::tag(Some(&d))], false);
         assert!(!plan.has_changes());
+    }
+
+    #[test]
+    fn a_manifest_already_present_is_a_retag() {
+        let a = publication("a", "t", "x: 1", false);
+        let b = publication("b", "t", "x: 2", true);
+        let c = publication("c", "t", "x: 3", false);
+        let present = |tag: Option<&str>| Observation {
+            tag: tag.map(str::to_string),
+            manifest_present: true,
+        };
+        let plan = diff(
+            vec![a, b, c],
+            vec![
+                present(None),
+                present(Some("sha256:old")),
+                present(Some("sha256:old")),
+            ],
+            false,
+        );
+        let actions: Vec<_> = plan.changes.iter().map(|c| c.action.clone()).collect();
+        assert_eq!(
+            actions,
+            [
+                Action::Retag { from: None },
+                Action::Retag {
+                    from: Some("sha256:old".into())
+                },
+                // An immutable tag stays refused, whatever the repository holds.
+                Action::Refused {
+                    from: "sha256:old".into()
+                },
+            ]
+        );
     }
 }

@@ -47,6 +47,13 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
             "{} {reference} {from} -> {digest}",
             style.yellow("~ update")
         ),
+        Action::Retag { from } => format!(
+            "{} {reference} {}{digest} (already in the repository; no upload)",
+            style.green("> retag "),
+            from.as_ref()
+                .map(|f| format!("{f} -> "))
+                .unwrap_or_default()
+        ),
         Action::Refused { from } => format!(
             "{} {reference} {from} -> {digest} (published tag is immutable; bump the version or pass --allow-overwrite)",
             style.red("! refuse")
@@ -65,6 +72,9 @@ pub fn plan_summary(plan: &Plan) -> String {
         "Plan: {} to create, {} to update, {} unchanged",
         s.create, s.update, s.unchanged
     );
+    if s.retag > 0 {
+        let _ = write!(line, ", {} to retag", s.retag);
+    }
     if s.refused > 0 {
         let _ = write!(line, ", {} refused", s.refused);
     }
@@ -125,7 +135,7 @@ pub fn apply_summary(outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{diff, tests::publication};
+    use crate::plan::{Observation, diff, tests::publication};
 
     #[test]
     fn renders_a_plan() {
@@ -155,7 +165,7 @@ mod tests {
     fn no_changes_says_so() {
         let a = publication("a", "t", "x: 1", false);
         let d = a.artifact.digest().to_string();
-        let p = diff(vec![a], vec![Some(d)], false);
+        let p = diff(vec![a], vec![Observation::tag(Some(&d))], false);
         let text = plan(&p, Style { color: false }, false);
         assert!(text.ends_with("Plan: 0 to create, 0 to update, 1 unchanged.\n"));
     }

@@ -105,16 +105,18 @@ impl Layout {
     }
 
     /// Writes a blob (atomically) unless it is already there.
-    pub fn push_blob(&self, blob: &Blob) -> Result<(), LayoutError> {
+    /// Writes a blob (atomically) unless it is already there; true when it was written.
+    pub fn push_blob(&self, blob: &Blob) -> Result<bool, LayoutError> {
         self.ensure_layout()?;
         let path = self.blob_path(&blob.digest)?;
         if path.is_file()
             && artifact::sha256_digest(&fs::read(&path).unwrap_or_default()) == blob.digest
         {
-            return Ok(());
+            return Ok(false);
         }
         write_atomic(&path, &blob.bytes)
-            .map_err(|e| self.error(format!("cannot write blob {}: {e}", blob.digest)))
+            .map_err(|e| self.error(format!("cannot write blob {}: {e}", blob.digest)))?;
+        Ok(true)
     }
 
     /// Writes the manifest blob, then points the tag at it in `index.json`.
@@ -198,7 +200,8 @@ mod tests {
         let layout = Layout::new(dir.path().join("repo"));
         assert_eq!(layout.manifest_digest("t").unwrap(), None);
         let blob = Blob::new("text/yaml", b"a: 1\n".to_vec());
-        layout.push_blob(&blob).unwrap();
+        assert!(layout.push_blob(&blob).unwrap());
+        assert!(!layout.push_blob(&blob).unwrap());
         assert!(layout.blob_exists(&blob.digest).unwrap());
         let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{}".to_vec());
         layout

@@ -21,6 +21,7 @@ use crate::diagnostic::Problem;
 use crate::load::Project;
 use crate::reference::{Repository, is_loopback};
 use layout::Layout;
+pub use remote::BlobState;
 use remote::{Access, Registry, RegistryError, RegistryOptions, Stats};
 
 /// A failure at a target, ready to be shown.
@@ -118,13 +119,53 @@ impl Target {
         }
     }
 
-    pub async fn push_blob(&self, blob: &Blob) -> Result<(), TargetError> {
+    /// True when the repository holds a manifest with this digest (tagged or not).
+    pub async fn has_manifest(&self, digest: &str) -> Result<bool, TargetError> {
         match self {
             Target::Remote {
                 registry,
                 repository,
-            } => Ok(registry.push_blob(repository, blob).await?),
-            Target::Layout(l) => Ok(l.push_blob(blob)?),
+            } => Ok(registry
+                .manifest_digest(repository, digest)
+                .await?
+                .is_some()),
+            Target::Layout(l) => Ok(l.blob_exists(digest)?),
+        }
+    }
+
+    /// Makes sure the repository holds a blob, uploading it only when absent. `from` names
+    /// another repository of the same registry known to hold it (mounted, not uploaded).
+    pub async fn ensure_blob(
+        &self,
+        blob: &Blob,
+        from: Option<&str>,
+    ) -> Result<BlobState, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry.ensure_blob(repository, blob, from).await?),
+            Target::Layout(l) => Ok(if l.push_blob(blob)? {
+                BlobState::Uploaded
+            } else {
+                BlobState::Present
+            }),
+        }
+    }
+
+    /// The registry host, for remote targets.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            Target::Remote { registry, .. } => Some(&registry.host),
+            Target::Layout(_) => None,
+        }
+    }
+
+    /// The repository path within its registry, for remote targets.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            Target::Remote { repository, .. } => Some(repository),
+            Target::Layout(_) => None,
         }
     }
 
@@ -165,6 +206,8 @@ pub struct Targets {
     registries: HashMap<String, Arc<Registry>>,
     layouts: std::sync::Mutex<HashMap<PathBuf, Arc<Layout>>>,
     pub stats: Arc<Stats>,
+    /// Whether the run may overwrite immutable tags (`--allow-overwrite`).
+    pub allow_overwrite: bool,
 }
 
 impl Targets {
@@ -241,6 +284,7 @@ impl Targets {
             registries,
             layouts: std::sync::Mutex::new(HashMap::new()),
             stats,
+            allow_overwrite: false,
         })
     }
 

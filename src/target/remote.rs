@@ -93,6 +93,17 @@ impl std::fmt::Display for RegistryError {
 
 impl std::error::Error for RegistryError {}
 
+/// How a blob came to be in a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobState {
+    /// It was already there.
+    Present,
+    /// Mounted from another repository of the same registry (no bytes sent).
+    Mounted,
+    /// Its bytes were uploaded.
+    Uploaded,
+}
+
 /// A registry's answer, body read.
 #[derive(Debug)]
 pub struct Answer {
@@ -311,9 +322,22 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob: `POST` an upload session, then `PUT` the bytes with their digest.
-    pub async fn push_blob(&self, repository: &str, blob: &Blob) -> Result<(), RegistryError> {
-        let url = self.url(repository, "blobs/uploads/");
+    /// Makes sure the repository holds a blob, in as few requests as the registry allows:
+    /// `POST …/blobs/uploads/?mount=<digest>&from=<repository>` answers 201 when the blob
+    /// is already there (or was mounted from `from`, another repository of this registry),
+    /// else 202 with an upload session, which a `PUT` with the bytes completes. One request
+    /// for a blob that is present, two for one that is not.
+    pub async fn ensure_blob(
+        &self,
+        repository: &str,
+        blob: &Blob,
+        from: Option<&str>,
+    ) -> Result<BlobState, RegistryError> {
+        let source = self.api_path(from.unwrap_or(repository));
+        let url = self.url(
+            repository,
+            &format!("blobs/uploads/?mount={}&from={}", blob.digest, source),
+        );
         let answer = self
             .send(
                 repository,
@@ -323,6 +347,13 @@ impl Registry {
                 Some(Bytes::new()),
             )
             .await?;
+        if answer.status == StatusCode::CREATED {
+            return Ok(if from.is_some_and(|f| f != repository) {
+                BlobState::Mounted
+            } else {
+                BlobState::Present
+            });
+        }
         self.expect(&answer, &[StatusCode::ACCEPTED], "start a blob upload")?;
         let location = header(&answer.headers, "location").ok_or_else(|| {
             self.error(
@@ -345,16 +376,21 @@ impl Registry {
             "content-type",
             HeaderValue::from_static("application/octet-stream"),
         );
-        let body = Bytes::from(blob.bytes.to_vec());
         let answer = self
-            .send(repository, Method::PUT, &put, headers, Some(body))
+            .send(
+                repository,
+                Method::PUT,
+                &put,
+                headers,
+                Some(blob.bytes.clone()),
+            )
             .await?;
         self.expect(
             &answer,
             &[StatusCode::CREATED, StatusCode::NO_CONTENT],
             "upload a blob",
         )?;
-        Ok(())
+        Ok(BlobState::Uploaded)
     }
 
     /// Pushes a manifest's exact bytes under a tag; returns the digest the registry reports.
@@ -370,7 +406,7 @@ impl Registry {
             "content-type",
             HeaderValue::from_static(manifest.media_type),
         );
-        let body = Bytes::from(manifest.bytes.to_vec());
+        let body = manifest.bytes.clone();
         let answer = self
             .send(repository, Method::PUT, &url, headers, Some(body))
             .await?;
