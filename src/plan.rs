@@ -239,10 +239,10 @@ pub(crate) mod tests {
         let plan = diff(
             vec![a, b, c, d],
             vec![
-                Some(same),
-                None,
-                Some("sha256:old".into()),
-                Some("sha256:old".into()),
+                Observation::tag(Some(&same)),
+                Observation::tag(None),
+                Observation::tag(Some("sha256:old")),
+                Observation::tag(Some("sha256:old")),
             ],
             false,
         );
@@ -265,6 +265,7 @@ pub(crate) mod tests {
             Summary {
                 create: 1,
                 update: 1,
+                retag: 0,
                 unchanged: 1,
                 refused: 1
             }

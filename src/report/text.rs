@@ -149,7 +149,11 @@ mod tests {
         );
         let p = diff(
             vec![a, b, c],
-            vec![None, Some("sha256:old".into()), Some(c_digest)],
+            vec![
+                Observation::tag(None),
+                Observation::tag(Some("sha256:old")),
+                Observation::tag(Some(&c_digest)),
+            ],
             false,
         );
         let text = plan(&p, Style { color: false }, false);
