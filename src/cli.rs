@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::report::{DiagnosticFormat, Format};
+use crate::report::{DiagnosticFormat, Format, PlanFormat};
 
 /// Publish EigenRuntime specs to OCI registries, declaratively.
 #[derive(Debug, Parser)]
@@ -36,6 +36,12 @@ pub struct Global {
     /// Also list unchanged artifacts, and count registry requests.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Only artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.
+    #[arg(long = "select", global = true, value_name = "GLOB")]
+    pub select: Vec<String>,
+    /// Leave out artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.
+    #[arg(long = "exclude", global = true, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// When to use colour (NO_COLOR is honoured by `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -63,9 +69,12 @@ pub struct PlanArgs {
     /// Exit 2 (instead of 0) when the plan has changes.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format: text, json, or markdown (a pull-request comment).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Also save the plan (JSON) to FILE, for `eigenpub apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Plan updates of immutable tags instead of refusing them.
     #[arg(long)]
     pub allow_overwrite: bool,
@@ -76,6 +85,13 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved with `plan --out`: apply exactly it, or refuse if it went stale.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+    /// Write the release record (devkit's shape: avs -> operator set -> digest, registry,
+    /// runtimeSpec) of every artifact in scope to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub release_json: Option<PathBuf>,
     /// Overwrite published tags that match no `mutable-tags` glob.
     #[arg(long)]
     pub allow_overwrite: bool,

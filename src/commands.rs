@@ -11,12 +11,17 @@ use crate::apply::{self, Outcome};
 use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, Global, PlanArgs, ValidateArgs};
 use crate::diagnostic::Problem;
 use crate::load::{self, Env, Project};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Action, Plan};
+use crate::previous::{self, Contents};
+use crate::release;
 use crate::report::progress::Printer;
 use crate::report::text::{self, Style};
-use crate::report::{self, DiagnosticFormat, Format};
+use crate::report::{self, DiagnosticFormat, Format, PlanFormat};
+use crate::saved::{self, PlanDocument};
+use crate::select::Selection;
 use crate::target::Targets;
 use crate::target::remote::Access;
+use std::collections::HashMap;
 
 /// Exit codes.
 const OK: u8 = 0;
@@ -127,24 +132,43 @@ fn validate(global: &Global, args: &ValidateArgs) -> u8 {
     OK
 }
 
-/// Loads, connects and observes: the shared first half of `plan` and `apply`.
+/// A plan made against the targets, with what produced it.
+struct Planned {
+    project: Project,
+    targets: Targets,
+    plan: Plan,
+    document: PlanDocument,
+}
+
+/// Loads, selects, connects and observes: the shared first half of `plan` and `apply`.
 async fn make_plan(
     global: &Global,
     diagnostics: DiagnosticFormat,
     access: Access,
     allow_overwrite: bool,
-) -> Result<(Project, Targets, Plan), u8> {
-    let project = load_project(global, diagnostics).ok_or(FAILED)?;
-    let targets = match Targets::connect(&project, access).await {
-        Ok(mut t) => {
-            t.allow_overwrite = allow_overwrite;
-            t
+    selection: &Selection,
+) -> Result<Planned, u8> {
+    let mut project = load_project(global, diagnostics).ok_or(FAILED)?;
+    if !selection.is_everything() {
+        let all = project.publications.len();
+        project.publications = selection.apply(std::mem::take(&mut project.publications));
+        if project.publications.is_empty() && !global.quiet {
+            let p = Problem::warning(
+                "eigenpub::select::empty",
+                format!("the selection matches none of the project's {all} artifacts"),
+            )
+            .help("--select and --exclude match the AVS name, `avs/opset`, or `repository:tag`");
+            report::print_problems(&[p], diagnostics, stderr_color(global));
         }
+    }
+    let mut targets = match Targets::connect(&project, access).await {
+        Ok(t) => t,
         Err(problems) => {
             report::print_problems(&problems, diagnostics, stderr_color(global));
             return Err(FAILED);
         }
     };
+    targets.allow_overwrite = allow_overwrite;
     let observed = match plan::observe(
         &targets,
         &project.publications,
@@ -185,9 +209,28 @@ async fn make_plan(
             return Err(FAILED);
         }
     };
-    let publications = project.publications.clone();
-    let plan = plan::diff(publications, observed, allow_overwrite);
-    Ok((project, targets, plan))
+    let hash = saved::inputs_hash(&project.file.text, &project.publications);
+    let plan = plan::diff(project.publications.clone(), observed, allow_overwrite);
+    let document = PlanDocument::new(
+        &plan,
+        &hash,
+        allow_overwrite,
+        &selection.select,
+        &selection.exclude,
+    );
+    Ok(Planned {
+        project,
+        targets,
+        plan,
+        document,
+    })
+}
+
+fn selection(global: &Global) -> Result<Selection, u8> {
+    Selection::new(&global.select, &global.exclude).map_err(|m| {
+        eprintln!("error: {m}");
+        FAILED
+    })
 }
 
 fn report_requests(global: &Global, targets: &Targets) {
@@ -200,23 +243,89 @@ fn report_requests(global: &Global, targets: &Targets) {
     }
 }
 
+/// Writes a file atomically (temporary file in the same folder, then rename).
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eigenpub-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
 async fn plan_command(global: &Global, args: &PlanArgs) -> u8 {
-    let (_project, targets, plan) =
-        match make_plan(global, args.diagnostics, Access::Pull, args.allow_overwrite).await {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
+    let selection = match selection(global) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let planned = match make_plan(
+        global,
+        args.diagnostics,
+        Access::Pull,
+        args.allow_overwrite,
+        &selection,
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Planned {
+        targets,
+        plan,
+        document,
+        ..
+    } = &planned;
     match args.format {
-        Format::Text => print!(
+        PlanFormat::Text => print!("{}", text::plan(plan, stdout_style(global), global.verbose)),
+        PlanFormat::Json => println!(
             "{}",
-            text::plan(&plan, stdout_style(global), global.verbose)
+            serde_json::to_string_pretty(&report::json::plan(document)).expect("JSON")
         ),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report::json::plan(&plan)).expect("JSON")
-        ),
+        PlanFormat::Markdown => {
+            let contents =
+                match previous_contents(targets, plan, concurrency(global, &planned.project)).await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        report::print_problems(
+                            &[e.to_problem()],
+                            args.diagnostics,
+                            stderr_color(global),
+                        );
+                        return FAILED;
+                    }
+                };
+            print!(
+                "{}",
+                report::markdown::plan(plan, &contents, global.verbose)
+            );
+        }
     }
-    report_requests(global, &targets);
+    if let Some(out) = &args.out {
+        let bytes = serde_json::to_vec_pretty(&report::json::plan(document)).expect("JSON");
+        if let Err(m) = write_file(out, &bytes) {
+            eprintln!("error: {m}");
+            return FAILED;
+        }
+        if !global.quiet {
+            eprintln!(
+                "Saved the plan to {}; apply exactly it with `eigenpub apply {}`.",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    report_requests(global, targets);
     if args.detailed_exitcode && plan.has_changes() {
         CHANGES
     } else {
@@ -224,12 +333,106 @@ async fn plan_command(global: &Global, args: &PlanArgs) -> u8 {
     }
 }
 
+/// For each update (and retag of a tag that held something), what the tag holds now and
+/// what would be pushed: three reads per update, only for the Markdown plan.
+async fn previous_contents(
+    targets: &Targets,
+    plan: &Plan,
+    concurrency: usize,
+) -> Result<HashMap<usize, (Contents, Contents)>, crate::target::TargetError> {
+    use futures::StreamExt;
+    let wanted: Vec<(usize, &crate::plan::Change, String)> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match &c.action {
+            Action::Update { from } | Action::Refused { from } => Some((i, c, from.clone())),
+            Action::Retag { from: Some(from) } => Some((i, c, from.clone())),
+            _ => None,
+        })
+        .collect();
+    let results: Vec<_> = futures::stream::iter(wanted)
+        .map(|(i, c, from)| async move {
+            let target = targets.target(&c.publication.repository);
+            let before = previous::fetch(&target, &from).await?.unwrap_or_default();
+            Ok::<_, crate::target::TargetError>((i, before, Contents::of(&c.publication.artifact)))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut map = HashMap::new();
+    for r in results {
+        let (i, before, after) = r?;
+        map.insert(i, (before, after));
+    }
+    Ok(map)
+}
+
 async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
-    let (project, targets, plan) =
-        match make_plan(global, args.diagnostics, Access::Push, args.allow_overwrite).await {
-            Ok(x) => x,
+    // With a saved plan: its selection and overwrite flag, and a check that it still holds.
+    let saved = match &args.plan {
+        Some(path) => match read_saved_plan(path) {
+            Ok(doc) => Some(doc),
+            Err(m) => {
+                eprintln!("error: {m}");
+                return FAILED;
+            }
+        },
+        None => None,
+    };
+    let (selection, allow_overwrite) = match &saved {
+        Some(doc) => {
+            if !global.select.is_empty() || !global.exclude.is_empty() || args.allow_overwrite {
+                eprintln!(
+                    "error: a saved plan carries its own selection and --allow-overwrite; apply it without them, or make a new plan"
+                );
+                return FAILED;
+            }
+            match Selection::new(&doc.select, &doc.exclude) {
+                Ok(s) => (s, doc.allow_overwrite),
+                Err(m) => {
+                    eprintln!("error: the saved plan's selection is invalid: {m}");
+                    return FAILED;
+                }
+            }
+        }
+        None => match selection(global) {
+            Ok(s) => (s, args.allow_overwrite),
             Err(code) => return code,
-        };
+        },
+    };
+    let planned = match make_plan(
+        global,
+        args.diagnostics,
+        Access::Push,
+        allow_overwrite,
+        &selection,
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Planned {
+        project,
+        targets,
+        plan,
+        document,
+    } = planned;
+    if let Some(saved) = &saved {
+        let stale = saved::check(saved, &document);
+        if !stale.is_empty() {
+            let problems: Vec<Problem> = stale
+                .iter()
+                .map(|s| {
+                    Problem::error("eigenpub::apply::stale-plan", format!("the saved plan is stale: {s}"))
+                        .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
+                })
+                .collect();
+            report::print_problems(&problems, args.diagnostics, stderr_color(global));
+            return FAILED;
+        }
+    }
     let style = stdout_style(global);
     if plan.refused().next().is_some() {
         let refused: Vec<_> = plan.refused().collect();
@@ -254,7 +457,8 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
             let outcomes = vec![Outcome::NotStarted; plan.changes.len()];
             println!(
                 "{}",
-                serde_json::to_string_pretty(&report::json::apply(&plan, &outcomes)).expect("JSON")
+                serde_json::to_string_pretty(&report::json::apply(&document, &outcomes))
+                    .expect("JSON")
             );
         }
         return FAILED;
@@ -299,8 +503,17 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
         }
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&report::json::apply(&plan, &outcomes)).expect("JSON")
+            serde_json::to_string_pretty(&report::json::apply(&document, &outcomes)).expect("JSON")
         ),
+    }
+    let mut code = OK;
+    if let Some(path) = &args.release_json {
+        let record = release::record(&plan, &outcomes);
+        let bytes = serde_json::to_vec_pretty(&record).expect("JSON");
+        if let Err(m) = write_file(path, &bytes) {
+            eprintln!("error: {m}");
+            code = FAILED;
+        }
     }
     report_requests(global, &targets);
     if totals.failed > 0 || totals.not_started > 0 {
@@ -311,10 +524,29 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
                 if totals.failed == 1 { "" } else { "s" }
             );
         }
-        FAILED
-    } else {
-        OK
+        code = FAILED;
     }
+    code
+}
+
+fn read_saved_plan(path: &std::path::Path) -> Result<PlanDocument, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the saved plan {}: {e}", path.display()))?;
+    let doc: PlanDocument = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{} is not a plan saved by `eigenpub plan --out` ({e})",
+            path.display()
+        )
+    })?;
+    if doc.format_version != report::json::FORMAT_VERSION {
+        return Err(format!(
+            "{} has plan format {}; this eigenpub reads format {}",
+            path.display(),
+            doc.format_version,
+            report::json::FORMAT_VERSION
+        ));
+    }
+    Ok(doc)
 }
 
 /// Ctrl-C or SIGTERM once: stop starting new work. Twice: exit at once.

@@ -56,7 +56,7 @@ pub struct Change {
 }
 
 /// Counts of a plan's actions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub create: usize,
     pub update: usize,

@@ -5,43 +5,24 @@ use serde_json::{Value, json};
 
 use crate::apply::{Outcome, totals};
 use crate::diagnostic::Problem;
-use crate::plan::{Change, Plan};
+use crate::saved::PlanDocument;
 
 /// The version of the JSON documents eigenpub prints.
 pub const FORMAT_VERSION: u32 = 1;
 
-fn artifact(change: &Change) -> Value {
-    let p = &change.publication;
-    json!({
-        "avs": p.avs,
-        "operator_set": p.operator_set,
-        "spec": p.spec,
-        "repository": p.repository.to_string(),
-        "tag": p.tag,
-        "action": change.action.name(),
-        "digest": p.artifact.digest(),
-        "observed_digest": change.observed,
-        "mutable": p.mutable,
-    })
+/// A plan as JSON (the same document `plan --out` saves).
+pub fn plan(document: &PlanDocument) -> Value {
+    serde_json::to_value(document).expect("plan documents serialize")
 }
 
-/// A plan as JSON.
-pub fn plan(plan: &Plan) -> Value {
-    json!({
-        "format_version": FORMAT_VERSION,
-        "artifacts": plan.changes.iter().map(artifact).collect::<Vec<_>>(),
-        "summary": plan.summary(),
-    })
-}
-
-/// An apply's results as JSON.
-pub fn apply(plan: &Plan, outcomes: &[Outcome]) -> Value {
-    let artifacts: Vec<Value> = plan
-        .changes
+/// An apply's results as JSON: the plan's artifacts, each with its `result`.
+pub fn apply(document: &PlanDocument, outcomes: &[Outcome]) -> Value {
+    let artifacts: Vec<Value> = document
+        .artifacts
         .iter()
         .zip(outcomes)
-        .map(|(change, outcome)| {
-            let mut a = artifact(change);
+        .map(|(artifact, outcome)| {
+            let mut a = serde_json::to_value(artifact).expect("artifacts serialize");
             a["result"] = json!(outcome.name());
             if let Outcome::Failed(e) = outcome {
                 a["error"] = json!({ "code": e.code, "message": e.message, "help": e.help });
@@ -51,6 +32,7 @@ pub fn apply(plan: &Plan, outcomes: &[Outcome]) -> Value {
         .collect();
     json!({
         "format_version": FORMAT_VERSION,
+        "inputs_hash": document.inputs_hash,
         "artifacts": artifacts,
         "summary": totals(outcomes),
     })

@@ -4,6 +4,7 @@
 //! standard error, so `eigenpub plan --format json > plan.json` stays clean.
 
 pub mod json;
+pub mod markdown;
 pub mod progress;
 pub mod text;
 
@@ -18,6 +19,15 @@ use crate::diagnostic::{Problem, Rendered};
 pub enum Format {
     Text,
     Json,
+}
+
+/// Output formats for plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    /// For a pull-request comment: summary, table, and diffs of every update.
+    Markdown,
 }
 
 /// Output formats for diagnostics.

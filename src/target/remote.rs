@@ -644,10 +644,17 @@ impl Registry {
         (
             ErrorKind::Unreachable,
             format!("cannot reach {}: {chain}", self.base),
-            format!(
-                "check that {} is the right host and is up; for a registry without TLS set [registries.\"{}\"] plain-http = true",
-                self.host, self.host
-            ),
+            if self.base.starts_with("https://") {
+                format!(
+                    "check that {} is the right host and is up; for a registry without TLS set [registries.\"{}\"] plain-http = true",
+                    self.host, self.host
+                )
+            } else {
+                format!(
+                    "check that {} is the right host and port, and that the registry is running",
+                    self.host
+                )
+            },
         )
     }
 

@@ -1,0 +1,83 @@
+//! What a tag held before: the previous artifact's spec, config and annotations, fetched
+//! only to show a reviewer what an update changes (`plan --format markdown`).
+
+use std::collections::BTreeMap;
+
+use oci_client::manifest::OciImageManifest;
+use serde_json::Value;
+
+use crate::artifact::{Artifact, LAYER_MEDIA_TYPE};
+use crate::target::{Target, TargetError};
+
+/// The readable contents of an artifact: its spec text and its fields, flattened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// The first `text/yaml` layer as text (`None` when absent or not UTF-8).
+    pub spec: Option<String>,
+    /// `config.<path>` and `annotation.<key>` → value.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Contents {
+    /// The contents of an artifact eigenpub built.
+    pub fn of(artifact: &Artifact) -> Contents {
+        let mut fields = BTreeMap::new();
+        if let Ok(config) = serde_json::from_slice::<Value>(&artifact.config.bytes) {
+            flatten("config", &config, &mut fields);
+        }
+        if let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&artifact.manifest.bytes) {
+            for (k, v) in manifest.annotations.unwrap_or_default() {
+                fields.insert(format!("annotation.{k}"), v);
+            }
+        }
+        Contents {
+            spec: String::from_utf8(artifact.layer.bytes.to_vec()).ok(),
+            fields,
+        }
+    }
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Fetches the contents of the artifact at `digest` in a target: manifest, config, spec.
+pub async fn fetch(target: &Target, digest: &str) -> Result<Option<Contents>, TargetError> {
+    let Some(bytes) = target.fetch_manifest(digest).await? else {
+        return Ok(None);
+    };
+    let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&bytes) else {
+        return Ok(Some(Contents::default()));
+    };
+    let mut fields = BTreeMap::new();
+    if let Some(config) = target.fetch_blob(&manifest.config.digest).await?
+        && let Ok(value) = serde_json::from_slice::<Value>(&config)
+    {
+        flatten("config", &value, &mut fields);
+    }
+    for (k, v) in manifest.annotations.clone().unwrap_or_default() {
+        fields.insert(format!("annotation.{k}"), v);
+    }
+    let mut spec = None;
+    if let Some(layer) = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == LAYER_MEDIA_TYPE)
+        && let Some(blob) = target.fetch_blob(&layer.digest).await?
+    {
+        spec = String::from_utf8(blob.to_vec()).ok();
+    }
+    Ok(Some(Contents { spec, fields }))
+}

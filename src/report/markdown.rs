@@ -1,0 +1,235 @@
+//! The Markdown renderer: a plan as a pull-request comment.
+//!
+//! The summary line, a table of changes, and for each update a `<details>` block with a
+//! unified diff of the spec YAML (what the registry holds against what would be pushed) and
+//! of any changed config or annotation field. GitHub refuses comments over 65,536
+//! characters, so the comment is kept under [`LIMIT`]: details are dropped from the end
+//! first, then table rows, with a note saying how much was left out.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use similar::TextDiff;
+
+use crate::plan::{Action, Change, Plan};
+use crate::previous::Contents;
+use crate::report::text::plan_summary;
+
+/// The most characters a rendered comment may have.
+pub const LIMIT: usize = 65_000;
+
+fn short(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    format!("`{}`", &hex[..hex.len().min(12)])
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn row(change: &Change) -> Option<String> {
+    let p = &change.publication;
+    let digest = p.artifact.digest();
+    let (action, digests) = match &change.action {
+        Action::Create => ("➕ create", short(digest)),
+        Action::Update { from } => ("🔄 update", format!("{} → {}", short(from), short(digest))),
+        Action::Retag { from } => (
+            "🏷️ retag",
+            match from {
+                Some(f) => format!("{} → {}", short(f), short(digest)),
+                None => short(digest),
+            },
+        ),
+        Action::Refused { from } => ("⛔ refused", format!("{} → {}", short(from), short(digest))),
+        Action::Unchanged => return None,
+    };
+    Some(format!(
+        "| {action} | `{}` | `{}` | {digests} |",
+        cell(&p.reference()),
+        cell(&p.spec)
+    ))
+}
+
+/// Unified diffs of what changes in one artifact.
+pub fn details(change: &Change, before: &Contents, after: &Contents) -> String {
+    let p = &change.publication;
+    let mut out = format!(
+        "<details><summary>{} <code>{}</code></summary>\n\n",
+        change.action.name(),
+        p.reference()
+    );
+    let old_spec = before.spec.clone().unwrap_or_default();
+    let new_spec = after.spec.clone().unwrap_or_default();
+    if old_spec != new_spec {
+        let diff = TextDiff::from_lines(&old_spec, &new_spec);
+        let unified = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("registry: {}", p.spec),
+                &format!("proposed: {}", p.spec),
+            )
+            .to_string();
+        let _ = write!(out, "Spec:\n\n```diff\n{}```\n\n", fence_safe(&unified));
+    } else {
+        out.push_str("The spec is unchanged.\n\n");
+    }
+    let mut fields = String::new();
+    let keys: std::collections::BTreeSet<&String> =
+        before.fields.keys().chain(after.fields.keys()).collect();
+    for k in keys {
+        let (a, b) = (before.fields.get(k), after.fields.get(k));
+        if a != b {
+            if let Some(a) = a {
+                let _ = writeln!(fields, "- {k}: {a}");
+            }
+            if let Some(b) = b {
+                let _ = writeln!(fields, "+ {k}: {b}");
+            }
+        }
+    }
+    if !fields.is_empty() {
+        let _ = write!(
+            out,
+            "Config and annotations:\n\n```diff\n{}```\n\n",
+            fence_safe(&fields)
+        );
+    }
+    out.push_str("</details>\n");
+    out
+}
+
+fn fence_safe(s: &str) -> String {
+    s.replace("```", "`\u{200b}``")
+}
+
+/// Renders a plan; `contents` maps a change's index to (before, after) for updates.
+pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbose: bool) -> String {
+    let mut head = String::from("### eigenpub plan\n\n");
+    let _ = writeln!(head, "**{}**\n", plan_summary(plan));
+    let rows: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| {
+            if verbose && c.action == Action::Unchanged {
+                Some(format!(
+                    "| unchanged | `{}` | `{}` | {} |",
+                    cell(&c.publication.reference()),
+                    cell(&c.publication.spec),
+                    short(c.publication.artifact.digest())
+                ))
+            } else {
+                row(c)
+            }
+        })
+        .collect();
+    let blocks: Vec<String> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| contents.get(&i).map(|(b, a)| details(c, b, a)))
+        .collect();
+    if plan.refused().next().is_some() {
+        head.push_str("> [!WARNING]\n> Some published tags would be overwritten with different content. `eigenpub apply` refuses this: bump `version`, or list the tags in `mutable-tags`.\n\n");
+    }
+    if rows.is_empty() {
+        head.push_str("No changes: every tag already holds its artifact.\n");
+        return head;
+    }
+    let table_head = "| Action | Artifact | Spec | Digest |\n|---|---|---|---|\n";
+    assemble(&head, table_head, &rows, &blocks)
+}
+
+/// Fits the comment under the limit, dropping details from the end, then rows.
+fn assemble(head: &str, table_head: &str, rows: &[String], blocks: &[String]) -> String {
+    let note_room = 200;
+    let budget = LIMIT - note_room;
+    let mut out = String::from(head);
+    out.push_str(table_head);
+    let mut rows_shown = 0;
+    for r in rows {
+        if out.len() + r.len() + 1 > budget {
+            break;
+        }
+        out.push_str(r);
+        out.push('\n');
+        rows_shown += 1;
+    }
+    out.push('\n');
+    let mut blocks_shown = 0;
+    if rows_shown == rows.len() {
+        for b in blocks {
+            if out.len() + b.len() + 1 > budget {
+                break;
+            }
+            out.push_str(b);
+            out.push('\n');
+            blocks_shown += 1;
+        }
+    }
+    let rows_left = rows.len() - rows_shown;
+    let blocks_left = blocks.len() - blocks_shown;
+    if rows_left > 0 || blocks_left > 0 {
+        let left_chars: usize = rows[rows_shown..]
+            .iter()
+            .map(|r| r.len() + 1)
+            .sum::<usize>()
+            + blocks[blocks_shown..]
+                .iter()
+                .map(|b| b.len() + 1)
+                .sum::<usize>();
+        let _ = writeln!(
+            out,
+            "> [!NOTE]\n> Truncated to fit a comment: {rows_left} table row(s) and {blocks_left} diff(s) left out ({left_chars} characters). Run `eigenpub plan` for the full plan."
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Observation, diff, tests::publication};
+
+    #[test]
+    fn an_update_shows_a_yaml_diff() {
+        let old = publication("a", "t", "name: a\nversion: 1\n", true);
+        let new = publication("a", "t", "name: a\nversion: 2\n", true);
+        let before = Contents::of(&old.artifact);
+        let after = Contents::of(&new.artifact);
+        let p = diff(
+            vec![new],
+            vec![Observation::tag(Some(old.artifact.digest()))],
+            false,
+        );
+        let mut contents = HashMap::new();
+        contents.insert(0, (before, after));
+        let md = plan(&p, &contents, false);
+        assert!(
+            md.contains("**Plan: 0 to create, 1 to update, 0 unchanged.**"),
+            "{md}"
+        );
+        assert!(md.contains("| 🔄 update | `r.example/a:t` |"), "{md}");
+        assert!(md.contains("-version: 1\n+version: 2\n"), "{md}");
+        assert!(md.contains("<details><summary>update <code>r.example/a:t</code></summary>"));
+    }
+
+    #[test]
+    fn long_plans_are_truncated_with_a_note() {
+        let ps: Vec<_> = (0..3000)
+            .map(|i| {
+                publication(
+                    &format!("avs-with-a-long-name-{i}"),
+                    "opset-0-v1",
+                    &format!("x: {i}"),
+                    false,
+                )
+            })
+            .collect();
+        let n = ps.len();
+        let p = diff(ps, vec![Observation::tag(None); n], false);
+        let md = plan(&p, &HashMap::new(), false);
+        assert!(md.chars().count() <= LIMIT, "{}", md.len());
+        assert!(md.contains("Truncated to fit a comment"));
+    }
+}

@@ -1,0 +1,12 @@
+//! The single integration-test binary for `eigenpub` (cargo target `it`).
+//!
+//! It exists so that the CLI is exercised the way a user runs it: the built
+//! binary, a real `docker-registry` (CNCF distribution) process on loopback,
+//! real OCI image layouts on disk, and `skopeo` as an independent reader of what
+//! was pushed. One binary (rather than one per file under `tests/`) keeps link
+//! time down and lets every topic share the small harness in `harness.rs`.
+//! Tests are grouped by topic in sibling modules.
+
+mod harness;
+
+mod core;
