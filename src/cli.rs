@@ -62,6 +62,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Load and check the project and every spec; touches no registry.
     Validate(ValidateArgs),
+    /// Check credentials against a registry and store them as `docker login` does.
+    Login(LoginArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,4 +113,16 @@ pub struct ValidateArgs {
     /// How problems are printed: human (source snippets), json, or github (annotations).
     #[arg(long = "format", value_enum, default_value_t = DiagnosticFormat::Human)]
     pub format: DiagnosticFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host, e.g. ghcr.io or localhost:5000.
+    pub registry: String,
+    /// The user name.
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password (or token) from standard input; passwords are never taken as arguments.
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::apply::{self, Outcome};
-use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, Global, PlanArgs, ValidateArgs};
+use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, Global, LoginArgs, PlanArgs, ValidateArgs};
 use crate::diagnostic::Problem;
 use crate::load::{self, Env, Project};
 use crate::plan::{self, Action, Plan};
@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Validate(args) => validate(&cli.global, args),
             Command::Plan(args) => plan_command(&cli.global, args).await,
             Command::Apply(args) => apply_command(&cli.global, args).await,
+            Command::Login(args) => login(&cli.global, args).await,
         }
     });
     // Do not wait for stray blocking tasks (a hung credential helper) on the way out.
@@ -527,6 +528,96 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
         code = FAILED;
     }
     code
+}
+
+async fn login(global: &Global, args: &LoginArgs) -> u8 {
+    use std::io::Read;
+    let host = args
+        .registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    if let Err(m) = crate::reference::parse_prefix(&host) {
+        eprintln!("error: {m}");
+        return FAILED;
+    }
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut password) {
+        eprintln!("error: cannot read the password from standard input: {e}");
+        return FAILED;
+    }
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        eprintln!(
+            "error: no password on standard input; pipe it in, e.g. `echo \"$TOKEN\" | eigenpub login {host} -u USER --password-stdin`"
+        );
+        return FAILED;
+    }
+    // Use the project's settings for this registry (plain-http, ca-file) when there is one.
+    let settings = std::fs::read_to_string(&global.config)
+        .ok()
+        .and_then(|text| toml::from_str::<crate::project::ProjectFile>(&text).ok())
+        .and_then(|p| p.registries.get(&host).cloned())
+        .unwrap_or_default();
+    let base = global.config.parent().unwrap_or(std::path::Path::new("."));
+    let ca_pem = match &settings.ca_file {
+        Some(path) => match std::fs::read(base.join(path.get_ref())) {
+            Ok(pem) => Some((path.get_ref().clone(), pem)),
+            Err(e) => {
+                eprintln!("error: cannot read ca-file {}: {e}", path.get_ref());
+                return FAILED;
+            }
+        },
+        None => None,
+    };
+    let credential = crate::credentials::Credential {
+        secret: crate::credentials::Secret::Basic {
+            username: args.username.clone(),
+            password: password.clone(),
+        },
+        origin: "eigenpub login".into(),
+    };
+    let options = crate::target::remote::RegistryOptions {
+        plain_http: settings
+            .plain_http
+            .unwrap_or_else(|| crate::reference::is_loopback(&host)),
+        ca_pem,
+        ..Default::default()
+    };
+    let stats = Arc::new(crate::target::remote::Stats::default());
+    let checked =
+        match crate::target::remote::Registry::new(&host, options, Some(credential), stats) {
+            Ok(registry) => registry.check_login().await,
+            Err(e) => Err(e),
+        };
+    if let Err(e) = checked {
+        let problem = crate::target::TargetError::from(e).to_problem();
+        report::print_problems(&[problem], DiagnosticFormat::Human, stderr_color(global));
+        return FAILED;
+    }
+    let user = args.username.clone();
+    let stored =
+        tokio::task::spawn_blocking(move || crate::credentials::store(&host, &user, &password))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+    match stored {
+        Ok(place) => {
+            if !global.quiet {
+                println!(
+                    "Login succeeded for {}; credentials stored in {place}.",
+                    args.registry
+                );
+            }
+            OK
+        }
+        Err(m) => {
+            eprintln!(
+                "error: the registry accepted the credentials, but they could not be stored: {m}"
+            );
+            FAILED
+        }
+    }
 }
 
 fn read_saved_plan(path: &std::path::Path) -> Result<PlanDocument, String> {

@@ -224,3 +224,102 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }
+
+/// Stores credentials the way `docker login` does, so that Docker and eigenpub share them:
+/// through the configured credential helper or store when there is one, else base64 in
+/// `auths` of `config.json` (written atomically, readable only by its owner). Returns where
+/// they went.
+pub fn store(registry: &str, username: &str, password: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let dir = docker_config_dir()
+        .ok_or("cannot find Docker's config folder: set DOCKER_CONFIG or HOME")?;
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
+        Err(_) => serde_json::json!({}),
+    };
+    if !config.is_object() {
+        return Err(format!("{} is not a JSON object", path.display()));
+    }
+    let key = if is_docker_hub(registry) {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    };
+    let helper = config
+        .get("credHelpers")
+        .and_then(|h| h.get(&key))
+        .and_then(|h| h.as_str())
+        .or_else(|| config.get("credsStore").and_then(|s| s.as_str()))
+        .map(str::to_string);
+    let auths = config
+        .as_object_mut()
+        .expect("checked above")
+        .entry("auths")
+        .or_insert_with(|| serde_json::json!({}));
+    if !auths.is_object() {
+        *auths = serde_json::json!({});
+    }
+    let where_ = if let Some(helper) = helper {
+        run_helper_store(&helper, &key, username, password)?;
+        auths[&key] = serde_json::json!({});
+        format!("credential helper docker-credential-{helper}")
+    } else {
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        auths[&key] = serde_json::json!({ "auth": auth });
+        format!("{}", path.display())
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
+    write_private(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(where_)
+}
+
+fn run_helper_store(helper: &str, key: &str, username: &str, password: &str) -> Result<(), String> {
+    use std::io::Write;
+    let program = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&program)
+        .arg("store")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let payload = serde_json::json!({ "ServerURL": key, "Username": username, "Secret": password });
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(payload.to_string().as_bytes())
+            .map_err(|e| format!("cannot talk to {program}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program} failed: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} store failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a file atomically with owner-only permissions.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eigenpub-")
+        .tempfile_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -116,6 +116,8 @@ pub struct Answer {
 #[derive(Debug, Clone)]
 enum Scheme {
     Unknown,
+    /// Requests succeed without credentials (so far; a later 401 is still learned from).
+    Open,
     Basic,
     Bearer {
         realm: String,
@@ -145,7 +147,12 @@ pub struct Registry {
     credential: Option<Credential>,
     access: Access,
     scheme: Mutex<Scheme>,
+    /// Held by the first request while the scheme is unknown, so that a burst of concurrent
+    /// first requests costs one 401, not one each.
+    learning: Mutex<()>,
     tokens: Mutex<HashMap<String, Token>>,
+    /// One lock per scope, so concurrent requests fetch a scope's token once.
+    token_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     permits: Option<Semaphore>,
     pace: Mutex<Pace>,
     backoff: Backoff,
@@ -204,7 +211,9 @@ impl Registry {
             credential,
             access: options.access,
             scheme: Mutex::new(Scheme::Unknown),
+            learning: Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
+            token_locks: std::sync::Mutex::new(HashMap::new()),
             permits: options.max_concurrency.map(Semaphore::new),
             pace: Mutex::new(Pace {
                 interval: options
@@ -246,6 +255,15 @@ impl Registry {
             message: message.into(),
             help: help.into(),
         }
+    }
+
+    /// Checks that the registry accepts this client's credentials (`GET /v2/`).
+    pub async fn check_login(&self) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.base);
+        let answer = self
+            .send("", Method::GET, &url, HeaderMap::new(), None)
+            .await?;
+        self.expect(&answer, &[StatusCode::OK], "log in")
     }
 
     /// The digest `repository:tag` points at, or `None` when the tag does not exist.
@@ -491,16 +509,27 @@ impl Registry {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Answer, RegistryError> {
-        let scope = format!(
-            "repository:{}:{}",
-            self.api_path(repository),
-            match self.access {
-                Access::Pull => "pull",
-                Access::Push => "pull,push",
-            }
-        );
+        let scope = if repository.is_empty() {
+            String::new() // the API root (a login check): no repository scope
+        } else {
+            format!(
+                "repository:{}:{}",
+                self.api_path(repository),
+                match self.access {
+                    Access::Pull => "pull",
+                    Access::Push => "pull,push",
+                }
+            )
+        };
         let mut attempt = 0u32;
         let mut authenticated_retry = false;
+        let mut learning = None;
+        if matches!(*self.scheme.lock().await, Scheme::Unknown) {
+            let guard = self.learning.lock().await;
+            if matches!(*self.scheme.lock().await, Scheme::Unknown) {
+                learning = Some(guard);
+            }
+        }
         loop {
             let _permit = match &self.permits {
                 Some(s) => Some(s.acquire().await.expect("the semaphore is never closed")),
@@ -554,10 +583,18 @@ impl Registry {
             drop(_permit);
             if status == StatusCode::UNAUTHORIZED && !authenticated_retry {
                 authenticated_retry = true;
-                if self.learn_challenge(&answer, &scope).await? {
+                let learned = self.learn_challenge(&answer, &scope).await;
+                learning = None;
+                if learned? {
                     continue;
                 }
                 return Err(self.unexpected(&answer, "authenticate"));
+            }
+            if learning.take().is_some() && status != StatusCode::UNAUTHORIZED {
+                let mut scheme = self.scheme.lock().await;
+                if matches!(*scheme, Scheme::Unknown) {
+                    *scheme = Scheme::Open;
+                }
             }
             if status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND {
                 return Ok(answer);
@@ -666,7 +703,7 @@ impl Registry {
     ) -> Result<reqwest::RequestBuilder, RegistryError> {
         let scheme = self.scheme.lock().await.clone();
         match scheme {
-            Scheme::Unknown => Ok(request),
+            Scheme::Unknown | Scheme::Open => Ok(request),
             Scheme::Basic => match &self.credential {
                 Some(Credential {
                     secret: Secret::Basic { username, password },
@@ -678,17 +715,25 @@ impl Registry {
                 _ => Ok(request),
             },
             Scheme::Bearer { .. } => {
+                // One token fetch per scope, however many requests want it at once; a
+                // token about to expire is renewed before it is used.
+                let lock = self
+                    .token_locks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(scope.to_string())
+                    .or_default()
+                    .clone();
+                let _held = lock.lock().await;
                 let token = self.tokens.lock().await.get(scope).cloned();
                 match token {
                     Some(t) if t.expires > Instant::now() + Duration::from_secs(5) => {
                         Ok(request.bearer_auth(t.value))
                     }
-                    Some(_) => {
-                        // Expired: fetch a fresh one before sending.
+                    _ => {
                         let fresh = self.fetch_token(scope).await?;
                         Ok(request.bearer_auth(fresh))
                     }
-                    None => Ok(request),
                 }
             }
         }
@@ -743,7 +788,10 @@ impl Registry {
         let Scheme::Bearer { realm, service } = self.scheme.lock().await.clone() else {
             return Err(self.error(ErrorKind::Protocol, None, "no token service known", ""));
         };
-        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if !scope.is_empty() {
+            query.push(("scope", scope));
+        }
         if let Some(s) = &service {
             query.push(("service", s));
         }
@@ -756,8 +804,10 @@ impl Registry {
                     ("grant_type", "refresh_token"),
                     ("refresh_token", token.as_str()),
                     ("client_id", "eigenpub"),
-                    ("scope", scope),
                 ];
+                if !scope.is_empty() {
+                    form.push(("scope", scope));
+                }
                 if let Some(s) = &service {
                     form.push(("service", s));
                 }

@@ -10,3 +10,7 @@
 mod harness;
 
 mod core;
+mod auth;
+mod contract;
+mod diagnostics;
+mod faults;
