@@ -191,40 +191,6 @@ pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
     Ok(None)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_names() {
-        assert_eq!(env_prefix("ghcr.io"), "EIGENPUB_REGISTRY_GHCR_IO");
-        assert_eq!(
-            env_prefix("127.0.0.1:5000"),
-            "EIGENPUB_REGISTRY_127_0_0_1_5000"
-        );
-    }
-
-    #[test]
-    fn docker_hub_spellings_are_one_registry() {
-        assert!(is_docker_hub("docker.io"));
-        assert!(is_docker_hub("registry-1.docker.io"));
-        assert!(config_keys("docker.io").contains(&"https://index.docker.io/v1/".to_string()));
-        assert!(!is_docker_hub("ghcr.io"));
-    }
-
-    #[test]
-    fn debug_never_shows_the_secret() {
-        let c = Credential {
-            secret: Secret::Basic {
-                username: "u".into(),
-                password: "hunter2".into(),
-            },
-            origin: "test".into(),
-        };
-        assert!(!format!("{c:?}").contains("hunter2"));
-    }
-}
-
 /// Stores credentials the way `docker login` does, so that Docker and eigenpub share them:
 /// through the configured credential helper or store when there is one, else base64 in
 /// `auths` of `config.json` (written atomically, readable only by its owner). Returns where
@@ -322,4 +288,38 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_prefix("ghcr.io"), "EIGENPUB_REGISTRY_GHCR_IO");
+        assert_eq!(
+            env_prefix("127.0.0.1:5000"),
+            "EIGENPUB_REGISTRY_127_0_0_1_5000"
+        );
+    }
+
+    #[test]
+    fn docker_hub_spellings_are_one_registry() {
+        assert!(is_docker_hub("docker.io"));
+        assert!(is_docker_hub("registry-1.docker.io"));
+        assert!(config_keys("docker.io").contains(&"https://index.docker.io/v1/".to_string()));
+        assert!(!is_docker_hub("ghcr.io"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = Credential {
+            secret: Secret::Basic {
+                username: "u".into(),
+                password: "hunter2".into(),
+            },
+            origin: "test".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
 }

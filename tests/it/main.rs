@@ -9,8 +9,8 @@
 
 mod harness;
 
-mod core;
 mod auth;
 mod contract;
+mod core;
 mod diagnostics;
 mod faults;
