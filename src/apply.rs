@@ -81,6 +81,9 @@ pub struct Options {
     pub fail_fast: bool,
     /// Set (by Ctrl-C, or by fail-fast) to stop starting new work.
     pub stop: Arc<AtomicBool>,
+    /// Set by Ctrl-C/SIGTERM: in-flight artifacts get `grace` to finish, then are cancelled.
+    pub interrupted: Arc<AtomicBool>,
+    pub grace: std::time::Duration,
 }
 
 /// One cell per `(repository, digest)`: set once the blob is known to be there.
@@ -141,10 +144,13 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> Vec<Outcome> {
     let ledger = Ledger::default();
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
-    let results: Vec<(usize, Outcome)> = futures::stream::iter(plan.changes.iter().enumerate())
+    let outcomes: std::sync::Mutex<Vec<Option<Outcome>>> =
+        std::sync::Mutex::new(vec![None; plan.changes.len()]);
+    let started: std::sync::Mutex<Vec<bool>> =
+        std::sync::Mutex::new(vec![false; plan.changes.len()]);
+    let work = futures::stream::iter(plan.changes.iter().enumerate())
         .map(|(i, change)| {
-            let ledger = &ledger;
+            let (ledger, outcomes, started) = (&ledger, &outcomes, &started);
             async move {
                 let outcome = match &change.action {
                     Action::Unchanged => Outcome::Unchanged,
@@ -153,6 +159,7 @@ pub async fn apply(
                         if options.stop.load(Ordering::SeqCst) {
                             Outcome::NotStarted
                         } else {
+                            started.lock().unwrap_or_else(|e| e.into_inner())[i] = true;
                             progress.started(change);
                             let outcome = match push(change, targets, ledger).await {
                                 Ok(digest) => Outcome::Pushed { digest },
@@ -168,18 +175,44 @@ pub async fn apply(
                         }
                     }
                 };
-                (i, outcome)
+                outcomes.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
             }
         })
         .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
-    for (i, o) in results {
-        outcomes[i] = Some(o);
+        .for_each(|()| async {});
+    // Once the run is interrupted, in-flight artifacts get a grace period to finish; then they
+    // are cancelled. Cancelling is safe: a manifest is only pushed after its blobs, so no
+    // tag can point at content that did not land.
+    let grace = async {
+        while !options.interrupted.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(options.grace).await;
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = grace => {}
     }
+    let started = started.into_inner().unwrap_or_else(|e| e.into_inner());
     outcomes
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .map(|o| o.unwrap_or(Outcome::NotStarted))
+        .enumerate()
+        .map(|(i, o)| match o {
+            Some(o) => o,
+            None if started[i] => Outcome::Failed(TargetError {
+                target: plan.changes[i].publication.repository.to_string(),
+                code: "eigenpub::apply::interrupted",
+                message: format!(
+                    "{}: interrupted before it finished; its tag was not written",
+                    plan.changes[i].publication.reference()
+                ),
+                help: "run apply again to push it".into(),
+                transient: true,
+            }),
+            None => Outcome::NotStarted,
+        })
         .collect()
 }
 

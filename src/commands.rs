@@ -466,7 +466,8 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let signals = watch_signals(stop.clone(), global.quiet);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let signals = watch_signals(vec![stop.clone(), interrupted.clone()], global.quiet);
     let to_push = plan.changes.iter().filter(|c| c.action.pushes()).count();
     let printer = Printer::new(
         global.quiet,
@@ -479,6 +480,8 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
         concurrency: concurrency(global, &project),
         fail_fast: args.fail_fast,
         stop: stop.clone(),
+        interrupted: interrupted.clone(),
+        grace: std::time::Duration::from_secs(3),
     };
     let outcomes = apply::apply(&plan, &targets, &options, &printer).await;
     printer.finish();
@@ -641,17 +644,19 @@ fn read_saved_plan(path: &std::path::Path) -> Result<PlanDocument, String> {
 }
 
 /// Ctrl-C or SIGTERM once: stop starting new work. Twice: exit at once.
-fn watch_signals(stop: Arc<AtomicBool>, quiet: bool) -> tokio::task::JoinHandle<()> {
+fn watch_signals(flags: Vec<Arc<AtomicBool>>, quiet: bool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut count = 0;
         loop {
             wait_for_signal().await;
             count += 1;
             if count == 1 {
-                stop.store(true, Ordering::SeqCst);
+                for flag in &flags {
+                    flag.store(true, Ordering::SeqCst);
+                }
                 if !quiet {
                     eprintln!(
-                        "\nStopping: no new artifacts will be started; waiting for those in flight (press Ctrl-C again to exit now)."
+                        "\nStopping: no new artifacts will be started; those in flight get 3 seconds to finish (press Ctrl-C again to exit now)."
                     );
                 }
             } else {

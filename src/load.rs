@@ -179,6 +179,18 @@ fn resolve(
             &mutable,
             &mut problems,
         ) {
+            // The config blob is checked against its schema before anything is pushed.
+            if let Err(m) = schemas.check_config(&p.artifact) {
+                problems.push(
+                    Problem::error(
+                        "eigenpub::artifact::config",
+                        format!("{}: the config blob eigenpub would push is invalid: {m}", p.reference()),
+                    )
+                    .at(file, entry.origin.clone(), "this artifact")
+                    .help("check `kind`, `schema` and `devkit-version` for this AVS: they must be non-empty, and the schema a URL"),
+                );
+                continue;
+            }
             publications.push(p);
         }
     }
