@@ -170,13 +170,37 @@ async fn make_plan(
         }
     };
     targets.allow_overwrite = allow_overwrite;
-    let observed = match plan::observe(
+    // A plan of many artifacts at a terminal shows a bar while the tags are read.
+    let bar =
+        (!global.quiet && std::io::stderr().is_terminal() && project.publications.len() >= 50)
+            .then(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(project.publications.len() as u64),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} tags read")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                bar
+            });
+    let tick = || {
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    };
+    let observed = plan::observe(
         &targets,
         &project.publications,
         concurrency(global, &project),
+        &tick,
     )
-    .await
-    {
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let observed = match observed {
         Ok(o) => o,
         Err(errors) => {
             // One line per distinct failure (an unreachable registry fails every tag alike).

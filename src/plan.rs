@@ -154,6 +154,7 @@ pub async fn observe(
     targets: &Targets,
     publications: &[Publication],
     concurrency: usize,
+    observed_one: &(dyn Fn() + Sync),
 ) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
     let results: Vec<(usize, Result<Observation, TargetError>)> =
         futures::stream::iter(publications.iter().enumerate())
@@ -174,6 +175,7 @@ pub async fn observe(
                     })
                 }
                 .await;
+                observed_one();
                 (i, result)
             })
             .buffer_unordered(concurrency.max(1))
