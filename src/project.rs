@@ -174,31 +174,55 @@ pub fn parse(file: &SourceFile) -> Result<ProjectFile, Problem> {
 }
 
 fn toml_problem(file: &SourceFile, error: &toml::de::Error) -> Problem {
-    let message = error.message().trim().to_string();
+    let message = readable_types(error.message().trim());
     let span = error.span().unwrap_or(0..0);
-    let (code, help) = if let Some(key) = unknown_field(&message) {
+    let (code, label, help) = if let Some(key) = unknown_field(&message) {
         let help = match did_you_mean(&key, KNOWN_KEYS) {
             Some(best) => format!(
                 "did you mean `{best}`? Every setting is documented in eigenruntime.toml.example"
             ),
             None => "remove it; every setting is documented in eigenruntime.toml.example".into(),
         };
-        ("eigenpub::project::unknown-key", help)
-    } else if message.contains("invalid type") || message.contains("expected") {
+        (
+            "eigenpub::project::unknown-key",
+            "unknown key".to_string(),
+            help,
+        )
+    } else if let Some(key) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        (
+            "eigenpub::project::missing-key",
+            format!("`{key}` is missing in this table"),
+            format!("add `{key} = …`; eigenruntime.toml.example shows every setting"),
+        )
+    } else if message.contains("invalid type") || message.contains("invalid value") {
         (
             "eigenpub::project::type",
+            "wrong type".to_string(),
             "check the value's type against eigenruntime.toml.example".to_string(),
         )
     } else {
         (
             "eigenpub::project::toml",
+            first_line(&message),
             "fix the TOML syntax at the marked place".to_string(),
         )
     };
     let (line, _) = file.line_col(span.start);
     Problem::error(code, format!("{} (line {line}): {message}", file.name))
-        .at(file, span, first_line(&message))
+        .at(file, span, label)
         .help(help)
+}
+
+/// serde's Rust type names, in words.
+fn readable_types(message: &str) -> String {
+    message
+        .replace("expected usize", "expected a whole number")
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected a boolean", "expected true or false")
 }
 
 fn first_line(s: &str) -> String {

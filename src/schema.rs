@@ -153,13 +153,18 @@ impl SchemaSet {
         errors.sort_by(|a, b| a.instance_path().as_str().cmp(b.instance_path().as_str()));
         for error in errors {
             let pointer = error.instance_path().as_str().to_string();
-            let (span, label) = positions.span_of(&pointer);
+            let (span, _) = positions.span_of(&pointer);
             let place = if pointer.is_empty() {
                 "the spec".to_string()
             } else {
                 format!("`{}`", dotted(&pointer))
             };
             let message = error.to_string();
+            let label = if message.chars().count() > 70 {
+                format!("{}…", message.chars().take(69).collect::<String>())
+            } else {
+                message.clone()
+            };
             problems.push(
                 Problem::error(
                     "eigenpub::spec::schema",
@@ -248,6 +253,7 @@ fn dotted(pointer: &str) -> String {
 struct Positions {
     file: SourceFile,
     starts: HashMap<String, (usize, usize)>,
+    keys: HashMap<String, (usize, usize)>,
 }
 
 impl Positions {
@@ -260,37 +266,42 @@ impl Positions {
         Positions {
             file: file.clone(),
             starts: collector.starts,
+            keys: collector.keys,
         }
     }
 
     /// The span to label for a pointer: its node, or the nearest ancestor that exists
     /// (a missing field is labelled at its parent).
-    fn span_of(&self, pointer: &str) -> (std::ops::Range<usize>, String) {
+    /// The span to label for a pointer: its value; for a pointer that does not exist (a
+    /// missing field) the key of the nearest ancestor that does, so the label sits on the
+    /// line that names the parent (`aggregator:`). The flag says whether it was missing.
+    fn span_of(&self, pointer: &str) -> (std::ops::Range<usize>, bool) {
+        let line_span = |&(line, col): &(usize, usize)| {
+            let start = self.file.offset_of(line, col);
+            let end = self.file.text[start..]
+                .find(['\n', '\r'])
+                .map_or(self.file.text.len(), |e| start + e);
+            start..end.max(start)
+        };
+        if let Some(at) = self.starts.get(pointer) {
+            return (line_span(at), false);
+        }
         let mut p = pointer.to_string();
-        let mut missing = false;
-        loop {
-            if let Some(&(line, col)) = self.starts.get(&p) {
-                let start = self.file.offset_of(line, col);
-                let end = self.file.text[start..]
-                    .find(['\n', '\r'])
-                    .map_or(self.file.text.len(), |e| start + e);
-                let label = if missing { "in here" } else { "here" };
-                return (start..end.max(start), label.to_string());
-            }
-            match p.rfind('/') {
-                Some(i) => {
-                    p.truncate(i);
-                    missing = true;
-                }
-                None => return (0..0, "in this spec".into()),
+        while let Some(i) = p.rfind('/') {
+            p.truncate(i);
+            if let Some(at) = self.keys.get(&p).or_else(|| self.starts.get(&p)) {
+                return (line_span(at), true);
             }
         }
+        (0..0, true)
     }
 }
 
 #[derive(Default)]
 struct Collector {
     starts: HashMap<String, (usize, usize)>,
+    /// Where the key naming each mapping entry is, by the entry's pointer.
+    keys: HashMap<String, (usize, usize)>,
     /// Open containers: for a mapping, the pending key; for a sequence, the next index.
     stack: Vec<Frame>,
     path: Vec<String>,
@@ -349,8 +360,10 @@ impl MarkedEventReceiver for Collector {
                 if let Some(Frame::Mapping { key, expect_key }) = self.stack.last_mut()
                     && *expect_key
                 {
-                    *key = Some(value);
+                    *key = Some(value.clone());
                     *expect_key = false;
+                    let p = self.pointer(&value);
+                    self.keys.entry(p).or_insert(at);
                     return;
                 }
                 if let Some(seg) = self.enter() {
@@ -375,6 +388,9 @@ impl MarkedEventReceiver for Collector {
                 } else {
                     self.pointer(&seg)
                 };
+                // A block container's own mark lands on its first value; the line of the
+                // key that names it (`aggregator:`) is where a reader looks.
+                let at = self.keys.get(&p).copied().unwrap_or(at);
                 self.starts.entry(p).or_insert(at);
                 self.path.push(seg);
                 self.stack.push(if is_map {
@@ -436,8 +452,8 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         let (file, lc) = problems[0].position().unwrap();
         assert_eq!(file, "s.yaml");
-        // `aggregator:`'s value starts on line 7 (the first key of the mapping).
-        assert_eq!(lc.unwrap().0, 7, "{:?}", problems[0]);
+        // The mapping lacking `digest` is labelled at the line that names it: `aggregator:`.
+        assert_eq!(lc.unwrap(), (6, 3), "{:?}", problems[0]);
         assert!(
             problems[0].message.contains("digest"),
             "{}",
