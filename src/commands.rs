@@ -455,6 +455,14 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
                 })
                 .collect();
             report::print_problems(&problems, args.diagnostics, stderr_color(global));
+            if args.format == Format::Json {
+                let outcomes = vec![Outcome::NotStarted; plan.changes.len()];
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report::json::apply(&document, &outcomes))
+                        .expect("JSON")
+                );
+            }
             return FAILED;
         }
     }

@@ -130,7 +130,7 @@ pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbos
         .filter_map(|(i, c)| contents.get(&i).map(|(b, a)| details(c, b, a)))
         .collect();
     if plan.refused().next().is_some() {
-        head.push_str("> [!WARNING]\n> Some published tags would be overwritten with different content. `eigenpub apply` refuses this: bump `version`, or list the tags in `mutable-tags`.\n\n");
+        head.push_str("> [!WARNING]\n> Some published tags would be overwritten with different content. `eigenpub apply` refuses this: bump `version` so a new tag is made, or, if overwriting is intended, list the tags in `mutable-tags` or pass `--allow-overwrite`.\n\n");
     }
     if rows.is_empty() {
         head.push_str("No changes: every tag already holds its artifact.\n");
