@@ -205,10 +205,10 @@ pub async fn apply(
                 target: plan.changes[i].publication.repository.to_string(),
                 code: "eigenpub::apply::interrupted",
                 message: format!(
-                    "{}: interrupted before it finished; its tag was not written",
+                    "{}: interrupted before it finished; its tag may or may not have been written (if it was, it is complete)",
                     plan.changes[i].publication.reference()
                 ),
-                help: "run apply again to push it".into(),
+                help: "run apply again: it pushes whatever is still missing".into(),
                 transient: true,
             }),
             None => Outcome::NotStarted,

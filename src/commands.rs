@@ -279,6 +279,13 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
         .prefix(".eigenpub-")
         .tempfile_in(dir)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -627,7 +634,13 @@ async fn login(global: &Global, args: &LoginArgs) -> u8 {
             Err(e) => Err(e),
         };
     if let Err(e) = checked {
-        let problem = crate::target::TargetError::from(e).to_problem();
+        let refused = e.kind == crate::target::remote::ErrorKind::Auth;
+        let mut problem = crate::target::TargetError::from(e).to_problem();
+        if refused {
+            problem.help = Some(format!(
+                "{host} refused these credentials: check the user name and the password or token (for GHCR, a token with write:packages); nothing was stored"
+            ));
+        }
         report::print_problems(&[problem], DiagnosticFormat::Human, stderr_color(global));
         return FAILED;
     }

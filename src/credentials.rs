@@ -163,22 +163,28 @@ pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
                     origin,
                 }));
             }
-            // A store or helper that has nothing for this key: try the next spelling.
-            Err(docker_credential::CredentialRetrievalError::NoCredentialConfigured)
-            | Err(docker_credential::CredentialRetrievalError::HelperFailure { .. })
-                if origin.starts_with("credential store") =>
-            {
-                continue;
-            }
+            // A store or helper that has nothing for this key: try the next spelling, and in
+            // the end go anonymous, as Docker does.
+            Err(docker_credential::CredentialRetrievalError::NoCredentialConfigured) => continue,
             Err(docker_credential::CredentialRetrievalError::HelperFailure {
                 helper,
+                stdout,
                 stderr,
-                ..
             }) => {
-                // stdout may hold a secret; stderr is the helper's complaint.
+                let not_found = |s: &str| s.to_ascii_lowercase().contains("credentials not found");
+                if not_found(&stdout) || not_found(&stderr) {
+                    continue;
+                }
+                // Helpers report failures on stdout or stderr; a failing helper prints no
+                // secret, but keep what it said short.
+                let said = if stderr.trim().is_empty() {
+                    stdout
+                } else {
+                    stderr
+                };
+                let said: String = said.trim().chars().take(300).collect();
                 return Err(format!(
-                    "credential helper {helper} failed for {key}: {}",
-                    stderr.trim()
+                    "credential helper {helper} failed for {key}: {said}"
                 ));
             }
             Err(e) => {

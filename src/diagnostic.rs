@@ -329,8 +329,15 @@ impl Problems {
     }
 
     /// The problems in a stable order: by file, line, column, severity, message.
+    /// The same problem found twice (one setting shared by several artifacts) is kept once.
     pub fn sorted(mut self) -> Vec<Problem> {
         self.items.sort_by_cached_key(Problem::sort_key);
+        self.items.dedup_by(|a, b| {
+            a.code == b.code
+                && a.message == b.message
+                && a.position() == b.position()
+                && a.labels.first().map(|l| &l.span) == b.labels.first().map(|l| &l.span)
+        });
         self.items
     }
 

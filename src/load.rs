@@ -85,6 +85,10 @@ struct Entry {
     origin: Range<usize>,
     /// What the origin label says.
     origin_label: String,
+    /// Where the AVS name is written (`name = …`, or the discover pattern).
+    name_span: Range<usize>,
+    /// Where the version is written, when the project file sets it.
+    version_span: Option<Range<usize>>,
 }
 
 /// Loads and checks a project. Errors and warnings come back together, sorted.
@@ -147,7 +151,13 @@ fn resolve(
     // Read and parse every spec; keep going to report every problem at once.
     let mut documents: Vec<Option<(Bytes, SpecDocument)>> = Vec::with_capacity(entries.len());
     for entry in &entries {
-        documents.push(read_spec(file, entry, &schemas, &mut problems));
+        let document = read_spec(file, entry, &schemas, &mut problems);
+        if document.is_none() {
+            // The spec could not be used, but the entry's settings can still be checked,
+            // so that one run reports every problem.
+            check_settings(file, entry, &mut problems);
+        }
+        documents.push(document);
     }
 
     let git = git_times_if_needed(file, parsed, &entries, dir, env, &mut problems);
@@ -316,6 +326,8 @@ fn entries(
                 spec_path: dir.join(path.get_ref()),
                 settings: settings.clone(),
                 version: a.version.as_ref().map(|v| v.get_ref().as_string()),
+                version_span: a.version.as_ref().map(|v| v.span()),
+                name_span: a.name.span(),
                 origin: path.span(),
                 origin_label: format!("{} operator set {operator_set}", a.name.get_ref()),
             });
@@ -367,6 +379,8 @@ fn entries(
                 spec_path: f.path,
                 settings: settings.clone(),
                 version: None,
+                version_span: None,
+                name_span: d.specs.span(),
                 origin: d.specs.span(),
             });
         }
@@ -420,6 +434,31 @@ fn read_spec(
         return None;
     }
     Some((Bytes::from(bytes), document))
+}
+
+/// The checks of an entry's settings that need no spec: `created` and the tag template.
+fn check_settings(file: &SourceFile, entry: &Entry, problems: &mut Problems) {
+    let s = &entry.settings;
+    if let Some(c) = &s.created
+        && let Err(m) = created::parse_created(&c.value)
+    {
+        problems.push(
+            Problem::error("eigenpub::created::invalid", m)
+                .at(
+                    file,
+                    c.span.clone().unwrap_or(entry.origin.clone()),
+                    "created",
+                )
+                .help("use an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or \"git\""),
+        );
+    }
+    if let Err(m) = project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, "0") {
+        problems.push(
+            Problem::error("eigenpub::project::tag-template", format!("{}: {m}", entry.origin_label))
+                .at(file, s.tag.span.clone().unwrap_or(entry.origin.clone()), "tag template")
+                .help("the placeholders are {avs}, {opset} and {version}, e.g. tag = \"opset-{opset}-v{version}\""),
+        );
+    }
 }
 
 fn uses_git(entry: &Entry, env: &Env) -> bool {
@@ -502,18 +541,38 @@ fn publication(
     };
 
     // The tag.
-    let tag = match project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version)
-        .and_then(|t| reference::check_tag(&t).map(|_| t))
-    {
-        Ok(t) => t,
+    let tag = match project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version) {
         Err(m) => {
             problems.push(
-                Problem::error("eigenpub::project::tag", format!("{}: {m}", entry.origin_label))
+                Problem::error("eigenpub::project::tag-template", format!("{}: {m}", entry.origin_label))
                     .at(file, span_of(&s.tag.span), "tag template")
-                    .help("tags are up to 128 of [A-Za-z0-9_.-]; check the template and the version it fills in"),
+                    .help("the placeholders are {avs}, {opset} and {version}, e.g. tag = \"opset-{opset}-v{version}\""),
             );
             return None;
         }
+        Ok(t) => match reference::check_tag(&t) {
+            Ok(()) => t,
+            Err(m) => {
+                // Point at what made the tag invalid: the template when it is written, else
+                // the version (from the project file, or from the spec).
+                let (span, label) = if let Some(span) = &s.tag.span {
+                    (span.clone(), "tag template".to_string())
+                } else if let Some(span) = &entry.version_span {
+                    (span.clone(), format!("version `{version}`"))
+                } else {
+                    (
+                        entry.origin.clone(),
+                        format!("the spec's version `{version}`"),
+                    )
+                };
+                problems.push(
+                    Problem::error("eigenpub::project::tag", format!("{}: {m}", entry.origin_label))
+                        .at(file, span, label)
+                        .help("tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -; choose a version (or tag template) that gives one"),
+                );
+                return None;
+            }
+        },
     };
 
     // The repository.
@@ -522,7 +581,7 @@ fn publication(
         Err((m, span)) => {
             problems.push(
                 Problem::error("eigenpub::project::repository", format!("{}: {m}", entry.origin_label))
-                    .at(file, span, "repository")
+                    .at(file, span, "not a valid repository name")
                     .help("repository names are lowercase letters, digits and . _ - separators; set `repository = \"…\"` on the [[avs]] to choose another name"),
             );
             ok = false;
@@ -673,6 +732,13 @@ fn repository(dir: &Path, entry: &Entry) -> Result<Repository, (String, Range<us
                 path,
             )
         }
+    };
+    // Blame the AVS name when the prefix alone is fine (it was checked when parsed).
+    let span = if !s.registry_is_repository && reference::check_repository_path(&entry.avs).is_err()
+    {
+        entry.name_span.clone()
+    } else {
+        span
     };
     reference::check_repository_path(&path).map_err(|m| (m, span))?;
     Ok(repository)

@@ -311,6 +311,8 @@ enum Frame {
     Mapping {
         key: Option<String>,
         expect_key: bool,
+        /// A mapping no key names (the document, a list item): it is placed at its first key.
+        unplaced: Option<String>,
     },
     Sequence {
         next: usize,
@@ -327,7 +329,9 @@ impl Collector {
                 *next += 1;
                 Some(s)
             }
-            Some(Frame::Mapping { key, expect_key }) => {
+            Some(Frame::Mapping {
+                key, expect_key, ..
+            }) => {
                 if *expect_key {
                     None // this node is a key
                 } else {
@@ -357,11 +361,18 @@ impl MarkedEventReceiver for Collector {
         let at = (mark.line(), mark.col() + 1);
         match ev {
             Event::Scalar(value, ..) => {
-                if let Some(Frame::Mapping { key, expect_key }) = self.stack.last_mut()
+                if let Some(Frame::Mapping {
+                    key,
+                    expect_key,
+                    unplaced,
+                }) = self.stack.last_mut()
                     && *expect_key
                 {
                     *key = Some(value.clone());
                     *expect_key = false;
+                    if let Some(p) = unplaced.take() {
+                        self.starts.insert(p, at);
+                    }
                     let p = self.pointer(&value);
                     self.keys.entry(p).or_insert(at);
                     return;
@@ -390,13 +401,14 @@ impl MarkedEventReceiver for Collector {
                 };
                 // A block container's own mark lands on its first value; the line of the
                 // key that names it (`aggregator:`) is where a reader looks.
-                let at = self.keys.get(&p).copied().unwrap_or(at);
-                self.starts.entry(p).or_insert(at);
+                let named = self.keys.get(&p).copied();
+                self.starts.entry(p.clone()).or_insert(named.unwrap_or(at));
                 self.path.push(seg);
                 self.stack.push(if is_map {
                     Frame::Mapping {
                         key: None,
                         expect_key: true,
+                        unplaced: named.is_none().then_some(p),
                     }
                 } else {
                     Frame::Sequence { next: 0 }
@@ -409,6 +421,65 @@ impl MarkedEventReceiver for Collector {
             _ => {}
         }
     }
+}
+
+/// Finds the first key written twice in one mapping: its line and column (1-based).
+pub fn duplicate_key(text: &str) -> Option<(usize, usize, String)> {
+    #[derive(Default)]
+    struct Finder {
+        /// Per open container: the keys seen (mappings), and whether the next scalar is a key.
+        stack: Vec<(std::collections::HashSet<String>, bool, bool)>,
+        found: Option<(usize, usize, String)>,
+    }
+    impl Finder {
+        fn value_done(&mut self) {
+            if let Some((_, is_map, expect_key)) = self.stack.last_mut()
+                && *is_map
+            {
+                *expect_key = true;
+            }
+        }
+    }
+    impl MarkedEventReceiver for Finder {
+        fn on_event(&mut self, ev: Event, mark: Marker) {
+            if self.found.is_some() {
+                return;
+            }
+            match ev {
+                Event::Scalar(value, ..) => {
+                    if let Some((keys, true, expect_key)) = self.stack.last_mut()
+                        && *expect_key
+                    {
+                        *expect_key = false;
+                        if !keys.insert(value.clone()) {
+                            self.found = Some((mark.line(), mark.col() + 1, value));
+                        }
+                        return;
+                    }
+                    self.value_done();
+                }
+                Event::Alias(_) => {
+                    if let Some((_, true, expect_key)) = self.stack.last_mut()
+                        && *expect_key
+                    {
+                        *expect_key = false;
+                        return;
+                    }
+                    self.value_done();
+                }
+                Event::MappingStart(..) => self.stack.push((Default::default(), true, true)),
+                Event::SequenceStart(..) => self.stack.push((Default::default(), false, false)),
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.stack.pop();
+                    self.value_done();
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut finder = Finder::default();
+    let _ = Parser::new_from_str(text).load(&mut finder, false);
+    finder.found
 }
 
 #[cfg(test)]
@@ -475,6 +546,13 @@ mod tests {
         let problems = check(text);
         // name, version missing; component a lacks registry and digest; env entry lacks name.
         assert!(problems.error_count() >= 4, "{problems:?}");
+    }
+
+    #[test]
+    fn finds_the_second_of_two_equal_keys() {
+        let text = "a: 1\nb:\n  c: 2\n  d: [x, y]\n  c: 3\n";
+        assert_eq!(duplicate_key(text), Some((5, 3, "c".into())));
+        assert_eq!(duplicate_key("a: 1\nb: {c: 1}\nc: 2\n"), None);
     }
 
     #[test]

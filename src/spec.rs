@@ -31,15 +31,18 @@ pub fn source(name: &str, bytes: &[u8]) -> Result<SourceFile, Problem> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => {
-            let valid = &bytes[..e.valid_up_to()];
-            let text = String::from_utf8_lossy(valid).into_owned();
-            let line = text.matches('\n').count() + 1;
+            // Show the file as far as it is text, and point just past the last good byte.
+            let at = e.valid_up_to();
+            let shown = SourceFile::new(name, String::from_utf8_lossy(&bytes[..at]).into_owned());
+            let line = shown.text.matches('\n').count() + 1;
             Err(Problem::error(
                 "eigenpub::spec::encoding",
-                format!(
-                    "{name}: not UTF-8 text (invalid byte at offset {}, line {line})",
-                    e.valid_up_to()
-                ),
+                format!("{name}: not UTF-8 text (invalid byte at offset {at}, line {line})"),
+            )
+            .at(
+                &shown,
+                at.saturating_sub(1)..at,
+                "the next byte is not UTF-8",
             )
             .help("save the spec as UTF-8"))
         }
@@ -51,30 +54,64 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
     let text = file.text.strip_prefix('\u{feff}').unwrap_or(&file.text);
     let bom = file.text.len() - text.len();
     if text.trim().is_empty() {
-        return Err(Problem::error(
-            "eigenpub::spec::empty",
-            format!("{}: the spec file is empty", file.name),
-        )
-        .in_file(file)
-        .help("a spec needs at least apiVersion, kind, name, version and spec"));
+        return Err(
+            Problem::error("eigenpub::spec::empty", "the spec file is empty")
+                .in_file(file)
+                .help("a spec needs at least apiVersion, kind, name, version and spec"),
+        );
     }
-    let value: Value = serde_yaml::from_str(text).map_err(|e| {
-        let span = e
+    // Parsed as serde_yaml's own value first: it refuses duplicate keys (as Go's yaml.v3,
+    // and so devkit, does) where a direct parse into JSON would keep the last one.
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let mut span = e
             .location()
             .map(|l| {
                 let at = bom + l.index();
                 at..at
             })
             .unwrap_or(0..0);
+        // serde_yaml places a duplicate key at its mapping; find the second key itself.
+        if e.to_string().contains("duplicate entry")
+            && let Some((line, col, key)) = crate::schema::duplicate_key(text)
+        {
+            let at = bom + SourceFile::new("", text).offset_of(line, col);
+            span = at..at + key.len();
+        }
         let message = e.to_string();
         let (line, _) = file.line_col(span.start);
+        let (what, label, help) = if message.contains("repetition limit exceeded") {
+            (
+                "its aliases expand to too many nodes (an alias bomb?)".to_string(),
+                "aliases expand too much".to_string(),
+                "write the values out, or use fewer nested aliases",
+            )
+        } else if message.contains("recursion limit exceeded") {
+            (
+                "it is nested too deeply".to_string(),
+                "nested too deeply".to_string(),
+                "a spec nests a few levels; flatten the structure",
+            )
+        } else if message.contains("duplicate entry") {
+            (
+                format!("invalid YAML: {message}"),
+                "a mapping with a key written twice".to_string(),
+                "remove one of the two entries: which one wins differs between tools",
+            )
+        } else {
+            (
+                format!("invalid YAML: {message}"),
+                first_clause(&message),
+                "fix the YAML at the marked place",
+            )
+        };
         Problem::error(
             "eigenpub::spec::yaml",
-            format!("{} (line {line}): invalid YAML: {message}", file.name),
+            format!("{} (line {line}): {what}", file.name),
         )
-        .at(file, span, first_clause(&message))
-        .help("fix the YAML at the marked place")
+        .at(file, span, label)
+        .help(help)
     })?;
+    let value = to_json(yaml);
     if !value.is_object() {
         return Err(Problem::error(
             "eigenpub::spec::not-a-mapping",
@@ -88,6 +125,40 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
         .help("write the spec as `key: value` lines at the top level"));
     }
     Ok(SpecDocument { value })
+}
+
+/// YAML to JSON: scalar keys become strings (as Go's map[string]any does), tags are dropped.
+fn to_json(value: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match to_json(k) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => to_json(tagged.value),
+    }
 }
 
 fn first_clause(message: &str) -> String {

@@ -185,6 +185,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".eigenpub-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    // A layout is for other tools (and users) to read: not the temporary file's 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

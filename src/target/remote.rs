@@ -162,10 +162,16 @@ pub struct Registry {
 /// Spacing of requests: a fixed rate when configured, and a pause after a 429.
 #[derive(Debug)]
 struct Pace {
+    /// The spacing in force now: the configured one, widened while the registry throttles.
     interval: Option<Duration>,
+    /// The configured spacing (`requests-per-second`), which a calm registry returns to.
+    configured: Option<Duration>,
     next: Instant,
     paused_until: Instant,
 }
+
+/// The widest spacing a throttling registry pushes requests to.
+const MAX_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Registry {
     pub fn new(
@@ -204,6 +210,10 @@ impl Registry {
             help: String::new(),
         })?;
         let now = Instant::now();
+        let configured_interval = options
+            .requests_per_second
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(1.0 / r));
         Ok(Registry {
             host: host.to_string(),
             base: format!("{scheme}://{api_host}"),
@@ -216,10 +226,8 @@ impl Registry {
             token_locks: std::sync::Mutex::new(HashMap::new()),
             permits: options.max_concurrency.map(Semaphore::new),
             pace: Mutex::new(Pace {
-                interval: options
-                    .requests_per_second
-                    .filter(|r| *r > 0.0)
-                    .map(|r| Duration::from_secs_f64(1.0 / r)),
+                interval: configured_interval,
+                configured: configured_interval,
                 next: now,
                 paused_until: now,
             }),
@@ -351,6 +359,31 @@ impl Registry {
         blob: &Blob,
         from: Option<&str>,
     ) -> Result<BlobState, RegistryError> {
+        let mut result = self.try_ensure_blob(repository, blob, from).await;
+        if let Err(first) = &result {
+            // The upload may have landed even though its answer was lost (a dropped
+            // connection, a retried PUT to a session the registry already closed): look.
+            if self
+                .blob_exists(repository, &blob.digest)
+                .await
+                .unwrap_or(false)
+            {
+                return Ok(BlobState::Uploaded);
+            }
+            // A lost session or a server failure: one fresh upload session.
+            if matches!(first.kind, ErrorKind::Server | ErrorKind::Unreachable) {
+                result = self.try_ensure_blob(repository, blob, from).await;
+            }
+        }
+        result
+    }
+
+    async fn try_ensure_blob(
+        &self,
+        repository: &str,
+        blob: &Blob,
+        from: Option<&str>,
+    ) -> Result<BlobState, RegistryError> {
         let source = self.api_path(from.unwrap_or(repository));
         let url = self.url(
             repository,
@@ -456,6 +489,7 @@ impl Registry {
         };
         let code = codes.first().cloned().unwrap_or_default();
         let (kind, help) = match status {
+            _ if code == "BLOB_UPLOAD_UNKNOWN" => (ErrorKind::Server, "the registry lost the upload session; run apply again".to_string()),
             401 => (ErrorKind::Auth, self.login_help()),
             403 => (ErrorKind::Denied, format!(
                 "{} may not write to this repository; check its permissions (for GHCR, the token needs write:packages and the package must grant the repository access)",
@@ -597,6 +631,7 @@ impl Registry {
                 }
             }
             if status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND {
+                self.calm().await;
                 return Ok(answer);
             }
             let (codes, message) = error_body(&answer.body);
@@ -635,22 +670,37 @@ impl Registry {
         }
     }
 
+    /// After a success, a spacing widened by throttling narrows back towards the configured one.
+    async fn calm(&self) {
+        let mut pace = self.pace.lock().await;
+        if pace.interval == pace.configured {
+            return;
+        }
+        let narrower = pace.interval.map(|i| i.mul_f64(0.9));
+        pace.interval = match (narrower, pace.configured) {
+            (Some(n), Some(c)) if n <= c => Some(c),
+            (Some(n), None) if n < Duration::from_millis(5) => None,
+            (n, _) => n,
+        };
+    }
+
     /// Sleeps before a retry; a throttled registry is paused for every request to it.
     async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: bool) {
         let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
         if throttled {
             let mut pace = self.pace.lock().await;
-            let until = Instant::now() + delay;
+            let now = Instant::now();
+            // One burst of 429s (many requests refused at once) counts once: widen the
+            // spacing only when no pause is already in force, and never beyond a second.
+            if now >= pace.paused_until {
+                pace.interval = Some(
+                    (pace.interval.unwrap_or(Duration::from_millis(25)) * 2).min(MAX_INTERVAL),
+                );
+            }
+            let until = now + delay;
             if until > pace.paused_until {
                 pace.paused_until = until;
             }
-            // Slow down for the rest of the run: at most half the rate that was just refused.
-            pace.interval = Some(
-                pace.interval
-                    .unwrap_or(Duration::from_millis(10))
-                    .max(Duration::from_millis(10))
-                    * 2,
-            );
         }
         tokio::time::sleep(delay).await;
     }
