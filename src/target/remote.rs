@@ -129,6 +129,8 @@ enum Scheme {
 struct Token {
     value: String,
     expires: Instant,
+    /// Renew this long before `expires` (five seconds, or half a short token's life).
+    margin: Duration,
 }
 
 /// Counters a run reports (and the benchmark reads).
@@ -777,7 +779,7 @@ impl Registry {
                 let _held = lock.lock().await;
                 let token = self.tokens.lock().await.get(scope).cloned();
                 match token {
-                    Some(t) if t.expires > Instant::now() + Duration::from_secs(5) => {
+                    Some(t) if t.expires > Instant::now() + t.margin => {
                         Ok(request.bearer_auth(t.value))
                     }
                     _ => {
@@ -927,12 +929,15 @@ impl Registry {
                 "",
             )
         })?;
-        let expires = Instant::now() + Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10));
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(1));
+        let expires = Instant::now() + lifetime;
+        let margin = Duration::from_secs(5).min(lifetime / 2);
         self.tokens.lock().await.insert(
             scope.to_string(),
             Token {
                 value: value.clone(),
                 expires,
+                margin,
             },
         );
         Ok(value)
