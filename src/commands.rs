@@ -268,30 +268,10 @@ fn report_requests(global: &Global, targets: &Targets) {
     }
 }
 
-/// Writes a file atomically (temporary file in the same folder, then rename).
+/// Writes a plan or a release record, atomically.
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".eigenpub-")
-        .tempfile_in(dir)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    crate::atomic::write(path, bytes, 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 async fn plan_command(global: &Global, args: &PlanArgs) -> u8 {

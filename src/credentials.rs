@@ -245,7 +245,8 @@ pub fn store(registry: &str, username: &str, password: &str) -> Result<String, S
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
-    write_private(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::atomic::write(&path, &bytes, 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(where_)
 }
 
@@ -274,25 +275,6 @@ fn run_helper_store(helper: &str, key: &str, username: &str, password: &str) -> 
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(())
-}
-
-/// Writes a file atomically with owner-only permissions.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".eigenpub-")
-        .tempfile_in(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod artifact;
+pub mod atomic;
 pub mod cli;
 pub mod commands;
 pub mod created;

@@ -147,8 +147,8 @@ pub fn diff(
 }
 
 /// Reads what every wanted tag holds: one request per artifact, `concurrency` at once; and,
-/// for a tag that does not hold its artifact, whether the manifest is already in the
-/// repository (one more request, only for artifacts that will change).
+/// for an existing tag that may move to other content, whether that content is already in
+/// the repository (one more request, only for updates).
 /// Returns the observations in order, or every failure (with the artifact's index).
 pub async fn observe(
     targets: &Targets,
@@ -167,7 +167,12 @@ pub async fn observe(
                         Some(d) if d == wanted => false,
                         // An immutable tag with other content is refused whatever we find.
                         Some(_) if !p.mutable && !targets.allow_overwrite => false,
-                        _ => target.has_manifest(wanted).await?,
+                        // A tag that moves back to content it held before (a revert).
+                        Some(_) => target.has_manifest(wanted).await?,
+                        // A new tag: the config names the tag (`releaseVersion`), so the
+                        // manifest cannot be in the repository under another one; asking
+                        // would cost every new artifact a request for nothing.
+                        None => false,
                     };
                     Ok(Observation {
                         tag,

@@ -8,7 +8,6 @@
 //! interrupted or concurrent run never leaves a tag naming a missing or partial blob.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -177,24 +176,9 @@ fn find_tag<'a>(index: &'a Value, tag: &str) -> Option<&'a Value> {
         .find(|m| m["annotations"][REF_NAME] == tag)
 }
 
-/// Writes a file atomically: a temporary file in the same folder, synced, then renamed.
+/// Layout files are for other tools (and users) to read.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".eigenpub-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    // A layout is for other tools (and users) to read: not the temporary file's 0600.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic::write(path, bytes, 0o644)
 }
 
 #[cfg(test)]
