@@ -4,11 +4,13 @@
 //! most: it must find them wherever Docker keeps them (`auths`, credential
 //! helpers, `credsStore`) or in `EIGENPUB_REGISTRY_<HOST>_*` variables, say
 //! plainly which ones a registry refused and how to log in, store them the way
-//! `docker login` does, speak TLS to registries signed by a private CA, refuse to
-//! send them in clear text off this machine, and never print or write a secret.
+//! `docker login` does, speak TLS to registries signed by a private CA, renew
+//! short-lived bearer tokens before the registry refuses them, refuse to send
+//! credentials in clear text off this machine, and never print or write a secret.
 //!
 //! Everything is real: `docker-registry` behind htpasswd basic auth (from the
-//! harness) or over TLS with a CA made here with `openssl` (started in this file),
+//! harness), a token service of this file's own signing JWTs with `openssl`, or
+//! over TLS with a CA made here with `openssl` (started in this file),
 //! a credential helper that is a shell script speaking Docker's helper protocol,
 //! and skopeo reading back what was pushed. Passwords are random per test
 //! (`s3cret-Pa55-<hex>`) so that a leak is found by a plain substring search of
@@ -1377,6 +1379,37 @@ fn login_and_publish_over_tls_with_the_project_ca_file() {
 
 const TOKEN_SERVICE: &str = "eigenpub-test-registry";
 const TOKEN_ISSUER: &str = "eigenpub-test-issuer";
+/// distribution accepts a token until its `exp` claim plus this much (its
+/// `token.Leeway`, for clock skew), and before `nbf` minus this much.
+const DISTRIBUTION_LEEWAY_SECS: u64 = 60;
+
+/// How long the tokens of a [`TokenServer`] live.
+#[derive(Clone, Copy, Debug)]
+enum Lifetime {
+    /// `expires_in: 300`, `exp` = now + 300 s: never an issue within a test.
+    Long,
+    /// `expires_in: N`, and an `exp` claim that makes the registry itself refuse
+    /// the token once N s have passed (up to 1 s more, JWT times being whole
+    /// seconds): `ceil(now + N)` minus distribution's leeway.
+    Enforced(u64),
+}
+
+impl Lifetime {
+    fn expires_in(self) -> u64 {
+        match self {
+            Lifetime::Long => 300,
+            Lifetime::Enforced(n) => n,
+        }
+    }
+
+    /// The `exp` claim of a token issued at `now` (UNIX seconds, fractional).
+    fn exp_claim(self, now: f64) -> u64 {
+        match self {
+            Lifetime::Long => now as u64 + 300,
+            Lifetime::Enforced(n) => (now + n as f64).ceil() as u64 - DISTRIBUTION_LEEWAY_SECS,
+        }
+    }
+}
 
 /// One request the token service answered.
 #[derive(Clone, Debug)]
@@ -1388,6 +1421,8 @@ struct TokenRequest {
     credentials: Option<bool>,
     /// The token issued, if any.
     token: Option<String>,
+    /// When the request arrived.
+    at: Instant,
 }
 
 /// A token service on loopback, answering `GET /token?scope=…&service=…` for
@@ -1404,6 +1439,10 @@ struct TokenServer {
 
 impl TokenServer {
     fn start(secret: &Secret) -> TokenServer {
+        TokenServer::start_with_lifetime(secret, Lifetime::Long)
+    }
+
+    fn start_with_lifetime(secret: &Secret, lifetime: Lifetime) -> TokenServer {
         let dir = tempfile::Builder::new()
             .prefix("eigenpub-it-token-")
             .tempdir()
@@ -1461,6 +1500,7 @@ impl TokenServer {
                                 x5c: &x5c,
                                 user: &user,
                                 n: issued,
+                                lifetime,
                             };
                             if let Some(request) = serve_token(stream, &expected, &signer) {
                                 log.lock().unwrap_or_else(|e| e.into_inner()).push(request);
@@ -1518,16 +1558,18 @@ struct Signer<'a> {
     x5c: &'a str,
     user: &'a str,
     n: u32,
+    lifetime: Lifetime,
 }
 
 impl Signer<'_> {
     /// An RS256 JWT granting `scopes` (`repository:<name>:<actions>`).
     fn token(&self, scopes: &[String]) -> String {
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let now = std::time::SystemTime::now()
+        let now_exact = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
-            .as_secs();
+            .as_secs_f64();
+        let now = now_exact as u64;
         let access: Vec<Value> = scopes
             .iter()
             .filter_map(|s| {
@@ -1539,7 +1581,7 @@ impl Signer<'_> {
         let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]});
         let claims = json!({
             "iss": TOKEN_ISSUER, "sub": self.user, "aud": TOKEN_SERVICE,
-            "exp": now + 300, "nbf": now - 10, "iat": now,
+            "exp": self.lifetime.exp_claim(now_exact), "nbf": now - 10, "iat": now,
             "jti": format!("token-{}", self.n), "access": access,
         });
         let signing_input = format!(
@@ -1602,6 +1644,7 @@ fn serve_token(mut stream: TcpStream, expected: &str, signer: &Signer) -> Option
             .map(|(_, v)| v.clone()),
         credentials: authorization.as_deref().map(|a| a == expected),
         token: None,
+        at: Instant::now(),
     };
     let (status, body) = if path != "/token" {
         ("404 Not Found", "{}".to_string())
@@ -1615,7 +1658,8 @@ fn serve_token(mut stream: TcpStream, expected: &str, signer: &Signer) -> Option
         request.token = Some(token.clone());
         (
             "200 OK",
-            json!({"token": token, "access_token": token, "expires_in": 300}).to_string(),
+            json!({"token": token, "access_token": token, "expires_in": signer.lifetime.expires_in()})
+                .to_string(),
         )
     };
     let _ = write!(
@@ -1829,6 +1873,185 @@ fn login_against_a_bearer_token_registry_checks_the_credentials_at_the_token_ser
     let token_secrets = token_secrets(&tokens);
     let mut all: Vec<&Secret> = token_secrets.iter().collect();
     all.extend([&secret, &wrong]);
+    t.assert_free_of(&all);
+}
+
+/// The access-log lines of `registry` up to and including the first one containing
+/// `marker`, waiting (up to 10 s) for it: a request with `marker` in its path
+/// made after everything else has been answered flushes the log.
+fn access_log_through(registry: &OwnRegistry, marker: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = registry.log();
+        if let Some(at) = log.find(marker) {
+            let end = log[at..].find('\n').map_or(log.len(), |n| at + n);
+            return log[..end].lines().map(String::from).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{marker} never appeared in the registry's access log:\n{log}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_refreshed_token_is_used_after_expiry_in_long_runs() {
+    const LIFETIME: u64 = 2;
+    const ARTIFACTS: usize = 12;
+    let secret = Secret::new(USER);
+    let tokens = TokenServer::start_with_lifetime(&secret, Lifetime::Enforced(LIFETIME));
+    let registry = OwnRegistry::start(LOOPBACK, None, Auth::Token(&tokens));
+    let host = registry.addr.clone();
+    let env = Env::new();
+    env.write_config(&json!({"auths": {&host: {"auth": secret.basic()}}}));
+    let repo = format!("acme/{AVS}");
+
+    // Twelve operator sets of one AVS: twelve tags of one repository, so one
+    // token scope serves the whole run; eight requests a second, two at a time,
+    // make the run outlive several tokens.
+    let project = Project::new();
+    let mut opsets = String::new();
+    for n in 0..ARTIFACTS {
+        let rel = format!("avs/{AVS}/opset-{n}.yaml");
+        project.write(&rel, spec_yaml(&format!("image-{n}")));
+        opsets.push_str(&format!("{n} = \"{rel}\"\n"));
+    }
+    project.write(
+        "eigenruntime.toml",
+        format!(
+            "[defaults]\n\
+             registry = \"{host}/acme\"\n\
+             created = \"2025-01-01T00:00:00Z\"\n\
+             \n\
+             [registries.\"{host}\"]\n\
+             requests-per-second = 8\n\
+             \n\
+             [[avs]]\n\
+             name = \"{AVS}\"\n\
+             version = 3\n\
+             [avs.operator-sets]\n\
+             {opsets}"
+        ),
+    );
+
+    let started = Instant::now();
+    let apply = env.run(
+        &project,
+        &["-v", "--concurrency", "2", "apply", "--format", "json"],
+    );
+    let elapsed = started.elapsed();
+    apply.success();
+    assert!(
+        elapsed >= Duration::from_secs(3 * LIFETIME),
+        "the run must outlive several {LIFETIME} s tokens to test anything; it took {elapsed:?}\n{apply}"
+    );
+
+    // Every request to the registry, then one of ours with the first token issued,
+    // long expired by now: the registry must refuse it (else it does not enforce
+    // the lifetime, and the absence of refusals below would prove nothing).
+    let asked = tokens.requests();
+    let first_token = asked
+        .iter()
+        .find_map(|r| r.token.clone())
+        .expect("the token service issued a token");
+    let marker = "expired-token-probe";
+    let bearer = format!("Bearer {first_token}");
+    let probe = harness::http_request(
+        "GET",
+        &host,
+        &format!("/v2/{repo}/tags/list?{marker}"),
+        &[("Authorization", bearer.as_str())],
+        None,
+    )
+    .expect("probe the registry");
+    assert_eq!(
+        probe.status,
+        401,
+        "the registry refuses a token {LIFETIME} s past its lifetime: {}",
+        String::from_utf8_lossy(&probe.body)
+    );
+    let lines = access_log_through(&registry, marker);
+    let statuses: Vec<(String, String, u16)> = lines
+        .iter()
+        .filter(|l| l.contains("\"eigenpub/"))
+        .filter_map(|l| harness::parse_access_log_line(l))
+        .map(|r| (r.method, r.path, r.status))
+        .collect();
+    assert!(
+        statuses.len() >= 5 * ARTIFACTS,
+        "every artifact took several requests: {statuses:#?}"
+    );
+    let refusals: Vec<usize> = statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, status))| *status == 401)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        refusals,
+        [0],
+        "only the very first request is refused (the challenge that names the token \
+         service); tokens are renewed before they expire, not after the registry refuses \
+         them. {} requests in {elapsed:?}, token fetches at {:?} s:\n{statuses:#?}",
+        statuses.len(),
+        asked
+            .iter()
+            .map(|r| format!(
+                "{:.2}",
+                r.at.saturating_duration_since(started).as_secs_f64()
+            ))
+            .collect::<Vec<_>>(),
+    );
+
+    // The token service: always the right credentials, one scope, asked again and
+    // again as its tokens ran out.
+    let push_scope = format!("repository:{repo}:pull,push");
+    assert!(
+        asked.iter().all(|r| r.credentials == Some(true)),
+        "{asked:?}"
+    );
+    assert!(
+        asked.iter().all(|r| r.scopes == [push_scope.clone()]),
+        "every token was for {push_scope}: {asked:?}"
+    );
+    assert!(
+        asked.len() >= 2,
+        "a run of {elapsed:?} with {LIFETIME} s tokens asks for {push_scope} more than once: {asked:?}"
+    );
+
+    // Every artifact is there, as planned and pushed, read back by skopeo.
+    let doc = json_doc(&apply.stdout, "apply --format json");
+    let artifacts = doc["artifacts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no artifacts array in {doc}"));
+    assert_eq!(artifacts.len(), ARTIFACTS, "{doc}");
+    for n in 0..ARTIFACTS {
+        let tag = format!("opset-{n}-v3");
+        let artifact = artifacts
+            .iter()
+            .find(|a| a["tag"] == tag.as_str())
+            .unwrap_or_else(|| panic!("no artifact tagged {tag} in {doc}"));
+        let digest = artifact["digest"].as_str().expect("digest");
+        let manifest = skopeo_raw_with_creds(
+            &format!("{host}/{repo}:{tag}"),
+            &secret.user,
+            &secret.password,
+        )
+        .unwrap_or_else(|| panic!("skopeo reads {tag}"));
+        assert_manifest(
+            &manifest,
+            digest,
+            &project.read(&format!("avs/{AVS}/opset-{n}.yaml")),
+        );
+    }
+
+    let mut t = Transcript::default();
+    t.output("apply", &apply);
+    t.dir(project.path());
+    let token_secrets = token_secrets(&tokens);
+    let mut all: Vec<&Secret> = token_secrets.iter().collect();
+    all.push(&secret);
     t.assert_free_of(&all);
 }
 
