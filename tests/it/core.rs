@@ -1197,3 +1197,51 @@ fn valid_project_validates_without_a_registry() {
     let project = price_oracle(&format!("127.0.0.1:{}/acme", free_port()), "");
     project.run(&["validate"]).no_panic().success();
 }
+
+/// A blob already in one repository of the registry is mounted into another, not uploaded
+/// again: two AVSs publish the same spec file, and the second upload of its bytes is a
+/// cross-repository mount (`POST ?mount=…&from=<first repository>` answered 201, no `PUT`).
+#[test]
+fn a_blob_in_another_repository_of_the_registry_is_mounted_not_uploaded() {
+    let registry = Registry::start();
+    let project = Project::new();
+    let shared = spec_yaml("shared", "aggregator", "shared-image");
+    project
+        .write(
+            "eigenruntime.toml",
+            defaults_toml(&prefix(&registry), Some(CREATED), "")
+                + &avs_toml("first", 1, &[(0, "shared.yaml")])
+                + &avs_toml("second", 1, &[(0, "shared.yaml")]),
+        )
+        .write("shared.yaml", &shared);
+    let layer = sha256_digest(shared.as_bytes());
+    registry.reset_requests();
+    // One artifact at a time, so the first repository holds the layer before the second asks.
+    project
+        .run(&["--concurrency", "1", "apply"])
+        .no_panic()
+        .success();
+    let requests = registry.request_lines();
+    let layer_puts: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains(&format!("digest={layer}")))
+        .collect();
+    assert_eq!(
+        layer_puts.len(),
+        1,
+        "the layer's bytes are uploaded once: {requests:#?}"
+    );
+    let mounted: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path.starts_with("/v2/acme/second/blobs/uploads/")
+                && r.path.contains(&format!("mount={layer}"))
+                && r.path.contains("from=acme/first")
+        })
+        .collect();
+    assert_eq!(mounted.len(), 1, "{requests:#?}");
+    assert_eq!(mounted[0].status, 201, "{requests:#?}");
+    // And the second repository really serves it.
+    assert_eq!(registry.blob("acme/second", &layer), shared.as_bytes());
+}
