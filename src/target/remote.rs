@@ -579,7 +579,11 @@ impl Registry {
             if let Some(body) = &body {
                 request = request.body(body.clone());
             }
-            request = self.authorize(request, &scope).await?;
+            // Credentials and tokens go only to the registry itself, never to another host
+            // an upload `Location` may name.
+            if same_origin(url, &self.base) {
+                request = self.authorize(request, &scope).await?;
+            }
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let result = request.send().await;
             let response = match result {
@@ -944,6 +948,12 @@ impl Registry {
     }
 }
 
+/// True when `url` is on the registry's own scheme, host and port.
+fn same_origin(url: &str, base: &str) -> bool {
+    url.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+}
+
 fn accept_manifests() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("accept", HeaderValue::from_static(MANIFEST_ACCEPT));
@@ -1037,6 +1047,20 @@ fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_stay_on_the_registry() {
+        assert!(same_origin(
+            "https://ghcr.io/v2/a/blobs/uploads/x",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin(
+            "https://ghcr.io.evil.example/v2/",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin("https://uploads.example/x", "https://ghcr.io"));
+        assert!(!same_origin("http://ghcr.io/v2/", "https://ghcr.io"));
+    }
 
     #[test]
     fn challenges() {
