@@ -515,9 +515,12 @@ async fn apply_command(global: &Global, args: &ApplyArgs) -> u8 {
                     }
                 }
             }
-            if stop.load(Ordering::SeqCst) && totals.not_started > 0 {
+            if stop.load(Ordering::SeqCst) {
                 for (change, outcome) in plan.changes.iter().zip(&outcomes) {
-                    if matches!(outcome, Outcome::NotStarted) && change.action.pushes() {
+                    let interrupted = matches!(outcome, Outcome::Failed(e) if e.code == "eigenpub::apply::interrupted");
+                    if (matches!(outcome, Outcome::NotStarted) && change.action.pushes())
+                        || interrupted
+                    {
                         println!("{}", text::outcome_line(change, outcome, style));
                     }
                 }
@@ -608,11 +611,23 @@ async fn login(global: &Global, args: &LoginArgs) -> u8 {
         ..Default::default()
     };
     let stats = Arc::new(crate::target::remote::Stats::default());
-    let checked =
-        match crate::target::remote::Registry::new(&host, options, Some(credential), stats) {
-            Ok(registry) => registry.check_login().await,
-            Err(e) => Err(e),
-        };
+    let checked = match crate::target::remote::Registry::new(
+        &host,
+        options,
+        Some(credential),
+        stats,
+    ) {
+        Ok(registry) => match registry.check_login().await {
+            Ok(()) if !registry.challenged().await && !global.quiet => {
+                eprintln!(
+                    "warning: {host} answered without asking for credentials, so they could not be checked; storing them anyway (they are sent when the registry asks)"
+                );
+                Ok(())
+            }
+            other => other,
+        },
+        Err(e) => Err(e),
+    };
     if let Err(e) = checked {
         let refused = e.kind == crate::target::remote::ErrorKind::Auth;
         let mut problem = crate::target::TargetError::from(e).to_problem();

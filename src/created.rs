@@ -79,7 +79,12 @@ pub fn git_times(project_dir: &Path, files: &[PathBuf]) -> Result<GitTimes, Stri
         &["rev-parse", "--show-toplevel", "--is-shallow-repository"],
     ) {
         Ok(out) => out,
-        Err(_) => return Ok(result), // not a repository (or no git): nothing is known
+        // Not a repository, or no git at all: nothing is known, which callers report.
+        Err(m) if m.contains("not a git repository") || m.starts_with("could not run git") => {
+            return Ok(result);
+        }
+        // Anything else (e.g. "detected dubious ownership" in CI containers) is git's to say.
+        Err(m) => return Err(m),
     };
     let mut lines = top.lines();
     let toplevel = PathBuf::from(lines.next().unwrap_or_default());
@@ -136,11 +141,18 @@ pub fn git_times(project_dir: &Path, files: &[PathBuf]) -> Result<GitTimes, Stri
     ];
     args.extend(relative.iter().map(|(r, _)| r.as_str()));
     let status = git(&toplevel, &args)?;
-    for entry in status.split('\0') {
-        if entry.len() > 3
-            && let Some(path) = by_rel.get(&entry[3..])
-        {
+    // Entries are `XY path`; a rename or copy (`R`/`C`) is followed by its original
+    // path as a token of its own, which is not an entry.
+    let mut tokens = status.split('\0');
+    while let Some(entry) = tokens.next() {
+        let (Some(xy), Some(name)) = (entry.get(..2), entry.get(3..)) else {
+            continue;
+        };
+        if let Some(path) = by_rel.get(name) {
             result.modified.insert((*path).clone());
+        }
+        if xy.contains(['R', 'C']) {
+            tokens.next();
         }
     }
     Ok(result)

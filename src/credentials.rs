@@ -209,7 +209,9 @@ pub fn store(registry: &str, username: &str, password: &str) -> Result<String, S
     let mut config: serde_json::Value = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)
             .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
-        Err(_) => serde_json::json!({}),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        // Never replace a config that exists but cannot be read: it holds other logins.
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     if !config.is_object() {
         return Err(format!("{} is not a JSON object", path.display()));

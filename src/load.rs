@@ -241,7 +241,30 @@ fn resolve(
                 .help("key registry settings by host[:port], e.g. [registries.\"ghcr.io\"]"),
             );
         }
-        let _ = settings;
+        if let Some(n) = settings.max_concurrency
+            && !(1..=1024).contains(&n)
+        {
+            problems.push(
+                Problem::error(
+                    "eigenpub::project::registry",
+                    format!("[registries.\"{host}\"] max-concurrency = {n}: it must be between 1 and 1024"),
+                )
+                .in_file(file)
+                .help("leave it out for no per-registry bound, or set e.g. max-concurrency = 4"),
+            );
+        }
+        if let Some(r) = settings.requests_per_second
+            && !(r.is_finite() && (0.01..=100_000.0).contains(&r))
+        {
+            problems.push(
+                Problem::error(
+                    "eigenpub::project::registry",
+                    format!("[registries.\"{host}\"] requests-per-second = {r}: it must be between 0.01 and 100000"),
+                )
+                .in_file(file)
+                .help("leave it out for no rate limit, or set e.g. requests-per-second = 20"),
+            );
+        }
     }
 
     if problems.has_errors() {

@@ -180,8 +180,11 @@ pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
         }
     }
     for (reference, s) in &saved_map {
+        // A tag that now holds exactly what was planned is not stale: an earlier apply of
+        // this plan got that far (the re-run it suggests after a partial failure).
         if let Some(n) = now_map.get(reference)
             && s.observed_digest != n.observed_digest
+            && n.observed_digest.as_deref() != Some(s.digest.as_str())
         {
             stale.push(Stale::Tag {
                 reference: reference.clone(),
@@ -232,6 +235,14 @@ mod tests {
         let a = doc(&["x: 1"], &[None], "p");
         let b = doc(&["x: 1"], &[None], "p # edited");
         assert_eq!(check(&a, &b), [Stale::ProjectFile]);
+    }
+
+    #[test]
+    fn a_tag_that_now_holds_the_planned_digest_is_not_stale() {
+        let a = doc(&["x: 1", "x: 2"], &[None, None], "p");
+        let planned = a.artifacts[0].digest.clone();
+        let b = doc(&["x: 1", "x: 2"], &[Some(&planned), None], "p");
+        assert!(check(&a, &b).is_empty());
     }
 
     #[test]

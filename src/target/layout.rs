@@ -127,8 +127,10 @@ impl Layout {
     ) -> Result<String, LayoutError> {
         self.push_blob(manifest)?;
         let _guard = self.index_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let lock_file = File::open(self.dir.join("oci-layout"))
-            .map_err(|e| self.error(format!("cannot open oci-layout: {e}")))?;
+        // Lock the layout's folder itself: unlike `oci-layout`, it is never replaced, so
+        // every process (and thread) that rewrites index.json locks the same thing.
+        let lock_file = File::open(&self.dir)
+            .map_err(|e| self.error(format!("cannot open the layout folder: {e}")))?;
         lock_file
             .lock()
             .map_err(|e| self.error(format!("cannot lock the layout: {e}")))?;

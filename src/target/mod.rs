@@ -24,6 +24,9 @@ use layout::Layout;
 pub use remote::BlobState;
 use remote::{Access, Registry, RegistryError, RegistryOptions, Stats};
 
+/// How long a credential helper may take to answer.
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A failure at a target, ready to be shown.
 #[derive(Debug, Clone)]
 pub struct TargetError {
@@ -145,11 +148,15 @@ impl Target {
                 registry,
                 repository,
             } => Ok(registry.ensure_blob(repository, blob, from).await?),
-            Target::Layout(l) => Ok(if l.push_blob(blob)? {
-                BlobState::Uploaded
-            } else {
-                BlobState::Present
-            }),
+            Target::Layout(l) => {
+                let (l, blob) = (l.clone(), blob.clone());
+                let written = blocking(move || l.push_blob(&blob)).await?;
+                Ok(if written {
+                    BlobState::Uploaded
+                } else {
+                    BlobState::Present
+                })
+            }
         }
     }
 
@@ -176,7 +183,12 @@ impl Target {
                 registry,
                 repository,
             } => Ok(registry.push_manifest(repository, tag, manifest).await?),
-            Target::Layout(l) => Ok(l.push_manifest(tag, manifest, ARTIFACT_TYPE)?),
+            // Layout writes block (file locks, fsync): off the async workers, so that a
+            // cancelled run is not held up by them.
+            Target::Layout(l) => {
+                let (l, tag, manifest) = (l.clone(), tag.to_string(), manifest.clone());
+                blocking(move || l.push_manifest(&tag, &manifest, ARTIFACT_TYPE)).await
+            }
         }
     }
 
@@ -198,6 +210,22 @@ impl Target {
             } => Ok(registry.fetch_blob(repository, digest).await?),
             Target::Layout(l) => Ok(l.fetch_blob(digest)?),
         }
+    }
+}
+
+/// Runs blocking layout work on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, layout::LayoutError> + Send + 'static,
+) -> Result<T, TargetError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(TargetError {
+            target: "OCI layout".into(),
+            code: "eigenpub::layout::io",
+            message: format!("a layout write stopped: {e}"),
+            help: "run apply again".into(),
+            transient: true,
+        }),
     }
 }
 
@@ -226,10 +254,18 @@ impl Targets {
         for host in hosts {
             let settings = project.registries.get(&host).cloned().unwrap_or_default();
             let lookup = host.clone();
-            let credential =
-                tokio::task::spawn_blocking(move || crate::credentials::resolve(&lookup))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("credential lookup failed: {e}")));
+            // A credential helper may run (and hang, waiting for a prompt nobody sees).
+            let lookup_task =
+                tokio::task::spawn_blocking(move || crate::credentials::resolve(&lookup));
+            let credential = match tokio::time::timeout(HELPER_TIMEOUT, lookup_task).await {
+                Ok(joined) => {
+                    joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}")))
+                }
+                Err(_) => Err(format!(
+                    "looking up credentials did not finish in {} s: a credential helper is not answering",
+                    HELPER_TIMEOUT.as_secs()
+                )),
+            };
             let credential = match credential {
                 Ok(c) => c,
                 Err(m) => {

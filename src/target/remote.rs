@@ -267,6 +267,14 @@ impl Registry {
         }
     }
 
+    /// True when the registry has asked for credentials (answered a 401) during this run.
+    pub async fn challenged(&self) -> bool {
+        matches!(
+            *self.scheme.lock().await,
+            Scheme::Basic | Scheme::Bearer { .. }
+        )
+    }
+
     /// Checks that the registry accepts this client's credentials (`GET /v2/`).
     pub async fn check_login(&self) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.base);
@@ -400,6 +408,11 @@ impl Registry {
                 Some(Bytes::new()),
             )
             .await?;
+        if answer.status == StatusCode::UNAUTHORIZED && from.is_some_and(|f| f != repository) {
+            // Mounting from another repository needs pull access there, which a token
+            // scoped to this repository lacks on some registries: ask this repository alone.
+            return Box::pin(self.try_ensure_blob(repository, blob, None)).await;
+        }
         if answer.status == StatusCode::CREATED {
             return Ok(if from.is_some_and(|f| f != repository) {
                 BlobState::Mounted
@@ -416,11 +429,21 @@ impl Registry {
                 "report this registry's behaviour",
             )
         })?;
-        let mut put = if location.starts_with("http://") || location.starts_with("https://") {
-            location
-        } else {
-            format!("{}{}", self.base, location)
-        };
+        // `Location` may be absolute or relative (to the request URL).
+        let put = reqwest::Url::parse(&url)
+            .and_then(|u| u.join(&location))
+            .map_err(|e| {
+                self.error(
+                    ErrorKind::Protocol,
+                    Some(202),
+                    format!(
+                        "the registry sent an upload Location that is not a URL ({location}): {e}"
+                    ),
+                    "report this registry's behaviour",
+                )
+            })?;
+        // The digest as clients write it (`sha256:…`, colon unescaped).
+        let mut put = put.to_string();
         put.push(if put.contains('?') { '&' } else { '?' });
         put.push_str("digest=");
         put.push_str(&blob.digest);
@@ -621,7 +644,10 @@ impl Registry {
                 body: body_bytes,
             };
             drop(_permit);
-            if status == StatusCode::UNAUTHORIZED && !authenticated_retry {
+            if status == StatusCode::UNAUTHORIZED
+                && !authenticated_retry
+                && same_origin(url, &self.base)
+            {
                 authenticated_retry = true;
                 let learned = self.learn_challenge(&answer, &scope).await;
                 learning = None;
@@ -780,6 +806,9 @@ impl Registry {
                     .entry(scope.to_string())
                     .or_default()
                     .clone();
+                if self.credential.is_some() {
+                    self.check_transport_for_credentials()?;
+                }
                 let _held = lock.lock().await;
                 let token = self.tokens.lock().await.get(scope).cloned();
                 match token {
@@ -890,17 +919,63 @@ impl Registry {
                 "use a registry whose token service is served over HTTPS",
             ));
         }
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| {
-            let (kind, message, help) = self.transport_error(&e);
-            self.error(kind, None, format!("token service: {message}"), help)
-        })?;
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        // The token service gets the same retries as the registry; only a refusal (or
+        // another client error) is final.
+        let mut attempt = 0u32;
+        let (status, body) = loop {
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            // Token requests carry a query or a form, never a stream, so they always clone.
+            let Some(attempt_request) = request.try_clone() else {
+                return Err(self.error(
+                    ErrorKind::Protocol,
+                    None,
+                    "cannot repeat a token request",
+                    "",
+                ));
+            };
+            let sent = attempt_request.send().await;
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    if attempt + 1 < self.backoff.attempts.min(3) {
+                        self.pause(attempt, None, false).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    let (kind, message, help) = self.transport_error(&e);
+                    return Err(self.error(kind, None, format!("token service: {message}"), help));
+                }
+            };
+            let status = response.status();
+            let retry_after = header(response.headers(), "retry-after")
+                .and_then(|v| retry::parse_retry_after(&v, SystemTime::now()));
+            let body = response.bytes().await.unwrap_or_default();
+            let (codes, message) = error_body(&body);
+            let verdict = if status.is_success() {
+                Verdict::Fail
+            } else {
+                retry::classify(status.as_u16(), &codes, &message)
+            };
+            if verdict != Verdict::Fail && attempt + 1 < self.backoff.attempts {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                self.pause(attempt, retry_after, verdict == Verdict::Throttled)
+                    .await;
+                attempt += 1;
+                continue;
+            }
+            break (status, body);
+        };
         if !status.is_success() {
             let (_, detail) = error_body(&body);
+            let (kind, help) = match status.as_u16() {
+                401 | 403 => (ErrorKind::Auth, self.login_help()),
+                _ => (
+                    ErrorKind::Server,
+                    "the registry's token service failed; try again later".to_string(),
+                ),
+            };
             return Err(self.error(
-                ErrorKind::Auth,
+                kind,
                 Some(status.as_u16()),
                 format!(
                     "the token service refused {}: HTTP {} {}",
@@ -908,7 +983,7 @@ impl Registry {
                     status.as_u16(),
                     detail
                 ),
-                self.login_help(),
+                help,
             ));
         }
         #[derive(serde::Deserialize)]
@@ -933,7 +1008,7 @@ impl Registry {
                 "",
             )
         })?;
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(1));
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).clamp(1, 86_400));
         let expires = Instant::now() + lifetime;
         let margin = Duration::from_secs(5).min(lifetime / 2);
         self.tokens.lock().await.insert(
@@ -950,8 +1025,12 @@ impl Registry {
 
 /// True when `url` is on the registry's own scheme, host and port.
 fn same_origin(url: &str, base: &str) -> bool {
-    url.strip_prefix(base)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+    let (Ok(a), Ok(b)) = (reqwest::Url::parse(url), reqwest::Url::parse(base)) else {
+        return false;
+    };
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 fn accept_manifests() -> HeaderMap {
@@ -1060,6 +1139,11 @@ mod tests {
         ));
         assert!(!same_origin("https://uploads.example/x", "https://ghcr.io"));
         assert!(!same_origin("http://ghcr.io/v2/", "https://ghcr.io"));
+        assert!(same_origin(
+            "http://LOCALHOST:5000/v2/x",
+            "http://localhost:5000"
+        ));
+        assert!(same_origin("https://ghcr.io:443/v2/x", "https://ghcr.io"));
     }
 
     #[test]
