@@ -705,6 +705,32 @@ fn saved_plan_applies_exactly_the_planned_artifacts() {
     );
 }
 
+/// Applying a saved plan a second time (what eigenpub advises after a partial failure)
+/// is not refused as stale: the tags hold what the plan wanted, so nothing is pushed.
+#[test]
+fn saved_plan_applied_again_completes_without_pushing() {
+    let registry = Registry::start();
+    let project = fleet(&registry, "", &[PO0, PO1]);
+    project
+        .run(&["plan", "--out", "plan.json"])
+        .no_panic()
+        .success();
+    project.run(&["apply", "plan.json"]).no_panic().success();
+    registry.reset_requests();
+    let again = project.run(&["apply", "plan.json"]);
+    again.no_panic().success();
+    assert!(
+        has_line(&again.stdout, "Apply: 0 pushed, 2 unchanged, 0 failed."),
+        "{again}"
+    );
+    let writes: Vec<_> = registry
+        .request_lines()
+        .into_iter()
+        .filter(|r| r.method != "HEAD" && r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "no writes on the re-run: {writes:#?}");
+}
+
 #[test]
 fn saved_plan_is_refused_when_the_registry_changed_behind_it() {
     let registry = Registry::start();

@@ -1245,3 +1245,52 @@ fn a_blob_in_another_repository_of_the_registry_is_mounted_not_uploaded() {
     // And the second repository really serves it.
     assert_eq!(registry.blob("acme/second", &layer), shared.as_bytes());
 }
+
+/// `git status` lists a renamed spec as two entries (new name, then old name): eigenpub
+/// reads it without stumbling (it once panicked on a non-ASCII old name) and warns that
+/// the spec has uncommitted changes.
+#[test]
+fn a_renamed_spec_in_git_status_is_read_without_panicking() {
+    let project = Project::new();
+    project
+        .write(
+            "eigenruntime.toml",
+            defaults_toml("oci:out", Some("git"), "")
+                + &avs_toml("renamed", 1, &[(0, "spécs/a.yaml"), (1, "spécs/b.yaml")]),
+        )
+        .write("spécs/a.yaml", spec_yaml("renamed", "aggregator", "one"))
+        .git_init()
+        .git_commit_all("specs", "2025-03-01T12:00:00+00:00");
+    project.git(&["mv", "spécs/a.yaml", "spécs/b.yaml"]);
+    project.write("spécs/a.yaml", spec_yaml("renamed", "aggregator", "two"));
+    let out = project.run(&["validate"]);
+    out.no_panic();
+    assert!(
+        out.code == 0 || out.code == 1,
+        "validate ends with a verdict\n{out}"
+    );
+    assert!(
+        out.stderr.contains("spécs/b.yaml"),
+        "the renamed spec is named\n{out}"
+    );
+}
+
+/// Registry limits outside their range are refused at load time with the setting named,
+/// rather than hanging (`max-concurrency = 0`) or panicking later.
+#[test]
+fn registry_limits_out_of_range_are_errors() {
+    for (setting, text) in [
+        ("max-concurrency = 0", "max-concurrency"),
+        ("requests-per-second = 1e-300", "requests-per-second"),
+    ] {
+        let project = price_oracle("127.0.0.1:1/acme", "");
+        let toml = String::from_utf8(project.read("eigenruntime.toml")).unwrap();
+        project.write(
+            "eigenruntime.toml",
+            format!("{toml}\n[registries.\"127.0.0.1:1\"]\n{setting}\n"),
+        );
+        let out = project.run(&["plan"]);
+        out.no_panic().expect_code(1);
+        assert!(out.stderr.contains(text), "{setting}\n{out}");
+    }
+}
