@@ -5,16 +5,19 @@
 //! helpers, `credsStore`) or in `EIGENPUB_REGISTRY_<HOST>_*` variables, say
 //! plainly which ones a registry refused and how to log in, store them the way
 //! `docker login` does, speak TLS to registries signed by a private CA, renew
-//! short-lived bearer tokens before the registry refuses them, refuse to send
-//! credentials in clear text off this machine, and never print or write a secret.
+//! short-lived bearer tokens before the registry refuses them, retry a briefly
+//! overloaded token service, upload a blob itself when a token scoped to one
+//! repository may not mount it from another, refuse to send credentials or tokens
+//! in clear text off this machine, and never print or write a secret.
 //!
 //! Everything is real: `docker-registry` behind htpasswd basic auth (from the
 //! harness), a token service of this file's own signing JWTs with `openssl`, or
 //! over TLS with a CA made here with `openssl` (started in this file),
 //! a credential helper that is a shell script speaking Docker's helper protocol,
-//! and skopeo reading back what was pushed. Passwords are random per test
-//! (`s3cret-Pa55-<hex>`) so that a leak is found by a plain substring search of
-//! everything eigenpub printed and every file it wrote.
+//! a TCP relay that keeps the bytes eigenpub sent (to read request headers the
+//! access log does not show), and skopeo reading back what was pushed. Passwords
+//! are random per test (`s3cret-Pa55-<hex>`) so that a leak is found by a plain
+//! substring search of everything eigenpub printed and every file it wrote.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, OpenOptions};
@@ -1421,8 +1424,20 @@ struct TokenRequest {
     credentials: Option<bool>,
     /// The token issued, if any.
     token: Option<String>,
+    /// The HTTP status answered.
+    status: u16,
     /// When the request arrived.
     at: Instant,
+}
+
+/// An answer a [`TokenServer`] gives instead of a token, whatever the request: an
+/// overloaded or rate-limited service.
+#[derive(Clone, Copy, Debug)]
+struct Overload {
+    /// Status line, e.g. `"503 Service Unavailable"`.
+    status: &'static str,
+    /// `Retry-After` in seconds, if sent.
+    retry_after: Option<u32>,
 }
 
 /// A token service on loopback, answering `GET /token?scope=…&service=…` for
@@ -1443,6 +1458,16 @@ impl TokenServer {
     }
 
     fn start_with_lifetime(secret: &Secret, lifetime: Lifetime) -> TokenServer {
+        TokenServer::start_full(secret, lifetime, Vec::new())
+    }
+
+    /// A service that answers its first requests with `overloads`, in order, then
+    /// normally.
+    fn start_overloaded(secret: &Secret, overloads: Vec<Overload>) -> TokenServer {
+        TokenServer::start_full(secret, Lifetime::Long, overloads)
+    }
+
+    fn start_full(secret: &Secret, lifetime: Lifetime, overloads: Vec<Overload>) -> TokenServer {
         let dir = tempfile::Builder::new()
             .prefix("eigenpub-it-token-")
             .tempdir()
@@ -1502,7 +1527,9 @@ impl TokenServer {
                                 n: issued,
                                 lifetime,
                             };
-                            if let Some(request) = serve_token(stream, &expected, &signer) {
+                            let overload = overloads.get(issued as usize - 1);
+                            if let Some(request) = serve_token(stream, &expected, &signer, overload)
+                            {
                                 log.lock().unwrap_or_else(|e| e.into_inner()).push(request);
                             }
                         }
@@ -1604,8 +1631,14 @@ impl Signer<'_> {
     }
 }
 
-/// Answer one connection: 200 with a token for the right credentials, 401 else.
-fn serve_token(mut stream: TcpStream, expected: &str, signer: &Signer) -> Option<TokenRequest> {
+/// Answer one connection: `overload` if given, else 200 with a token for the right
+/// credentials, 401 else.
+fn serve_token(
+    mut stream: TcpStream,
+    expected: &str,
+    signer: &Signer,
+    overload: Option<&Overload>,
+) -> Option<TokenRequest> {
     stream.set_nonblocking(false).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1644,9 +1677,20 @@ fn serve_token(mut stream: TcpStream, expected: &str, signer: &Signer) -> Option
             .map(|(_, v)| v.clone()),
         credentials: authorization.as_deref().map(|a| a == expected),
         token: None,
+        status: 200,
         at: Instant::now(),
     };
-    let (status, body) = if path != "/token" {
+    let mut extra_headers = String::new();
+    let (status, body) = if let Some(overload) = overload {
+        if let Some(secs) = overload.retry_after {
+            extra_headers = format!("Retry-After: {secs}\r\n");
+        }
+        (
+            overload.status,
+            json!({"errors": [{"code": "UNAVAILABLE", "message": "overloaded, try again"}]})
+                .to_string(),
+        )
+    } else if path != "/token" {
         ("404 Not Found", "{}".to_string())
     } else if request.credentials != Some(true) {
         (
@@ -1662,9 +1706,14 @@ fn serve_token(mut stream: TcpStream, expected: &str, signer: &Signer) -> Option
                 .to_string(),
         )
     };
+    request.status = status
+        .split(' ')
+        .next()
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
     let _ = write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n{body}",
         body.len()
     );
     Some(request)
@@ -2055,6 +2104,252 @@ fn a_refreshed_token_is_used_after_expiry_in_long_runs() {
     t.assert_free_of(&all);
 }
 
+/// A token of our own from `tokens` for `scope`, fetched the way any client does.
+fn own_token(tokens: &TokenServer, secret: &Secret, scope: &str) -> String {
+    let answer = harness::http_request(
+        "GET",
+        &format!("127.0.0.1:{}", tokens.port),
+        &format!("/token?scope={scope}&service={TOKEN_SERVICE}"),
+        &[],
+        Some((&secret.user, &secret.password)),
+    )
+    .expect("ask the token service");
+    assert_eq!(answer.status, 200, "the token service grants {scope}");
+    json_doc(&String::from_utf8_lossy(&answer.body), "token answer")["token"]
+        .as_str()
+        .expect("a token")
+        .to_string()
+}
+
+/// The requests eigenpub made to `registry` (its user agent), from the access log,
+/// flushed by a request of ours whose path holds `marker`.
+fn eigenpub_requests(registry: &OwnRegistry, marker: &str) -> Vec<harness::Request> {
+    let probe = harness::http_request("GET", &registry.addr, &format!("/v2/?{marker}"), &[], None)
+        .expect("probe the registry");
+    assert_eq!(probe.status, 401, "the registry demands a token");
+    access_log_through(registry, marker)
+        .iter()
+        .filter(|l| l.contains("\"eigenpub/"))
+        .filter_map(|l| harness::parse_access_log_line(l))
+        .collect()
+}
+
+#[test]
+fn a_blob_shared_by_two_repositories_is_published_on_a_token_registry() {
+    // Two AVSs publish the same spec file, one artifact at a time: the second
+    // repository's layer is one the first already holds, so eigenpub tries to mount
+    // it. The token service grants exactly the scope asked, one repository's, and
+    // distribution refuses a mount from a repository the token has no pull on: the
+    // upload must then go ahead in the second repository alone.
+    let secret = Secret::new(USER);
+    let tokens = TokenServer::start(&secret);
+    let registry = OwnRegistry::start(LOOPBACK, None, Auth::Token(&tokens));
+    let host = registry.addr.clone();
+    let env = Env::new();
+    env.write_config(&json!({"auths": {&host: {"auth": secret.basic()}}}));
+    let shared = spec_yaml("shared-image");
+    let layer = sha256_digest(shared.as_bytes());
+    let project = Project::new();
+    project
+        .write(
+            "eigenruntime.toml",
+            format!(
+                "[defaults]\n\
+                 registry = \"{host}/acme\"\n\
+                 created = \"2025-01-01T00:00:00Z\"\n\
+                 \n\
+                 [[avs]]\n\
+                 name = \"alpha\"\n\
+                 version = 3\n\
+                 [avs.operator-sets]\n\
+                 0 = \"shared.yaml\"\n\
+                 \n\
+                 [[avs]]\n\
+                 name = \"beta\"\n\
+                 version = 3\n\
+                 [avs.operator-sets]\n\
+                 0 = \"shared.yaml\"\n"
+            ),
+        )
+        .write("shared.yaml", &shared);
+
+    let apply = env.run(
+        &project,
+        &["-v", "--concurrency", "1", "apply", "--format", "json"],
+    );
+    apply.success();
+
+    // The premise: every token was for one repository, exactly as asked.
+    let asked = tokens.requests();
+    assert!(
+        asked.iter().all(|r| r.credentials == Some(true)
+            && r.scopes.len() == 1
+            && r.scopes[0].starts_with("repository:acme/")),
+        "every token is scoped to one repository: {asked:?}"
+    );
+
+    // Both tags are there, as pushed, read back by skopeo.
+    let doc = json_doc(&apply.stdout, "apply --format json");
+    for avs in ["alpha", "beta"] {
+        let artifact = doc["artifacts"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["repository"] == format!("{host}/acme/{avs}").as_str())
+            })
+            .unwrap_or_else(|| panic!("no artifact for acme/{avs} in {doc}"));
+        assert_eq!(artifact["tag"], TAG, "{doc}");
+        let digest = artifact["digest"].as_str().expect("digest");
+        let manifest = skopeo_raw_with_creds(
+            &format!("{host}/acme/{avs}:{TAG}"),
+            &secret.user,
+            &secret.password,
+        )
+        .unwrap_or_else(|| panic!("skopeo reads acme/{avs}:{TAG}"));
+        assert_manifest(&manifest, digest, shared.as_bytes());
+    }
+
+    // The mount from acme/alpha was refused, and the layer was then uploaded to
+    // acme/beta on its own: a mount from acme/beta itself, i.e. a plain upload.
+    let requests = eigenpub_requests(&registry, "shared-blob-probe");
+    let beta_uploads = "/v2/acme/beta/blobs/uploads/";
+    let from_alpha = format!("{beta_uploads}?mount={layer}&from=acme/alpha");
+    let from_beta = format!("{beta_uploads}?mount={layer}&from=acme/beta");
+    let posts: Vec<(usize, &harness::Request)> = requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.method == "POST" && r.path.contains(&format!("mount={layer}")))
+        .filter(|(_, r)| r.path.starts_with(beta_uploads))
+        .collect();
+    let first_from_alpha = posts
+        .iter()
+        .find(|(_, r)| r.path == from_alpha)
+        .unwrap_or_else(|| panic!("no mount of the layer from acme/alpha: {requests:#?}"));
+    assert_eq!(
+        first_from_alpha.1.status, 401,
+        "the token for acme/beta alone cannot mount from acme/alpha: {requests:#?}"
+    );
+    assert!(
+        posts
+            .iter()
+            .filter(|(_, r)| r.path == from_alpha)
+            .all(|(_, r)| r.status == 401),
+        "{requests:#?}"
+    );
+    let fallback = posts
+        .iter()
+        .find(|(i, r)| *i > first_from_alpha.0 && r.path == from_beta)
+        .unwrap_or_else(|| {
+            panic!("the refused mount was not followed by {from_beta}: {requests:#?}")
+        });
+    assert_eq!(fallback.1.status, 202, "an upload session: {requests:#?}");
+    assert!(
+        requests[fallback.0..].iter().any(|r| r.method == "PUT"
+            && r.path.starts_with(beta_uploads)
+            && r.path.contains(&format!("digest={layer}"))
+            && r.status == 201),
+        "the layer's bytes were uploaded to acme/beta: {requests:#?}"
+    );
+
+    // And acme/beta serves the layer, asked with a token of our own.
+    let token = own_token(&tokens, &secret, "repository:acme/beta:pull");
+    let blob = harness::http_request(
+        "GET",
+        &host,
+        &format!("/v2/acme/beta/blobs/{layer}"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        None,
+    )
+    .expect("GET the layer");
+    assert_eq!(
+        (blob.status, blob.body.as_slice()),
+        (200, shared.as_bytes()),
+        "acme/beta serves the layer"
+    );
+
+    let mut t = Transcript::default();
+    t.output("apply", &apply);
+    t.dir(project.path());
+    let token_secrets = token_secrets(&tokens);
+    let mut all: Vec<&Secret> = token_secrets.iter().collect();
+    all.push(&secret);
+    t.assert_free_of(&all);
+}
+
+#[test]
+fn a_token_service_that_is_briefly_overloaded_is_retried() {
+    let secret = Secret::new(USER);
+    let tokens = TokenServer::start_overloaded(
+        &secret,
+        vec![
+            Overload {
+                status: "503 Service Unavailable",
+                retry_after: None,
+            },
+            Overload {
+                status: "429 Too Many Requests",
+                retry_after: Some(1),
+            },
+        ],
+    );
+    let registry = OwnRegistry::start(LOOPBACK, None, Auth::Token(&tokens));
+    let host = registry.addr.clone();
+    let env = Env::new();
+    env.write_config(&json!({"auths": {&host: {"auth": secret.basic()}}}));
+    let project = project_for(&host, "");
+
+    let plan = env.run(&project, &["-v", "plan"]);
+    plan.success();
+    assert!(
+        plan.stdout_lines()
+            .iter()
+            .any(|l| l.starts_with(&format!("+ create {} sha256:", reference(&host)))),
+        "{plan}"
+    );
+
+    let asked = tokens.requests();
+    let statuses: Vec<u16> = asked.iter().map(|r| r.status).collect();
+    assert!(
+        asked.len() >= 2,
+        "the token service was asked again: {asked:?}"
+    );
+    assert_eq!(
+        statuses,
+        [503, 429, 200],
+        "asked until it answered, then no more: {asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.credentials == Some(true)
+                && r.scopes == [format!("repository:acme/{AVS}:pull")]),
+        "every attempt is the same request: {asked:?}"
+    );
+    let waited = asked[2].at.saturating_duration_since(asked[1].at);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "Retry-After: 1 was honoured, the next attempt came {waited:?} after the 429"
+    );
+
+    // The registry then accepted the token: only the first request was refused.
+    let requests = eigenpub_requests(&registry, "overload-probe");
+    assert!(
+        requests.len() >= 2 && requests[0].status == 401,
+        "{requests:#?}"
+    );
+    assert!(
+        requests[1..].iter().all(|r| r.status != 401),
+        "{requests:#?}"
+    );
+
+    let mut t = Transcript::default();
+    t.output("plan", &plan);
+    let token_secrets = token_secrets(&tokens);
+    let mut all: Vec<&Secret> = token_secrets.iter().collect();
+    all.push(&secret);
+    t.assert_free_of(&all);
+}
+
 // ---------------------------------------------------------------------------
 // Clear text off this machine
 // ---------------------------------------------------------------------------
@@ -2127,6 +2422,186 @@ fn credentials_are_not_sent_over_plain_http_to_a_host_that_is_not_loopback() {
     );
     t.dir(project.path());
     t.assert_free_of(&[&secret]);
+}
+
+/// The bytes one client connection sent through a [`Tee`].
+type Copied = Arc<Mutex<Vec<u8>>>;
+
+/// A TCP relay on `ip:<free port>` to `upstream` that keeps a copy of everything
+/// each client connection sent, so that a test can read the headers of every
+/// request; stopped on drop.
+struct Tee {
+    addr: String,
+    sent: Arc<Mutex<Vec<Copied>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Tee {
+    fn start(ip: IpAddr, upstream: &str) -> Tee {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the relay");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("relay addr").to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent: Arc<Mutex<Vec<Copied>>> = Arc::default();
+        let upstream = upstream.to_string();
+        let thread = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((client, _)) = listener.accept() else {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    let Ok(server) = TcpStream::connect(&upstream) else {
+                        continue;
+                    };
+                    let _ = client.set_nonblocking(false);
+                    let copy: Copied = Arc::default();
+                    sent.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(copy.clone());
+                    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone())
+                    else {
+                        continue;
+                    };
+                    thread::spawn(move || relay(client, server, Some(copy)));
+                    thread::spawn(move || relay(server2, client2, None));
+                }
+            })
+        };
+        Tee {
+            addr,
+            sent,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What each client connection sent, as lossy text.
+    fn sent(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| {
+                String::from_utf8_lossy(&c.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+            })
+            .collect()
+    }
+}
+
+/// Copies `from` to `to` until either closes, keeping a copy in `keep`.
+fn relay(mut from: TcpStream, mut to: TcpStream, keep: Option<Copied>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(keep) = &keep {
+                    keep.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_token_is_not_sent_over_plain_http_to_a_host_that_is_not_this_machine() {
+    let Some(ip) = non_loopback_local_ip() else {
+        eprintln!("skipped: this machine has no non-loopback address to serve a registry on");
+        return;
+    };
+    // A token registry on that address over plain HTTP, its token service on
+    // loopback (credentials may go there: it is this machine). eigenpub talks to the
+    // registry through a relay on the same address that keeps every byte it sent.
+    let secret = Secret::new(USER);
+    let tokens = TokenServer::start(&secret);
+    let registry = OwnRegistry::start(ip, None, Auth::Token(&tokens));
+    let tee = Tee::start(ip, &registry.addr);
+    let host = tee.addr.clone();
+    let probe = http_get(&host, "/v2/", None).expect("GET /v2/ through the relay");
+    assert_eq!(probe.status, 401, "the registry demands a token");
+    assert!(
+        probe
+            .header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer ") && c.contains(&tokens.realm())),
+        "the challenge names the loopback token service: {:?}",
+        probe.headers
+    );
+    let project = project_for(
+        &host,
+        &format!("\n[registries.\"{host}\"]\nplain-http = true\n"),
+    );
+    let port = host.rsplit_once(':').expect("host:port").1;
+    let prefix = format!(
+        "EIGENPUB_REGISTRY_{}_{port}",
+        ip.to_string().replace('.', "_")
+    );
+    let env = Env::new()
+        .var(format!("{prefix}_USERNAME"), &secret.user)
+        .var(format!("{prefix}_PASSWORD"), &secret.password);
+
+    let plan = env.run(&project, &["-v", "plan"]);
+    plan.expect_code(1);
+    assert_says(&plan, &[&host, "plain HTTP", "refusing"]);
+
+    // Nothing eigenpub sent to the registry carried an Authorization header, nor any
+    // token the token service issued.
+    let sent = tee.sent();
+    let from_eigenpub: Vec<&String> = sent
+        .iter()
+        .filter(|c| c.to_ascii_lowercase().contains("user-agent: eigenpub/"))
+        .collect();
+    assert!(
+        !from_eigenpub.is_empty(),
+        "eigenpub did contact the registry: {sent:#?}"
+    );
+    for connection in &sent {
+        assert!(
+            !connection.to_ascii_lowercase().contains("\nauthorization:"),
+            "a request to {host} carried credentials:\n{connection}"
+        );
+        for token in tokens.requests().iter().filter_map(|r| r.token.as_ref()) {
+            assert!(
+                !connection.contains(token.as_str()),
+                "a token went to {host}:\n{connection}"
+            );
+        }
+    }
+    // And the registry answered eigenpub nothing but its challenge.
+    let requests = eigenpub_requests(&registry, "plain-http-token-probe");
+    assert!(
+        !requests.is_empty(),
+        "the registry logged eigenpub's requests"
+    );
+    assert!(
+        requests.iter().all(|r| r.status == 401),
+        "no request got past the challenge: {requests:#?}"
+    );
+
+    let mut t = Transcript::default();
+    t.output("plan", &plan);
+    t.dir(project.path());
+    let token_secrets = token_secrets(&tokens);
+    let mut all: Vec<&Secret> = token_secrets.iter().collect();
+    all.push(&secret);
+    t.assert_free_of(&all);
 }
 
 #[test]
