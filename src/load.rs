@@ -147,6 +147,13 @@ fn resolve(
     let schemas = SchemaSet::new(file, &parsed.schemas, dir, &mut problems);
     let mutable = mutable_tags(file, parsed, &mut problems);
     let entries = entries(file, parsed, dir, &mut problems);
+    if parsed.avs.is_empty() && parsed.discover.is_empty() {
+        problems.push(
+            Problem::warning("eigenpub::project::empty", "the project lists no AVS, so there is nothing to publish")
+                .in_file(file)
+                .help("add an [[avs]] with [avs.operator-sets], or a [[discover]] with `specs = \"fleet/{avs}/opset-{opset}.yaml\"`"),
+        );
+    }
 
     // Read and parse every spec; keep going to report every problem at once.
     let mut documents: Vec<Option<(Bytes, SpecDocument)>> = Vec::with_capacity(entries.len());
