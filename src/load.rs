@@ -472,23 +472,39 @@ fn check_settings(file: &SourceFile, entry: &Entry, problems: &mut Problems) {
     if let Some(c) = &s.created
         && let Err(m) = created::parse_created(&c.value)
     {
-        problems.push(
-            Problem::error("eigenpub::created::invalid", m)
-                .at(
-                    file,
-                    c.span.clone().unwrap_or(entry.origin.clone()),
-                    "created",
-                )
-                .help("use an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or \"git\""),
-        );
+        problems.push(created_problem(file, entry, &c.span, m));
     }
     if let Err(m) = project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, "0") {
-        problems.push(
-            Problem::error("eigenpub::project::tag-template", format!("{}: {m}", entry.origin_label))
-                .at(file, s.tag.span.clone().unwrap_or(entry.origin.clone()), "tag template")
-                .help("the placeholders are {avs}, {opset} and {version}, e.g. tag = \"opset-{opset}-v{version}\""),
-        );
+        problems.push(template_problem(file, entry, m));
     }
+}
+
+fn created_problem(
+    file: &SourceFile,
+    entry: &Entry,
+    span: &Option<Range<usize>>,
+    message: String,
+) -> Problem {
+    Problem::error("eigenpub::created::invalid", message)
+        .at(
+            file,
+            span.clone().unwrap_or(entry.origin.clone()),
+            "created",
+        )
+        .help("use an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or \"git\"")
+}
+
+fn template_problem(file: &SourceFile, entry: &Entry, message: String) -> Problem {
+    Problem::error(
+        "eigenpub::project::tag-template",
+        format!("{}: {message}", entry.origin_label),
+    )
+    .at(
+        file,
+        entry.settings.tag.span.clone().unwrap_or(entry.origin.clone()),
+        "tag template",
+    )
+    .help("the placeholders are {avs}, {opset} and {version}, e.g. tag = \"opset-{opset}-v{version}\"")
 }
 
 fn uses_git(entry: &Entry, env: &Env) -> bool {
@@ -573,11 +589,7 @@ fn publication(
     // The tag.
     let tag = match project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version) {
         Err(m) => {
-            problems.push(
-                Problem::error("eigenpub::project::tag-template", format!("{}: {m}", entry.origin_label))
-                    .at(file, span_of(&s.tag.span), "tag template")
-                    .help("the placeholders are {avs}, {opset} and {version}, e.g. tag = \"opset-{opset}-v{version}\""),
-            );
+            problems.push(template_problem(file, entry, m));
             return None;
         }
         Ok(t) => match reference::check_tag(&t) {
@@ -624,11 +636,7 @@ fn publication(
         Some(c) => match created::parse_created(&c.value) {
             Ok(c) => Some(c),
             Err(m) => {
-                problems.push(
-                    Problem::error("eigenpub::created::invalid", m)
-                        .at(file, span_of(&c.span), "created")
-                        .help("use an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or \"git\""),
-                );
+                problems.push(created_problem(file, entry, &c.span, m));
                 return None;
             }
         },
