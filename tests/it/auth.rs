@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::harness::{
-    self, Output, Project, RUN_TIMEOUT, Registry, http_get, run, run_bytes, sha256_digest,
+    self, Output, Project, Registry, http_get, run, run_bytes, run_with_stdin, sha256_digest,
     skopeo_raw_with_creds,
 };
 
@@ -220,54 +220,6 @@ impl Env {
         out.no_panic();
         out
     }
-}
-
-/// Like [`harness::run`], with `input` piped to stdin.
-fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
-    use std::os::unix::process::ExitStatusExt;
-
-    let description = format!("{cmd:?}");
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
-    let stdout = read_in_background(child.stdout.take().expect("stdout pipe"));
-    let stderr = read_in_background(child.stderr.take().expect("stderr pipe"));
-    {
-        let mut stdin = child.stdin.take().expect("stdin pipe");
-        // The program may exit before reading (e.g. a usage error): ignore EPIPE.
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{description} did not finish within {RUN_TIMEOUT:?} and was killed");
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("waiting for {description}: {e}"),
-        }
-    };
-    Output {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout: String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned(),
-    }
-}
-
-fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
 }
 
 // ---------------------------------------------------------------------------

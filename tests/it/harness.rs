@@ -756,18 +756,41 @@ pub fn run(cmd: Command) -> Output {
 }
 
 /// [`run`] returning stdout as bytes.
-pub fn run_bytes(mut cmd: Command) -> BytesOutput {
+pub fn run_bytes(cmd: Command) -> BytesOutput {
+    run_bytes_with_stdin(cmd, None)
+}
+
+/// Like [`run`], with `input` piped to stdin.
+pub fn run_with_stdin(cmd: Command, input: &str) -> Output {
+    let out = run_bytes_with_stdin(cmd, Some(input.as_bytes()));
+    Output {
+        code: out.code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: out.stderr,
+    }
+}
+
+/// The one bounded runner: stdin closed, or fed `input`; killed after [`RUN_TIMEOUT`].
+fn run_bytes_with_stdin(mut cmd: Command, input: Option<&[u8]>) -> BytesOutput {
     use std::os::unix::process::ExitStatusExt;
 
     let description = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {description}: {e}"));
     let stdout = read_in_background(child.stdout.take().expect("stdout pipe"));
     let stderr = read_in_background(child.stderr.take().expect("stderr pipe"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // The program may exit before reading (e.g. a usage error): ignore EPIPE.
+        let _ = stdin.write_all(input);
+    }
     let deadline = Instant::now() + RUN_TIMEOUT;
     let status = loop {
         match child.try_wait() {
