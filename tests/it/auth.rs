@@ -327,22 +327,9 @@ esac
 // Project fixture
 // ---------------------------------------------------------------------------
 
-/// A realistic runtime spec (valid per the reference validator); `seed` varies its bytes.
+/// The fixture AVS's aggregator spec; `seed` varies its bytes.
 fn spec_yaml(seed: &str) -> String {
-    let image_digest = sha256_digest(seed.as_bytes());
-    format!(
-        "apiVersion: eigenruntime.io/v1\n\
-         kind: Hourglass\n\
-         name: {AVS}\n\
-         version: 0.3.1\n\
-         spec:\n  \
-           aggregator:\n    \
-             registry: public.ecr.aws/acme/{AVS}-aggregator\n    \
-             digest: {image_digest}\n    \
-             env:\n    \
-             resources:\n      \
-               tee_enabled: false\n"
-    )
+    harness::spec_yaml(AVS, "aggregator", seed)
 }
 
 /// One AVS with one operator set, published to `<host>/acme/price-oracle:opset-0-v3`

@@ -109,20 +109,7 @@ fn spec_yaml(art: Art, seed: &str) -> String {
 }
 
 fn spec_text(avs: &str, component: &str, seed: &str) -> String {
-    format!(
-        "apiVersion: eigenruntime.io/v1\n\
-         kind: Hourglass\n\
-         name: {avs}\n\
-         version: 0.3.1\n\
-         spec:\n  \
-           {component}:\n    \
-             registry: public.ecr.aws/acme/{avs}-{component}\n\
-         {digest}\n    \
-             env:\n    \
-             resources:\n      \
-               tee_enabled: false\n",
-        digest = digest_line(seed),
-    )
+    crate::harness::spec_yaml(avs, component, seed)
 }
 
 /// The seed every artifact starts with.

@@ -15,7 +15,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::harness::{
-    Output, Project, Registry, free_port, rfc3339_utc, run, sha256_digest, skopeo_raw,
+    Output, Project, Registry, free_port, rfc3339_utc, run, sha256_digest, skopeo_raw, spec_yaml,
 };
 
 const AVS: &str = "price-oracle";
@@ -33,25 +33,6 @@ const TITLE: &str = "org.opencontainers.image.title";
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------
-
-/// A realistic runtime spec (valid per the reference validator). `seed` feeds
-/// the image digest, so different seeds give different spec bytes.
-fn spec_yaml(avs: &str, component: &str, seed: &str) -> String {
-    let image_digest = sha256_digest(seed.as_bytes());
-    format!(
-        "apiVersion: eigenruntime.io/v1\n\
-         kind: Hourglass\n\
-         name: {avs}\n\
-         version: 0.3.1\n\
-         spec:\n  \
-           {component}:\n    \
-             registry: public.ecr.aws/acme/{avs}-{component}\n    \
-             digest: {image_digest}\n    \
-             env:\n    \
-             resources:\n      \
-               tee_enabled: false\n"
-    )
-}
 
 /// The documented default tag template `opset-{opset}-v{version}`, applied here.
 fn tag(opset: u64, version: impl Display) -> String {

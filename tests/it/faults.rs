@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Output, Project, Registry, http_request, run, sha256_digest};
+use crate::harness::{Output, Project, Registry, http_request, run, sha256_digest, spec_yaml};
 
 const SOURCE: &str = "https://github.com/acme/avs-monorepo";
 const CREATED: &str = "2025-01-01T00:00:00Z";
-/// The `version` every spec written here carries; discovered artifacts are tagged with it.
+/// The `version` every spec written here carries (that of `harness::spec_yaml`); discovered artifacts are tagged with it.
 const SPEC_VERSION: &str = "0.3.1";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// How long a stalled request is held before it is forwarded; far below eigenpub's 60 s
@@ -540,24 +540,6 @@ impl Spec {
     fn name_and_tag(&self) -> String {
         format!("acme/{}:{}", self.avs, self.tag)
     }
-}
-
-/// A valid Hourglass spec; `seed` makes its bytes (and so its digests) unique.
-fn spec_yaml(avs: &str, component: &str, seed: &str) -> String {
-    let image_digest = sha256_digest(seed.as_bytes());
-    format!(
-        "apiVersion: eigenruntime.io/v1\n\
-         kind: Hourglass\n\
-         name: {avs}\n\
-         version: {SPEC_VERSION}\n\
-         spec:\n  \
-           {component}:\n    \
-             registry: public.ecr.aws/acme/{avs}-{component}\n    \
-             digest: {image_digest}\n    \
-             env:\n    \
-             resources:\n      \
-               tee_enabled: false\n"
-    )
 }
 
 /// A project publishing `avs_count` AVSs (`avs-00`, `avs-01`, …) with `per_avs` operator

@@ -737,6 +737,25 @@ impl fmt::Debug for Output {
     }
 }
 
+/// A realistic runtime spec (valid per the reference validator), version 0.3.1. `seed`
+/// feeds its image digest line, so different seeds give specs differing in one line.
+pub fn spec_yaml(avs: &str, component: &str, seed: &str) -> String {
+    let image_digest = sha256_digest(seed.as_bytes());
+    format!(
+        "apiVersion: eigenruntime.io/v1\n\
+         kind: Hourglass\n\
+         name: {avs}\n\
+         version: 0.3.1\n\
+         spec:\n  \
+           {component}:\n    \
+             registry: public.ecr.aws/acme/{avs}-{component}\n    \
+             digest: {image_digest}\n    \
+             env:\n    \
+             resources:\n      \
+               tee_enabled: false\n"
+    )
+}
+
 /// Like [`Output`] with stdout kept as bytes.
 pub struct BytesOutput {
     pub code: i32,
