@@ -253,7 +253,8 @@ async fn make_plan(
 
 fn selection(global: &Global) -> Result<Selection, u8> {
     Selection::new(&global.select, &global.exclude).map_err(|m| {
-        eprintln!("error: {m}");
+        eprintln!("error: --select/--exclude: {m}");
+        eprintln!("  help: pass globs over the AVS name, `avs/opset` or `repository:tag`, e.g. --select 'price-oracle' or --exclude '*/1'");
         FAILED
     })
 }

@@ -308,10 +308,6 @@ impl Problems {
         self.items.push(problem);
     }
 
-    pub fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
-        self.items.extend(problems);
-    }
-
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(Problem::is_error)
     }
