@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 use crate::artifact::Blob;
 use crate::plan::{Action, Change, Plan};
-use crate::target::{Target, TargetError, Targets};
+use crate::registry::{Target, TargetError, Targets};
 
 /// What happened to one artifact.
 #[derive(Debug, Clone)]

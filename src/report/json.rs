@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::apply::{Outcome, totals};
 use crate::diagnostic::Problem;
-use crate::saved::PlanDocument;
+use crate::plan::saved::PlanDocument;
 
 /// The version of the JSON documents eigenpub prints.
 pub const FORMAT_VERSION: u32 = 1;

@@ -11,8 +11,8 @@ use std::fmt::Write;
 
 use similar::TextDiff;
 
+use crate::plan::previous::Contents;
 use crate::plan::{Action, Change, Plan};
-use crate::previous::Contents;
 use crate::report::text::plan_summary;
 
 /// The most characters a rendered comment may have.

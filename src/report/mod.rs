@@ -6,6 +6,7 @@
 pub mod json;
 pub mod markdown;
 pub mod progress;
+pub mod release;
 pub mod text;
 
 use std::io::Write;

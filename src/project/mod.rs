@@ -3,8 +3,14 @@
 //!
 //! This is the edge where the project's files are read (the project file, the specs, git's
 //! commit times); everything it decides is decided by the pure modules it calls
-//! ([`project`], [`discover`], [`spec`], [`artifact`]). All problems found are returned
+//! ([`mod@file`], [`discover`], [`spec`], [`crate::artifact`]). All problems found are returned
 //! together, in a stable order, and nothing is planned when any of them is an error.
+
+pub mod created;
+pub mod discover;
+pub mod file;
+pub mod schema;
+pub mod spec;
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -14,13 +20,13 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::artifact::{Artifact, ArtifactInput};
-use crate::created::{self, Created, GitTimes};
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::discover::Pattern;
-use crate::project::{self, ProjectFile, RegistrySettings, Settings};
+use crate::project::created::{Created, GitTimes};
+use crate::project::discover::Pattern;
+use crate::project::file::{ProjectFile, RegistrySettings, Settings};
+use crate::project::schema::SchemaSet;
+use crate::project::spec::SpecDocument;
 use crate::reference::{self, RegistryPrefix, Repository};
-use crate::schema::SchemaSet;
-use crate::spec::{self, SpecDocument};
 
 /// What the environment contributes to a load (read once, at the edge).
 #[derive(Debug, Clone, Default)]
@@ -122,7 +128,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
         )
     })?;
     let file = SourceFile::new(name, text);
-    let parsed = project::parse(&file).map_err(Problems::from)?;
+    let parsed = file::parse(&file).map_err(Problems::from)?;
     let dir = config
         .parent()
         .map(|p| {
@@ -218,7 +224,7 @@ fn resolve(
         .concurrency
         .as_ref()
         .map(|c| *c.get_ref())
-        .unwrap_or(project::DEFAULT_CONCURRENCY);
+        .unwrap_or(file::DEFAULT_CONCURRENCY);
     if concurrency == 0 {
         let span = parsed
             .defaults
@@ -474,7 +480,7 @@ fn check_settings(file: &SourceFile, entry: &Entry, problems: &mut Problems) {
     {
         problems.push(created_problem(file, entry, &c.span, m));
     }
-    if let Err(m) = project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, "0") {
+    if let Err(m) = file::render_tag(&s.tag.value, &entry.avs, entry.operator_set, "0") {
         problems.push(template_problem(file, entry, m));
     }
 }
@@ -587,7 +593,7 @@ fn publication(
     };
 
     // The tag.
-    let tag = match project::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version) {
+    let tag = match file::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version) {
         Err(m) => {
             problems.push(template_problem(file, entry, m));
             return None;

@@ -22,8 +22,8 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::retry::{self, Backoff, Verdict};
 use crate::artifact::{self, Blob};
-use crate::credentials::{Credential, Secret};
 use crate::reference::is_loopback;
+use crate::registry::credentials::{Credential, Secret};
 
 /// Every manifest type a HEAD or GET accepts.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -182,7 +182,7 @@ impl Registry {
         credential: Option<Credential>,
         stats: Arc<Stats>,
     ) -> Result<Registry, RegistryError> {
-        let api_host = if crate::credentials::is_docker_hub(host) {
+        let api_host = if crate::registry::credentials::is_docker_hub(host) {
             "registry-1.docker.io"
         } else {
             host
@@ -240,7 +240,7 @@ impl Registry {
 
     /// The repository path as the registry's API names it (Docker Hub's `library/`).
     fn api_path(&self, repository: &str) -> String {
-        if crate::credentials::is_docker_hub(&self.host) && !repository.contains('/') {
+        if crate::registry::credentials::is_docker_hub(&self.host) && !repository.contains('/') {
             format!("library/{repository}")
         } else {
             repository.to_string()
@@ -545,7 +545,7 @@ impl Registry {
     }
 
     fn login_help(&self) -> String {
-        let env = crate::credentials::env_prefix(&self.host);
+        let env = crate::registry::credentials::env_prefix(&self.host);
         match &self.credential {
             Some(c) => format!(
                 "the registry refused the credentials from {}; log in again with `docker login {host}` or `eigenpub login {host}`, or set {env}_USERNAME and {env}_PASSWORD",

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::load::Publication;
 use crate::plan::{Plan, Summary};
+use crate::project::Publication;
 
 /// The saved form of one artifact of a plan (also the JSON plan's artifact entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,10 +5,14 @@
 //! concurrently. `plan` prints the result and `apply` executes it, so the two can never
 //! disagree about what would happen.
 
+pub mod previous;
+pub mod saved;
+pub mod select;
+
 use futures::StreamExt;
 
-use crate::load::Publication;
-use crate::target::{TargetError, Targets};
+use crate::project::Publication;
+use crate::registry::{TargetError, Targets};
 
 /// What to do with one artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]

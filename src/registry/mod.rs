@@ -6,6 +6,7 @@
 //! one connection per registry host (credentials, TLS roots, limits) and one handle per
 //! layout folder, shared by every artifact of a run.
 
+pub mod credentials;
 pub mod layout;
 pub mod remote;
 pub mod retry;
@@ -18,7 +19,7 @@ use bytes::Bytes;
 
 use crate::artifact::{ARTIFACT_TYPE, Blob};
 use crate::diagnostic::Problem;
-use crate::load::Project;
+use crate::project::Project;
 use crate::reference::{Repository, is_loopback};
 use layout::Layout;
 pub use remote::BlobState;
@@ -256,7 +257,7 @@ impl Targets {
             let lookup = host.clone();
             // A credential helper may run (and hang, waiting for a prompt nobody sees).
             let lookup_task =
-                tokio::task::spawn_blocking(move || crate::credentials::resolve(&lookup));
+                tokio::task::spawn_blocking(move || crate::registry::credentials::resolve(&lookup));
             let credential = match tokio::time::timeout(HELPER_TIMEOUT, lookup_task).await {
                 Ok(joined) => {
                     joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}")))

@@ -6,7 +6,7 @@
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use crate::load::Publication;
+use crate::project::Publication;
 
 /// A compiled selection.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use oci_client::manifest::OciImageManifest;
 use serde_json::Value;
 
 use crate::artifact::{Artifact, LAYER_MEDIA_TYPE};
-use crate::target::{Target, TargetError};
+use crate::registry::{Target, TargetError};
 
 /// The readable contents of an artifact: its spec text and its fields, flattened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -20,23 +20,23 @@ use yaml_rust2::scanner::Marker;
 
 use crate::artifact::Artifact;
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::project::Setting;
-use crate::spec::SpecDocument;
+use crate::project::file::Setting;
+use crate::project::spec::SpecDocument;
 
 /// The schemas compiled into eigenpub: `(URL, JSON text)`.
 pub const BUNDLED: &[(&str, &str)] = &[
     (
         "https://eigenruntime.io/schemas/hourglass/v1/manifest.json",
-        include_str!("../schemas/hourglass-v1.json"),
+        include_str!("../../schemas/hourglass-v1.json"),
     ),
     (
         "https://eigenruntime.io/schemas/template-type/v1/manifest.json",
-        include_str!("../schemas/template-type-v1.json"),
+        include_str!("../../schemas/template-type-v1.json"),
     ),
 ];
 
 /// The schema of the config blob, checked before anything is pushed.
-pub const CONFIG_SCHEMA: &str = include_str!("../schemas/config-v1.json");
+pub const CONFIG_SCHEMA: &str = include_str!("../../schemas/config-v1.json");
 
 /// The schemas a project can use, compiled on first use.
 pub struct SchemaSet {
@@ -493,9 +493,9 @@ mod tests {
         let mut problems = Problems::new();
         let set = SchemaSet::new(&project, &BTreeMap::new(), Path::new("."), &mut problems);
         let spec = SourceFile::new("s.yaml", text);
-        let doc = crate::spec::parse(&spec).unwrap();
+        let doc = crate::project::spec::parse(&spec).unwrap();
         let setting = Setting {
-            value: crate::project::DEFAULT_SCHEMA.to_string(),
+            value: crate::project::file::DEFAULT_SCHEMA.to_string(),
             span: None,
         };
         set.validate(&spec, &doc, &setting, &project, &mut problems);

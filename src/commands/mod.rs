@@ -10,17 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::apply::{self, Outcome};
 use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, Global, LoginArgs, PlanArgs, ValidateArgs};
 use crate::diagnostic::Problem;
-use crate::load::{self, Env, Project};
+use crate::plan::previous::{self, Contents};
+use crate::plan::saved::{self, PlanDocument};
+use crate::plan::select::Selection;
 use crate::plan::{self, Action, Plan};
-use crate::previous::{self, Contents};
-use crate::release;
+use crate::project::{self, Env, Project};
+use crate::registry::Targets;
+use crate::registry::remote::Access;
 use crate::report::progress::Printer;
+use crate::report::release;
 use crate::report::text::{self, Style};
 use crate::report::{self, DiagnosticFormat, Format, PlanFormat};
-use crate::saved::{self, PlanDocument};
-use crate::select::Selection;
-use crate::target::Targets;
-use crate::target::remote::Access;
 use std::collections::HashMap;
 
 /// Exit codes.
@@ -76,7 +76,7 @@ fn stdout_style(global: &Global) -> Style {
 
 /// Loads the project; prints its problems. `None` when it has errors.
 fn load_project(global: &Global, format: DiagnosticFormat) -> Option<Project> {
-    match load::load(&global.config, &Env::from_process()) {
+    match project::load(&global.config, &Env::from_process()) {
         Ok(project) => {
             if !global.quiet && !project.warnings.is_empty() {
                 report::print_problems(&project.warnings, format, stderr_color(global));
@@ -352,7 +352,7 @@ async fn previous_contents(
     targets: &Targets,
     plan: &Plan,
     concurrency: usize,
-) -> Result<HashMap<usize, (Contents, Contents)>, crate::target::TargetError> {
+) -> Result<HashMap<usize, (Contents, Contents)>, crate::registry::TargetError> {
     use futures::StreamExt;
     let wanted: Vec<(usize, &crate::plan::Change, String)> = plan
         .changes
@@ -368,7 +368,11 @@ async fn previous_contents(
         .map(|(i, c, from)| async move {
             let target = targets.target(&c.publication.repository);
             let before = previous::fetch(&target, &from).await?.unwrap_or_default();
-            Ok::<_, crate::target::TargetError>((i, before, Contents::of(&c.publication.artifact)))
+            Ok::<_, crate::registry::TargetError>((
+                i,
+                before,
+                Contents::of(&c.publication.artifact),
+            ))
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -583,7 +587,7 @@ async fn login(global: &Global, args: &LoginArgs) -> u8 {
     // Use the project's settings for this registry (plain-http, ca-file) when there is one.
     let settings = std::fs::read_to_string(&global.config)
         .ok()
-        .and_then(|text| toml::from_str::<crate::project::ProjectFile>(&text).ok())
+        .and_then(|text| toml::from_str::<crate::project::file::ProjectFile>(&text).ok())
         .and_then(|p| p.registries.get(&host).cloned())
         .unwrap_or_default();
     let base = global.config.parent().unwrap_or(std::path::Path::new("."));
@@ -597,22 +601,22 @@ async fn login(global: &Global, args: &LoginArgs) -> u8 {
         },
         None => None,
     };
-    let credential = crate::credentials::Credential {
-        secret: crate::credentials::Secret::Basic {
+    let credential = crate::registry::credentials::Credential {
+        secret: crate::registry::credentials::Secret::Basic {
             username: args.username.clone(),
             password: password.clone(),
         },
         origin: "eigenpub login".into(),
     };
-    let options = crate::target::remote::RegistryOptions {
+    let options = crate::registry::remote::RegistryOptions {
         plain_http: settings
             .plain_http
             .unwrap_or_else(|| crate::reference::is_loopback(&host)),
         ca_pem,
         ..Default::default()
     };
-    let stats = Arc::new(crate::target::remote::Stats::default());
-    let checked = match crate::target::remote::Registry::new(
+    let stats = Arc::new(crate::registry::remote::Stats::default());
+    let checked = match crate::registry::remote::Registry::new(
         &host,
         options,
         Some(credential),
@@ -630,8 +634,8 @@ async fn login(global: &Global, args: &LoginArgs) -> u8 {
         Err(e) => Err(e),
     };
     if let Err(e) = checked {
-        let refused = e.kind == crate::target::remote::ErrorKind::Auth;
-        let mut problem = crate::target::TargetError::from(e).to_problem();
+        let refused = e.kind == crate::registry::remote::ErrorKind::Auth;
+        let mut problem = crate::registry::TargetError::from(e).to_problem();
         if refused {
             problem.help = Some(format!(
                 "{host} refused these credentials: check the user name and the password or token (for GHCR, a token with write:packages); nothing was stored"
@@ -641,10 +645,11 @@ async fn login(global: &Global, args: &LoginArgs) -> u8 {
         return FAILED;
     }
     let user = args.username.clone();
-    let stored =
-        tokio::task::spawn_blocking(move || crate::credentials::store(&host, &user, &password))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+    let stored = tokio::task::spawn_blocking(move || {
+        crate::registry::credentials::store(&host, &user, &password)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     match stored {
         Ok(place) => {
             if !global.quiet {
