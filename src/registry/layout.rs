@@ -1,7 +1,7 @@
 //! An OCI image layout on disk: a complete backend, not a test aid.
 //!
 //! `<root>/<repository>/` holds `oci-layout`, `index.json` (one entry per tag, named by
-//! `org.opencontainers.image.ref.name`) and `blobs/sha256/<hex>`, so `skopeo`, `oras` and
+//! `org.opencontainers.image.ref.name`, sorted by tag so the same apply writes the same bytes) and `blobs/sha256/<hex>`, so `skopeo`, `oras` and
 //! `crane` read it as `oci:<root>/<repository>:<tag>`. Every write is atomic (a temporary
 //! file in the same folder, then a rename), blobs are written before the index names them,
 //! and `index.json` is rewritten under a lock (in-process and across processes), so an
@@ -152,6 +152,13 @@ impl Layout {
             Some(existing) => *existing = entry,
             None => manifests.push(entry),
         }
+        // Sorted by tag, so the same apply gives the same bytes whatever order pushes
+        // finished in.
+        manifests.sort_by(|a, b| {
+            a["annotations"][REF_NAME]
+                .as_str()
+                .cmp(&b["annotations"][REF_NAME].as_str())
+        });
         let bytes = serde_json::to_vec_pretty(&index).expect("JSON values serialize");
         write_atomic(&self.dir.join("index.json"), &bytes)
             .map_err(|e| self.error(format!("cannot write index.json: {e}")))?;
@@ -213,6 +220,32 @@ mod tests {
         assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
         assert_eq!(layout.manifest_digest("t").unwrap(), Some(other.digest));
         assert!(dir.path().join("repo/oci-layout").is_file());
+    }
+
+    #[test]
+    fn the_index_is_sorted_by_tag_whatever_the_push_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_after = |order: &[&str], name: &str| {
+            let layout = Layout::new(dir.path().join(name));
+            for tag in order {
+                let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, tag.as_bytes().to_vec());
+                layout
+                    .push_manifest(tag, &manifest, artifact::ARTIFACT_TYPE)
+                    .unwrap();
+            }
+            fs::read(dir.path().join(name).join("index.json")).unwrap()
+        };
+        let a = index_after(&["v2", "v10", "v1"], "a");
+        let b = index_after(&["v1", "v2", "v10"], "b");
+        assert_eq!(a, b);
+        let index: Value = serde_json::from_slice(&a).unwrap();
+        let tags: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["annotations"][REF_NAME].as_str().unwrap())
+            .collect();
+        assert_eq!(tags, ["v1", "v10", "v2"]);
     }
 
     #[test]
