@@ -76,11 +76,62 @@ pub struct RegistrySettings {
 }
 
 /// A `version = …` value: an integer or a string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum VersionValue {
     Int(i64),
     Str(String),
+}
+
+/// The start of every error a bad `version = …` value gives.
+const VERSION_EXPECTED: &str =
+    "`version` must be an integer (version = 3) or a string (version = \"1.4.0\")";
+
+impl<'de> Deserialize<'de> for VersionValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'v> serde::de::Visitor<'v> for Visitor {
+            type Value = VersionValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<VersionValue, E> {
+                Ok(VersionValue::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<VersionValue, E> {
+                i64::try_from(v).map(VersionValue::Int).map_err(|_| {
+                    E::custom(format!("version {v} is too large; write it as a string"))
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VersionValue, E> {
+                Ok(VersionValue::Str(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<VersionValue, E> {
+                Err(E::custom(format!(
+                    "{VERSION_EXPECTED}; {v} is a number with a fraction, which TOML cannot keep exactly: write version = \"{v}\""
+                )))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<VersionValue, E> {
+                Err(E::custom(format!("{VERSION_EXPECTED}, not {v}")))
+            }
+            fn visit_map<A: serde::de::MapAccess<'v>>(
+                self,
+                _: A,
+            ) -> Result<VersionValue, A::Error> {
+                Err(serde::de::Error::custom(format!(
+                    "{VERSION_EXPECTED}, not a table"
+                )))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'v>>(
+                self,
+                _: A,
+            ) -> Result<VersionValue, A::Error> {
+                Err(serde::de::Error::custom(format!(
+                    "{VERSION_EXPECTED}, not an array"
+                )))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl VersionValue {
@@ -196,6 +247,12 @@ fn toml_problem(file: &SourceFile, error: &toml::de::Error) -> Problem {
             "eigenpub::project::missing-key",
             format!("`{key}` is missing in this table"),
             format!("add `{key} = …`; eigenruntime.toml.example shows every setting"),
+        )
+    } else if message.starts_with(VERSION_EXPECTED) {
+        (
+            "eigenpub::project::version",
+            "not an integer or a string".to_string(),
+            "quote versions that are not whole numbers: version = \"3.5\"".to_string(),
         )
     } else if message.contains("invalid type") || message.contains("invalid value") {
         (

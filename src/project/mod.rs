@@ -178,12 +178,12 @@ fn resolve(
         created::parse_epoch(e).map_err(|m| Problem::error("eigenpub::created::epoch", m))
     });
     let epoch = match epoch {
-        Some(Ok(t)) => Some(t),
+        Some(Ok(t)) => Epoch::Valid(t),
         Some(Err(p)) => {
             problems.push(p.help("unset SOURCE_DATE_EPOCH or set it to an integer"));
-            None
+            Epoch::Invalid
         }
-        None => None,
+        None => Epoch::Unset,
     };
 
     let mut publications = Vec::new();
@@ -560,6 +560,14 @@ fn git_times_if_needed(
     }
 }
 
+/// `SOURCE_DATE_EPOCH` as read from the environment.
+enum Epoch {
+    Unset,
+    Valid(String),
+    /// Set but not a time: already reported once, so specs relying on it say nothing more.
+    Invalid,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn publication(
     file: &SourceFile,
@@ -568,7 +576,7 @@ fn publication(
     bytes: Bytes,
     document: &SpecDocument,
     git: &GitTimes,
-    epoch: &Option<String>,
+    epoch: &Epoch,
     mutable: &GlobSet,
     problems: &mut Problems,
 ) -> Option<Publication> {
@@ -591,6 +599,21 @@ fn publication(
             return None;
         }
     };
+    if version.trim().is_empty() {
+        let (span, label) = match &entry.version_span {
+            Some(span) => (span.clone(), "empty version"),
+            None => (entry.origin.clone(), "this spec's `version` is empty"),
+        };
+        problems.push(
+            Problem::error(
+                "eigenpub::project::version",
+                format!("{}: the version is empty", entry.origin_label),
+            )
+            .at(file, span, label)
+            .help("set a version such as `version = 3` or `version = \"1.4.0\"` (or the spec's `version: …`)"),
+        );
+        return None;
+    }
 
     // The tag.
     let tag = match file::render_tag(&s.tag.value, &entry.avs, entry.operator_set, &version) {
@@ -646,7 +669,11 @@ fn publication(
                 return None;
             }
         },
-        None => epoch.clone().map(Created::Fixed).or(Some(Created::Git)),
+        None => match epoch {
+            Epoch::Valid(t) => Some(Created::Fixed(t.clone())),
+            Epoch::Unset => Some(Created::Git),
+            Epoch::Invalid => return None,
+        },
     };
     let created = match created_setting {
         Some(Created::Fixed(t)) => t,
@@ -675,13 +702,30 @@ fn publication(
                     } else {
                         "the spec has never been committed"
                     };
+                    // An explicit `created = "git"` wins over SOURCE_DATE_EPOCH, so only
+                    // the default may suggest it.
+                    let (how, help) = if s.created.is_some() {
+                        (
+                            "`created = \"git\"` is set",
+                            "commit the spec, or set `created = \"2025-01-01T00:00:00Z\"` (a fixed time) instead of \"git\"",
+                        )
+                    } else {
+                        (
+                            "`created` is \"git\" (the default)",
+                            "commit the spec, set SOURCE_DATE_EPOCH, or set `created = \"2025-01-01T00:00:00Z\"` in [defaults]",
+                        )
+                    };
                     problems.push(
                         Problem::error(
                             "eigenpub::created::unknown",
-                            format!("no creation time for {}: `created` is \"git\" (the default) but {why}", entry.spec),
+                            format!("no creation time for {}: {how} but {why}", entry.spec),
                         )
-                        .at(file, span_of(&s.created.as_ref().and_then(|c| c.span.clone())), "needs a created time")
-                        .help("commit the spec, set SOURCE_DATE_EPOCH, or set `created = \"2025-01-01T00:00:00Z\"` in [defaults]"),
+                        .at(
+                            file,
+                            span_of(&s.created.as_ref().and_then(|c| c.span.clone())),
+                            "needs a created time",
+                        )
+                        .help(help),
                     );
                     return None;
                 }
