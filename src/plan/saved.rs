@@ -15,6 +15,10 @@ use sha2::{Digest as _, Sha256};
 use crate::plan::{Plan, Summary};
 use crate::project::Publication;
 
+/// The version of the JSON documents eigenpub writes (plans, apply results, diagnostics);
+/// a saved plan of another version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
 /// The saved form of one artifact of a plan (also the JSON plan's artifact entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedArtifact {
@@ -53,7 +57,7 @@ impl PlanDocument {
         exclude: &[String],
     ) -> Self {
         PlanDocument {
-            format_version: crate::report::json::FORMAT_VERSION,
+            format_version: FORMAT_VERSION,
             inputs_hash: inputs_hash.to_string(),
             allow_overwrite,
             select: select.to_vec(),

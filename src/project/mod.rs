@@ -11,6 +11,7 @@ pub mod discover;
 pub mod file;
 pub mod schema;
 pub mod spec;
+pub mod yaml;
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};

@@ -15,13 +15,12 @@ use std::path::Path;
 use jsonschema::Validator;
 use serde_json::Value;
 use toml::Spanned;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
 
 use crate::artifact::Artifact;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::file::Setting;
 use crate::project::spec::SpecDocument;
+use crate::project::yaml::{Positions, escape};
 
 /// The schemas compiled into eigenpub: `(URL, JSON text)`.
 pub const BUNDLED: &[(&str, &str)] = &[
@@ -235,10 +234,6 @@ fn advise(spec: &SourceFile, document: &SpecDocument, problems: &mut Problems) {
     }
 }
 
-fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
-}
-
 /// `/spec/aggregator/digest` → `spec.aggregator.digest`.
 fn dotted(pointer: &str) -> String {
     pointer
@@ -247,239 +242,6 @@ fn dotted(pointer: &str) -> String {
         .map(|s| s.replace("~1", "/").replace("~0", "~"))
         .collect::<Vec<_>>()
         .join(".")
-}
-
-/// Where each node of a YAML document starts, by JSON pointer.
-struct Positions {
-    file: SourceFile,
-    starts: HashMap<String, (usize, usize)>,
-    keys: HashMap<String, (usize, usize)>,
-}
-
-impl Positions {
-    fn of(file: &SourceFile) -> Positions {
-        let mut collector = Collector::default();
-        let mut parser = Parser::new_from_str(&file.text);
-        // A document that serde_yaml accepted parses here too; on the off chance it does
-        // not, problems still point at the top of the file.
-        let _ = parser.load(&mut collector, false);
-        Positions {
-            file: file.clone(),
-            starts: collector.starts,
-            keys: collector.keys,
-        }
-    }
-
-    /// The span to label for a pointer: its node, or the nearest ancestor that exists
-    /// (a missing field is labelled at its parent).
-    /// The span to label for a pointer: its value; for a pointer that does not exist (a
-    /// missing field) the key of the nearest ancestor that does, so the label sits on the
-    /// line that names the parent (`aggregator:`). The flag says whether it was missing.
-    fn span_of(&self, pointer: &str) -> (std::ops::Range<usize>, bool) {
-        let line_span = |&(line, col): &(usize, usize)| {
-            let start = self.file.offset_of(line, col);
-            let end = self.file.text[start..]
-                .find(['\n', '\r'])
-                .map_or(self.file.text.len(), |e| start + e);
-            start..end.max(start)
-        };
-        if let Some(at) = self.starts.get(pointer) {
-            return (line_span(at), false);
-        }
-        let mut p = pointer.to_string();
-        while let Some(i) = p.rfind('/') {
-            p.truncate(i);
-            if let Some(at) = self.keys.get(&p).or_else(|| self.starts.get(&p)) {
-                return (line_span(at), true);
-            }
-        }
-        (0..0, true)
-    }
-}
-
-#[derive(Default)]
-struct Collector {
-    starts: HashMap<String, (usize, usize)>,
-    /// Where the key naming each mapping entry is, by the entry's pointer.
-    keys: HashMap<String, (usize, usize)>,
-    /// Open containers: for a mapping, the pending key; for a sequence, the next index.
-    stack: Vec<Frame>,
-    path: Vec<String>,
-}
-
-enum Frame {
-    Mapping {
-        key: Option<String>,
-        expect_key: bool,
-        /// A mapping no key names (the document, a list item): it is placed at its first key.
-        unplaced: Option<String>,
-    },
-    Sequence {
-        next: usize,
-    },
-}
-
-impl Collector {
-    /// Called when a node starts: returns its pointer segment, and advances the parent.
-    fn enter(&mut self) -> Option<String> {
-        match self.stack.last_mut() {
-            None => Some(String::new()),
-            Some(Frame::Sequence { next }) => {
-                let s = next.to_string();
-                *next += 1;
-                Some(s)
-            }
-            Some(Frame::Mapping {
-                key, expect_key, ..
-            }) => {
-                if *expect_key {
-                    None // this node is a key
-                } else {
-                    *expect_key = true;
-                    key.take()
-                }
-            }
-        }
-    }
-
-    fn pointer(&self, segment: &str) -> String {
-        let mut p = String::new();
-        for s in self.path.iter().skip(1) {
-            p.push('/');
-            p.push_str(&escape(s));
-        }
-        if !segment.is_empty() || !self.path.is_empty() {
-            p.push('/');
-            p.push_str(&escape(segment));
-        }
-        p
-    }
-}
-
-impl MarkedEventReceiver for Collector {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let at = (mark.line(), mark.col() + 1);
-        match ev {
-            Event::Scalar(value, ..) => {
-                if let Some(Frame::Mapping {
-                    key,
-                    expect_key,
-                    unplaced,
-                }) = self.stack.last_mut()
-                    && *expect_key
-                {
-                    *key = Some(value.clone());
-                    *expect_key = false;
-                    if let Some(p) = unplaced.take() {
-                        self.starts.insert(p, at);
-                    }
-                    let p = self.pointer(&value);
-                    self.keys.entry(p).or_insert(at);
-                    return;
-                }
-                if let Some(seg) = self.enter() {
-                    let p = self.pointer(&seg);
-                    self.starts.entry(p).or_insert(at);
-                }
-            }
-            Event::Alias(_) => {
-                if let Some(Frame::Mapping { expect_key, .. }) = self.stack.last_mut()
-                    && *expect_key
-                {
-                    *expect_key = false;
-                    return;
-                }
-                self.enter();
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let is_map = matches!(ev, Event::MappingStart(..));
-                let seg = self.enter().unwrap_or_default();
-                let p = if self.stack.is_empty() {
-                    String::new()
-                } else {
-                    self.pointer(&seg)
-                };
-                // A block container's own mark lands on its first value; the line of the
-                // key that names it (`aggregator:`) is where a reader looks.
-                let named = self.keys.get(&p).copied();
-                self.starts.entry(p.clone()).or_insert(named.unwrap_or(at));
-                self.path.push(seg);
-                self.stack.push(if is_map {
-                    Frame::Mapping {
-                        key: None,
-                        expect_key: true,
-                        unplaced: named.is_none().then_some(p),
-                    }
-                } else {
-                    Frame::Sequence { next: 0 }
-                });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
-                self.path.pop();
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Finds the first key written twice in one mapping: its line and column (1-based).
-pub fn duplicate_key(text: &str) -> Option<(usize, usize, String)> {
-    #[derive(Default)]
-    struct Finder {
-        /// Per open container: the keys seen (mappings), and whether the next scalar is a key.
-        stack: Vec<(std::collections::HashSet<String>, bool, bool)>,
-        found: Option<(usize, usize, String)>,
-    }
-    impl Finder {
-        fn value_done(&mut self) {
-            if let Some((_, is_map, expect_key)) = self.stack.last_mut()
-                && *is_map
-            {
-                *expect_key = true;
-            }
-        }
-    }
-    impl MarkedEventReceiver for Finder {
-        fn on_event(&mut self, ev: Event, mark: Marker) {
-            if self.found.is_some() {
-                return;
-            }
-            match ev {
-                Event::Scalar(value, ..) => {
-                    if let Some((keys, true, expect_key)) = self.stack.last_mut()
-                        && *expect_key
-                    {
-                        *expect_key = false;
-                        if !keys.insert(value.clone()) {
-                            self.found = Some((mark.line(), mark.col() + 1, value));
-                        }
-                        return;
-                    }
-                    self.value_done();
-                }
-                Event::Alias(_) => {
-                    if let Some((_, true, expect_key)) = self.stack.last_mut()
-                        && *expect_key
-                    {
-                        *expect_key = false;
-                        return;
-                    }
-                    self.value_done();
-                }
-                Event::MappingStart(..) => self.stack.push((Default::default(), true, true)),
-                Event::SequenceStart(..) => self.stack.push((Default::default(), false, false)),
-                Event::MappingEnd | Event::SequenceEnd => {
-                    self.stack.pop();
-                    self.value_done();
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut finder = Finder::default();
-    let _ = Parser::new_from_str(text).load(&mut finder, false);
-    finder.found
 }
 
 #[cfg(test)]
@@ -546,13 +308,6 @@ mod tests {
         let problems = check(text);
         // name, version missing; component a lacks registry and digest; env entry lacks name.
         assert!(problems.error_count() >= 4, "{problems:?}");
-    }
-
-    #[test]
-    fn finds_the_second_of_two_equal_keys() {
-        let text = "a: 1\nb:\n  c: 2\n  d: [x, y]\n  c: 3\n";
-        assert_eq!(duplicate_key(text), Some((5, 3, "c".into())));
-        assert_eq!(duplicate_key("a: 1\nb: {c: 1}\nc: 2\n"), None);
     }
 
     #[test]

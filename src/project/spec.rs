@@ -72,7 +72,7 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
             .unwrap_or(0..0);
         // serde_yaml places a duplicate key at its mapping; find the second key itself.
         if e.to_string().contains("duplicate entry")
-            && let Some((line, col, key)) = crate::project::schema::duplicate_key(text)
+            && let Some((line, col, key)) = crate::project::yaml::duplicate_key(text)
         {
             let at = bom + SourceFile::new("", text).offset_of(line, col);
             span = at..at + key.len();

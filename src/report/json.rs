@@ -7,8 +7,7 @@ use crate::apply::{Outcome, totals};
 use crate::diagnostic::Problem;
 use crate::plan::saved::PlanDocument;
 
-/// The version of the JSON documents eigenpub prints.
-pub const FORMAT_VERSION: u32 = 1;
+pub use crate::plan::saved::FORMAT_VERSION;
 
 /// A plan as JSON (the same document `plan --out` saves).
 pub fn plan(document: &PlanDocument) -> Value {
