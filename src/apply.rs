@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::sync::watch;
+
 use futures::StreamExt;
 use tokio::sync::OnceCell;
 
@@ -28,8 +30,50 @@ pub enum Outcome {
     Unchanged,
     /// Failed; the target's error.
     Failed(TargetError),
+    /// Started, then cancelled when the run was interrupted (Ctrl-C) and its grace period
+    /// ended: its tag may or may not have been written (if it was, it is complete).
+    Interrupted,
     /// Not attempted because the run was stopped.
     NotStarted,
+}
+
+/// One artifact of an apply with what happened to it: results stay with their inputs.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub change: Change,
+    pub outcome: Outcome,
+}
+
+impl Applied {
+    /// The error to report, for a failed or interrupted artifact.
+    pub fn error(&self) -> Option<TargetError> {
+        match &self.outcome {
+            Outcome::Failed(e) => Some(e.clone()),
+            Outcome::Interrupted => {
+                let p = &self.change.publication;
+                Some(TargetError {
+                    target: p.repository.to_string(),
+                    code: "eigenpub::apply::interrupted",
+                    message: format!(
+                        "{}: interrupted before it finished; its tag may or may not have been written (if it was, it is complete)",
+                        p.reference()
+                    ),
+                    help: "run apply again: it pushes whatever is still missing".into(),
+                    transient: true,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a run stands: sent by the signal handler, read by [`apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    /// Ctrl-C/SIGTERM: start no new artifacts, and cancel what is in flight after the
+    /// grace period.
+    Interrupted,
 }
 
 impl Outcome {
@@ -37,7 +81,7 @@ impl Outcome {
         match self {
             Outcome::Pushed { .. } => "pushed",
             Outcome::Unchanged => "unchanged",
-            Outcome::Failed(_) => "failed",
+            Outcome::Failed(_) | Outcome::Interrupted => "failed",
             Outcome::NotStarted => "not-started",
         }
     }
@@ -52,13 +96,13 @@ pub struct Totals {
     pub not_started: usize,
 }
 
-pub fn totals(outcomes: &[Outcome]) -> Totals {
+pub fn totals(applied: &[Applied]) -> Totals {
     let mut t = Totals::default();
-    for o in outcomes {
-        match o {
+    for a in applied {
+        match &a.outcome {
             Outcome::Pushed { .. } => t.pushed += 1,
             Outcome::Unchanged => t.unchanged += 1,
-            Outcome::Failed(_) => t.failed += 1,
+            Outcome::Failed(_) | Outcome::Interrupted => t.failed += 1,
             Outcome::NotStarted => t.not_started += 1,
         }
     }
@@ -71,18 +115,13 @@ pub trait Progress: Sync {
     fn finished(&self, _change: &Change, _outcome: &Outcome) {}
 }
 
-/// No progress output.
-pub struct Silent;
-impl Progress for Silent {}
-
 /// How an apply runs.
 pub struct Options {
     pub concurrency: usize,
     pub fail_fast: bool,
-    /// Set (by Ctrl-C, or by fail-fast) to stop starting new work.
-    pub stop: Arc<AtomicBool>,
-    /// Set by Ctrl-C/SIGTERM: in-flight artifacts get `grace` to finish, then are cancelled.
-    pub interrupted: Arc<AtomicBool>,
+    /// Where the run stands (Ctrl-C/SIGTERM): no new work once stopping; in-flight
+    /// artifacts get `grace` to finish once interrupted, then are cancelled.
+    pub state: watch::Receiver<RunState>,
     pub grace: std::time::Duration,
 }
 
@@ -136,36 +175,43 @@ impl Ledger {
 }
 
 /// Applies a plan. Refused overwrites must have been dealt with before (the CLI refuses
-/// to start); here they are reported as not started.
+/// to start); here they are reported as not started. Returns every change of the plan,
+/// in order, with its outcome.
 pub async fn apply(
-    plan: &Plan,
+    plan: Plan,
     targets: &Targets,
     options: &Options,
     progress: &dyn Progress,
-) -> Vec<Outcome> {
+) -> Vec<Applied> {
     let ledger = Ledger::default();
-    let outcomes: std::sync::Mutex<Vec<Option<Outcome>>> =
-        std::sync::Mutex::new(vec![None; plan.changes.len()]);
-    let started: std::sync::Mutex<Vec<bool>> =
-        std::sync::Mutex::new(vec![false; plan.changes.len()]);
-    let work = futures::stream::iter(plan.changes.iter().enumerate())
-        .map(|(i, change)| {
-            let (ledger, outcomes, started) = (&ledger, &outcomes, &started);
+    // Fail-fast stops new work the way a first Ctrl-C does.
+    let failed_fast = AtomicBool::new(false);
+    let stopping =
+        || *options.state.borrow() != RunState::Running || failed_fast.load(Ordering::SeqCst);
+    let slots: Vec<std::sync::Mutex<Slot>> = plan
+        .changes
+        .iter()
+        .map(|_| std::sync::Mutex::new(Slot::Waiting))
+        .collect();
+    let work = futures::stream::iter(plan.changes.iter().zip(&slots))
+        .map(|(change, slot)| {
+            let ledger = &ledger;
+            let (failed_fast, stopping) = (&failed_fast, &stopping);
             async move {
                 let outcome = match &change.action {
                     Action::Unchanged => Outcome::Unchanged,
                     Action::Refused { .. } => Outcome::NotStarted,
                     Action::Create | Action::Update { .. } | Action::Retag { .. } => {
-                        if options.stop.load(Ordering::SeqCst) {
+                        if stopping() {
                             Outcome::NotStarted
                         } else {
-                            started.lock().unwrap_or_else(|e| e.into_inner())[i] = true;
+                            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Started;
                             progress.started(change);
                             let outcome = match push(change, targets, ledger).await {
                                 Ok(digest) => Outcome::Pushed { digest },
                                 Err(e) => {
                                     if options.fail_fast {
-                                        options.stop.store(true, Ordering::SeqCst);
+                                        failed_fast.store(true, Ordering::SeqCst);
                                     }
                                     Outcome::Failed(e)
                                 }
@@ -175,7 +221,7 @@ pub async fn apply(
                         }
                     }
                 };
-                outcomes.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Done(outcome);
             }
         })
         .buffer_unordered(options.concurrency.max(1))
@@ -183,9 +229,15 @@ pub async fn apply(
     // Once the run is interrupted, in-flight artifacts get a grace period to finish; then they
     // are cancelled. Cancelling is safe: a manifest is only pushed after its blobs, so no
     // tag can point at content that did not land.
+    let mut state = options.state.clone();
     let grace = async {
-        while !options.interrupted.load(Ordering::SeqCst) {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if state
+            .wait_for(|s| *s == RunState::Interrupted)
+            .await
+            .is_err()
+        {
+            // The sender is gone: nobody can interrupt this run any more.
+            std::future::pending::<()>().await;
         }
         tokio::time::sleep(options.grace).await;
     };
@@ -193,27 +245,28 @@ pub async fn apply(
         _ = work => {}
         _ = grace => {}
     }
-    let started = started.into_inner().unwrap_or_else(|e| e.into_inner());
-    outcomes
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
+    let outcomes: Vec<Outcome> = slots
         .into_iter()
-        .enumerate()
-        .map(|(i, o)| match o {
-            Some(o) => o,
-            None if started[i] => Outcome::Failed(TargetError {
-                target: plan.changes[i].publication.repository.to_string(),
-                code: "eigenpub::apply::interrupted",
-                message: format!(
-                    "{}: interrupted before it finished; its tag may or may not have been written (if it was, it is complete)",
-                    plan.changes[i].publication.reference()
-                ),
-                help: "run apply again: it pushes whatever is still missing".into(),
-                transient: true,
-            }),
-            None => Outcome::NotStarted,
-        })
+        .map(
+            |slot| match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Slot::Done(o) => o,
+                Slot::Started => Outcome::Interrupted,
+                Slot::Waiting => Outcome::NotStarted,
+            },
+        )
+        .collect();
+    plan.changes
+        .into_iter()
+        .zip(outcomes)
+        .map(|(change, outcome)| Applied { change, outcome })
         .collect()
+}
+
+/// Where one artifact of a running apply is.
+enum Slot {
+    Waiting,
+    Started,
+    Done(Outcome),
 }
 
 /// Pushes one artifact: its blobs (each once per repository), then its manifest.

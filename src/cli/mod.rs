@@ -1,5 +1,7 @@
 //! Command-line arguments (clap definitions only; no I/O here).
 
+pub mod context;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -121,18 +121,46 @@ impl Observation {
     }
 }
 
+/// Whether a run may overwrite a published tag that matches no `mutable-tags` glob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Refuse: published tags are immutable (the default).
+    Refuse,
+    /// `--allow-overwrite`.
+    Allow,
+}
+
+impl Overwrite {
+    pub fn from_flag(allow: bool) -> Overwrite {
+        if allow {
+            Overwrite::Allow
+        } else {
+            Overwrite::Refuse
+        }
+    }
+
+    pub fn allowed(self) -> bool {
+        self == Overwrite::Allow
+    }
+
+    /// Whether this publication's tag may be moved to other content.
+    fn permits(self, publication: &Publication) -> bool {
+        publication.mutable || self.allowed()
+    }
+}
+
 /// Pure: decides each artifact's action from what was observed at its tag.
 pub fn diff(
     publications: Vec<Publication>,
     observed: Vec<Observation>,
-    allow_overwrite: bool,
+    overwrite: Overwrite,
 ) -> Plan {
     let changes = publications
         .into_iter()
         .zip(observed)
         .map(|(publication, observation)| {
             let wanted = publication.artifact.digest();
-            let may_write = publication.mutable || allow_overwrite;
+            let may_write = overwrite.permits(&publication);
             let action = match &observation.tag {
                 Some(d) if d == wanted => Action::Unchanged,
                 Some(d) if !may_write => Action::Refused { from: d.clone() },
@@ -157,6 +185,7 @@ pub fn diff(
 pub async fn observe(
     targets: &Targets,
     publications: &[Publication],
+    overwrite: Overwrite,
     concurrency: usize,
     observed_one: &(dyn Fn() + Sync),
 ) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
@@ -170,7 +199,7 @@ pub async fn observe(
                     let manifest_present = match &tag {
                         Some(d) if d == wanted => false,
                         // An immutable tag with other content is refused whatever we find.
-                        Some(_) if !p.mutable && !targets.allow_overwrite => false,
+                        Some(_) if !overwrite.permits(p) => false,
                         // A tag that moves back to content it held before (a revert).
                         Some(_) => target.has_manifest(wanted).await?,
                         // A new tag: the config names the tag (`releaseVersion`), so the
@@ -204,6 +233,38 @@ pub async fn observe(
         errors.sort_by_key(|(i, _)| *i);
         Err(errors)
     }
+}
+
+/// The problems of a failed observation: one per distinct failure, naming the first tag it
+/// hit and how many others (an unreachable registry fails every tag alike).
+pub fn observe_problems(
+    errors: &[(usize, TargetError)],
+    publications: &[Publication],
+) -> Vec<crate::diagnostic::Problem> {
+    let mut seen: std::collections::BTreeMap<&str, (&TargetError, Vec<usize>)> =
+        std::collections::BTreeMap::new();
+    for (i, e) in errors {
+        seen.entry(e.message.as_str())
+            .or_insert((e, Vec::new()))
+            .1
+            .push(*i);
+    }
+    seen.into_values()
+        .map(|(e, indices)| {
+            let first = publications[indices[0]].reference();
+            let mut p = e.to_problem();
+            p.message = match indices.len() {
+                1 => format!("{} (while reading {first})", p.message),
+                n => format!(
+                    "{} (while reading {first} and {} other tag{})",
+                    p.message,
+                    n - 1,
+                    if n == 2 { "" } else { "s" }
+                ),
+            };
+            p
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -255,7 +316,7 @@ pub(crate) mod tests {
                 Observation::tag(Some("sha256:old")),
                 Observation::tag(Some("sha256:old")),
             ],
-            false,
+            Overwrite::Refuse,
         );
         let actions: Vec<_> = plan.changes.iter().map(|c| c.action.clone()).collect();
         assert_eq!(
@@ -287,7 +348,11 @@ pub(crate) mod tests {
     #[test]
     fn allow_overwrite_turns_refusals_into_updates() {
         let a = publication("a", "t", "x: 1", false);
-        let plan = diff(vec![a], vec![Observation::tag(Some("sha256:old"))], true);
+        let plan = diff(
+            vec![a],
+            vec![Observation::tag(Some("sha256:old"))],
+            Overwrite::Allow,
+        );
         assert_eq!(
             plan.changes[0].action,
             Action::Update {
@@ -300,7 +365,7 @@ pub(crate) mod tests {
     fn nothing_to_do() {
         let a = publication("a", "t", "x: 1", false);
         let d = a.artifact.digest().to_string();
-        let plan = diff(vec![a], vec![Observation::tag(Some(&d))], false);
+        let plan = diff(vec![a], vec![Observation::tag(Some(&d))], Overwrite::Refuse);
         assert!(!plan.has_changes());
     }
 
@@ -320,7 +385,7 @@ pub(crate) mod tests {
                 present(Some("sha256:old")),
                 present(Some("sha256:old")),
             ],
-            false,
+            Overwrite::Refuse,
         );
         let actions: Vec<_> = plan.changes.iter().map(|c| c.action.clone()).collect();
         assert_eq!(

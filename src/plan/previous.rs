@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 use oci_client::manifest::OciImageManifest;
 use serde_json::Value;
 
+use std::collections::HashMap;
+
+use futures::StreamExt;
+
 use crate::artifact::{Artifact, LAYER_MEDIA_TYPE};
-use crate::registry::{Target, TargetError};
+use crate::plan::{Action, Plan};
+use crate::registry::{Target, TargetError, Targets};
 
 /// The readable contents of an artifact: its spec text and its fields, flattened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,4 +85,34 @@ pub async fn fetch(target: &Target, digest: &str) -> Result<Option<Contents>, Ta
         spec = String::from_utf8(blob.to_vec()).ok();
     }
     Ok(Some(Contents { spec, fields }))
+}
+
+/// For each update (and retag or refusal of a tag that held something), what the tag holds
+/// now and what would be pushed, keyed by the change's index in the plan: up to three reads
+/// per such change, only for the Markdown plan.
+pub async fn for_review(
+    targets: &Targets,
+    plan: &Plan,
+    concurrency: usize,
+) -> Result<HashMap<usize, (Contents, Contents)>, TargetError> {
+    let wanted = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match &c.action {
+            Action::Update { from }
+            | Action::Refused { from }
+            | Action::Retag { from: Some(from) } => Some((i, c, from.clone())),
+            _ => None,
+        });
+    let results: Vec<_> = futures::stream::iter(wanted)
+        .map(|(i, c, from)| async move {
+            let target = targets.target(&c.publication.repository);
+            let before = fetch(&target, &from).await?.unwrap_or_default();
+            Ok::<_, TargetError>((i, (before, Contents::of(&c.publication.artifact))))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
 }

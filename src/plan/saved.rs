@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::plan::{Plan, Summary};
+use crate::plan::{Change, Plan, Summary};
 use crate::project::Publication;
 
 /// The version of the JSON documents eigenpub writes (plans, apply results, diagnostics);
@@ -31,6 +31,24 @@ pub struct PlannedArtifact {
     pub digest: String,
     pub observed_digest: Option<String>,
     pub mutable: bool,
+}
+
+impl PlannedArtifact {
+    /// How a change appears in plan documents.
+    pub fn of(c: &Change) -> PlannedArtifact {
+        let p = &c.publication;
+        PlannedArtifact {
+            avs: p.avs.clone(),
+            operator_set: p.operator_set,
+            spec: p.spec.clone(),
+            repository: p.repository.to_string(),
+            tag: p.tag.clone(),
+            action: c.action.name().to_string(),
+            digest: p.artifact.digest().to_string(),
+            observed_digest: c.observed.clone(),
+            mutable: p.mutable,
+        }
+    }
 }
 
 /// A plan document: what `plan --format json` prints and `plan --out` saves.
@@ -62,24 +80,7 @@ impl PlanDocument {
             allow_overwrite,
             select: select.to_vec(),
             exclude: exclude.to_vec(),
-            artifacts: plan
-                .changes
-                .iter()
-                .map(|c| {
-                    let p = &c.publication;
-                    PlannedArtifact {
-                        avs: p.avs.clone(),
-                        operator_set: p.operator_set,
-                        spec: p.spec.clone(),
-                        repository: p.repository.to_string(),
-                        tag: p.tag.clone(),
-                        action: c.action.name().to_string(),
-                        digest: p.artifact.digest().to_string(),
-                        observed_digest: c.observed.clone(),
-                        mutable: p.mutable,
-                    }
-                })
-                .collect(),
+            artifacts: plan.changes.iter().map(PlannedArtifact::of).collect(),
             summary: plan.summary(),
         }
     }
@@ -203,6 +204,7 @@ pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Overwrite;
     use crate::plan::{Observation, diff, tests::publication};
 
     fn doc(specs: &[&str], observed: &[Option<&str>], project: &str) -> PlanDocument {
@@ -213,7 +215,7 @@ mod tests {
             .collect();
         let hash = inputs_hash(project, &ps);
         let obs = observed.iter().map(|o| Observation::tag(*o)).collect();
-        PlanDocument::new(&diff(ps, obs, false), &hash, false, &[], &[])
+        PlanDocument::new(&diff(ps, obs, Overwrite::Refuse), &hash, false, &[], &[])
     }
 
     #[test]

@@ -19,7 +19,6 @@ use bytes::Bytes;
 
 use crate::artifact::{ARTIFACT_TYPE, Blob};
 use crate::diagnostic::Problem;
-use crate::project::Project;
 use crate::reference::{Repository, is_loopback};
 use layout::Layout;
 pub use remote::BlobState;
@@ -230,88 +229,105 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// How to reach one registry, as the project configures it (`[registries."host"]`), with
+/// paths already resolved against the project's folder.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// `None`: plain HTTP for loopback hosts only.
+    pub plain_http: Option<bool>,
+    /// A PEM file of extra CA certificates: as written in the project, and resolved.
+    pub ca_file: Option<(String, PathBuf)>,
+    pub max_concurrency: Option<usize>,
+    pub requests_per_second: Option<f64>,
+}
+
+/// Opens a client for one registry: TLS roots, limits and the given credential. `plan`,
+/// `apply` and `login` all connect through here.
+pub fn open_registry(
+    host: &str,
+    connection: &Connection,
+    access: Access,
+    credential: Option<crate::registry::credentials::Credential>,
+    stats: Arc<Stats>,
+) -> Result<Registry, Problem> {
+    let ca_pem = match &connection.ca_file {
+        Some((written, full)) => match std::fs::read(full) {
+            Ok(pem) => Some((written.clone(), pem)),
+            Err(e) => {
+                return Err(Problem::error(
+                    "eigenpub::registry::ca-file",
+                    format!(
+                        "registry {host}: cannot read ca-file {}: {e}",
+                        full.display()
+                    ),
+                )
+                .help("ca-file is relative to the project file"));
+            }
+        },
+        None => None,
+    };
+    let options = RegistryOptions {
+        plain_http: connection.plain_http.unwrap_or_else(|| is_loopback(host)),
+        ca_pem,
+        max_concurrency: connection.max_concurrency,
+        requests_per_second: connection.requests_per_second,
+        access,
+        ..RegistryOptions::default()
+    };
+    Registry::new(host, options, credential, stats).map_err(|e| TargetError::from(e).to_problem())
+}
+
+/// Looks up the credential for a host (Docker's config, a credential helper, or
+/// `EIGENPUB_REGISTRY_*`), giving a helper [`HELPER_TIMEOUT`] to answer.
+pub async fn lookup_credential(
+    host: &str,
+) -> Result<Option<crate::registry::credentials::Credential>, Problem> {
+    let lookup = host.to_string();
+    // A credential helper may run (and hang, waiting for a prompt nobody sees).
+    let task = tokio::task::spawn_blocking(move || crate::registry::credentials::resolve(&lookup));
+    let result = match tokio::time::timeout(HELPER_TIMEOUT, task).await {
+        Ok(joined) => joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}"))),
+        Err(_) => Err(format!(
+            "looking up credentials did not finish in {} s: a credential helper is not answering",
+            HELPER_TIMEOUT.as_secs()
+        )),
+    };
+    result.map_err(|m| {
+        Problem::error("eigenpub::registry::credentials", format!("registry {host}: {m}")).help(
+            format!("fix Docker's config.json or the credential helper, or log in again with `docker login {host}`"),
+        )
+    })
+}
+
 /// Every registry and layout a run talks to.
 pub struct Targets {
     registries: HashMap<String, Arc<Registry>>,
     layouts: std::sync::Mutex<HashMap<PathBuf, Arc<Layout>>>,
     pub stats: Arc<Stats>,
-    /// Whether the run may overwrite immutable tags (`--allow-overwrite`).
-    pub allow_overwrite: bool,
 }
 
 impl Targets {
-    /// Sets up a connection per registry the project names: credentials, TLS, limits.
-    pub async fn connect(project: &Project, access: Access) -> Result<Targets, Vec<Problem>> {
+    /// Sets up a connection per registry host: credentials, TLS, limits. Every problem
+    /// (a credential helper failing, an unreadable ca-file) is returned together.
+    pub async fn connect(
+        hosts: impl IntoIterator<Item = (String, Connection)>,
+        access: Access,
+    ) -> Result<Targets, Vec<Problem>> {
         let stats = Arc::new(Stats::default());
-        let mut hosts: Vec<String> = project
-            .publications
-            .iter()
-            .filter_map(|p| p.repository.registry().map(str::to_string))
-            .collect();
-        hosts.sort();
-        hosts.dedup();
         let mut registries = HashMap::new();
         let mut problems = Vec::new();
-        for host in hosts {
-            let settings = project.registries.get(&host).cloned().unwrap_or_default();
-            let lookup = host.clone();
-            // A credential helper may run (and hang, waiting for a prompt nobody sees).
-            let lookup_task =
-                tokio::task::spawn_blocking(move || crate::registry::credentials::resolve(&lookup));
-            let credential = match tokio::time::timeout(HELPER_TIMEOUT, lookup_task).await {
-                Ok(joined) => {
-                    joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}")))
+        for (host, connection) in hosts {
+            let opened = match lookup_credential(&host).await {
+                Ok(credential) => {
+                    open_registry(&host, &connection, access, credential, stats.clone())
                 }
-                Err(_) => Err(format!(
-                    "looking up credentials did not finish in {} s: a credential helper is not answering",
-                    HELPER_TIMEOUT.as_secs()
-                )),
+                Err(p) => Err(p),
             };
-            let credential = match credential {
-                Ok(c) => c,
-                Err(m) => {
-                    problems.push(
-                        Problem::error("eigenpub::registry::credentials", format!("registry {host}: {m}"))
-                            .help(format!("fix Docker's config.json or the credential helper, or log in again with `docker login {host}`")),
-                    );
-                    continue;
-                }
-            };
-            let ca_pem = match &settings.ca_file {
-                Some(path) => {
-                    let full = project.dir.join(path.get_ref());
-                    match std::fs::read(&full) {
-                        Ok(pem) => Some((path.get_ref().clone(), pem)),
-                        Err(e) => {
-                            problems.push(
-                                Problem::error(
-                                    "eigenpub::registry::ca-file",
-                                    format!(
-                                        "registry {host}: cannot read ca-file {}: {e}",
-                                        full.display()
-                                    ),
-                                )
-                                .help("ca-file is relative to the project file"),
-                            );
-                            continue;
-                        }
-                    }
-                }
-                None => None,
-            };
-            let options = RegistryOptions {
-                plain_http: settings.plain_http.unwrap_or_else(|| is_loopback(&host)),
-                ca_pem,
-                max_concurrency: settings.max_concurrency,
-                requests_per_second: settings.requests_per_second,
-                access,
-                ..RegistryOptions::default()
-            };
-            match Registry::new(&host, options, credential, stats.clone()) {
+            match opened {
                 Ok(r) => {
                     registries.insert(host, Arc::new(r));
                 }
-                Err(e) => problems.push(TargetError::from(e).to_problem()),
+                Err(p) => problems.push(p),
             }
         }
         if !problems.is_empty() {
@@ -321,7 +337,6 @@ impl Targets {
             registries,
             layouts: std::sync::Mutex::new(HashMap::new()),
             stats,
-            allow_overwrite: false,
         })
     }
 

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::apply::{Outcome, totals};
+use crate::apply::{Applied, totals};
 use crate::diagnostic::Problem;
-use crate::plan::saved::PlanDocument;
+use crate::plan::saved::{PlanDocument, PlannedArtifact};
 
 pub use crate::plan::saved::FORMAT_VERSION;
 
@@ -14,26 +14,30 @@ pub fn plan(document: &PlanDocument) -> Value {
     serde_json::to_value(document).expect("plan documents serialize")
 }
 
-/// An apply's results as JSON: the plan's artifacts, each with its `result`.
-pub fn apply(document: &PlanDocument, outcomes: &[Outcome]) -> Value {
-    let artifacts: Vec<Value> = document
-        .artifacts
+/// A plan as pretty-printed JSON text: what `plan --format json` prints and `plan --out` saves.
+pub fn plan_text(document: &PlanDocument) -> String {
+    serde_json::to_string_pretty(document).expect("plan documents serialize")
+}
+
+/// An apply's results as JSON: every artifact of the plan, each with its `result`.
+pub fn apply(document: &PlanDocument, applied: &[Applied]) -> Value {
+    let artifacts: Vec<Value> = applied
         .iter()
-        .zip(outcomes)
-        .map(|(artifact, outcome)| {
-            let mut a = serde_json::to_value(artifact).expect("artifacts serialize");
-            a["result"] = json!(outcome.name());
-            if let Outcome::Failed(e) = outcome {
-                a["error"] = json!({ "code": e.code, "message": e.message, "help": e.help });
+        .map(|a| {
+            let mut artifact =
+                serde_json::to_value(PlannedArtifact::of(&a.change)).expect("artifacts serialize");
+            artifact["result"] = json!(a.outcome.name());
+            if let Some(e) = a.error() {
+                artifact["error"] = json!({ "code": e.code, "message": e.message, "help": e.help });
             }
-            a
+            artifact
         })
         .collect();
     json!({
         "format_version": FORMAT_VERSION,
         "inputs_hash": document.inputs_hash,
         "artifacts": artifacts,
-        "summary": totals(outcomes),
+        "summary": totals(applied),
     })
 }
 

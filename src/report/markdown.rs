@@ -189,6 +189,7 @@ fn assemble(head: &str, table_head: &str, rows: &[String], blocks: &[String]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Overwrite;
     use crate::plan::{Observation, diff, tests::publication};
 
     #[test]
@@ -200,7 +201,7 @@ mod tests {
         let p = diff(
             vec![new],
             vec![Observation::tag(Some(old.artifact.digest()))],
-            false,
+            Overwrite::Refuse,
         );
         let mut contents = HashMap::new();
         contents.insert(0, (before, after));
@@ -227,7 +228,7 @@ mod tests {
             })
             .collect();
         let n = ps.len();
-        let p = diff(ps, vec![Observation::tag(None); n], false);
+        let p = diff(ps, vec![Observation::tag(None); n], Overwrite::Refuse);
         let md = plan(&p, &HashMap::new(), false);
         assert!(md.chars().count() <= LIMIT, "{}", md.len());
         assert!(md.contains("Truncated to fit a comment"));

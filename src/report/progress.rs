@@ -112,3 +112,33 @@ impl Progress for Printer {
         }
     }
 }
+
+/// A bar while a plan reads its tags: drawn only for many artifacts at a terminal.
+pub struct ObserveBar(Option<ProgressBar>);
+
+impl ObserveBar {
+    pub fn new(total: usize, at_terminal: bool) -> ObserveBar {
+        ObserveBar((at_terminal && total >= 50).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:30}] {pos}/{len} tags read")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        }))
+    }
+
+    pub fn inc(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::apply::Outcome;
-use crate::plan::Plan;
+use crate::apply::{Applied, Outcome};
 
 /// The release record of an apply (pure).
-pub fn record(plan: &Plan, outcomes: &[Outcome]) -> Value {
+pub fn record(applied: &[Applied]) -> Value {
     let mut by_avs: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    for (change, outcome) in plan.changes.iter().zip(outcomes) {
+    for Applied { change, outcome } in applied {
         if !matches!(outcome, Outcome::Pushed { .. } | Outcome::Unchanged) {
             continue;
         }
@@ -33,6 +32,7 @@ pub fn record(plan: &Plan, outcomes: &[Outcome]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Overwrite;
     use crate::plan::{Observation, diff, tests::publication};
 
     #[test]
@@ -49,14 +49,20 @@ mod tests {
                 Observation::tag(Some(&db)),
                 Observation::tag(None),
             ],
-            false,
+            Overwrite::Refuse,
         );
         let outcomes = vec![
             Outcome::Pushed { digest: da.clone() },
             Outcome::Unchanged,
             Outcome::NotStarted,
         ];
-        let r = record(&plan, &outcomes);
+        let applied: Vec<Applied> = plan
+            .changes
+            .into_iter()
+            .zip(outcomes)
+            .map(|(change, outcome)| Applied { change, outcome })
+            .collect();
+        let r = record(&applied);
         assert_eq!(r["a"]["0"]["digest"], da);
         assert_eq!(r["a"]["0"]["registry"], "r.example/a");
         assert_eq!(r["a"]["0"]["runtimeSpec"], "x: 1\n");

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::apply::{Outcome, totals};
+use crate::apply::{Applied, Outcome, totals};
 use crate::plan::{Action, Change, Plan};
 
 /// ANSI styling, on or off.
@@ -104,6 +104,15 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
 /// One result line for a finished artifact.
 pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String {
     let reference = change.publication.reference();
+    if let Outcome::Interrupted = outcome {
+        let applied = Applied {
+            change: change.clone(),
+            outcome: outcome.clone(),
+        };
+        if let Some(e) = applied.error() {
+            return outcome_line(change, &Outcome::Failed(e), style);
+        }
+    }
     match outcome {
         Outcome::Pushed { digest } => format!("{} {reference} {digest}", style.green("pushed   ")),
         Outcome::Unchanged => format!("{} {reference}", style.dim("unchanged")),
@@ -114,13 +123,15 @@ pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String 
             }
             line
         }
-        Outcome::NotStarted => format!("{} {reference}", style.yellow("skipped  ")),
+        Outcome::NotStarted | Outcome::Interrupted => {
+            format!("{} {reference}", style.yellow("skipped  "))
+        }
     }
 }
 
 /// The apply summary line.
-pub fn apply_summary(outcomes: &[Outcome]) -> String {
-    let t = totals(outcomes);
+pub fn apply_summary(applied: &[Applied]) -> String {
+    let t = totals(applied);
     let mut line = format!(
         "Apply: {} pushed, {} unchanged, {} failed",
         t.pushed, t.unchanged, t.failed
@@ -135,6 +146,7 @@ pub fn apply_summary(outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Overwrite;
     use crate::plan::{Observation, diff, tests::publication};
 
     #[test]
@@ -154,7 +166,7 @@ mod tests {
                 Observation::tag(Some("sha256:old")),
                 Observation::tag(Some(&c_digest)),
             ],
-            false,
+            Overwrite::Refuse,
         );
         let text = plan(&p, Style { color: false }, false);
         assert_eq!(
@@ -169,7 +181,7 @@ mod tests {
     fn no_changes_says_so() {
         let a = publication("a", "t", "x: 1", false);
         let d = a.artifact.digest().to_string();
-        let p = diff(vec![a], vec![Observation::tag(Some(&d))], false);
+        let p = diff(vec![a], vec![Observation::tag(Some(&d))], Overwrite::Refuse);
         let text = plan(&p, Style { color: false }, false);
         assert!(text.ends_with("Plan: 0 to create, 0 to update, 1 unchanged.\n"));
     }

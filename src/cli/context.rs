@@ -1,0 +1,139 @@
+//! Settings resolved once, from the raw arguments, before any command runs (as ripgrep's
+//! `HiArgs` does): how loud to be, where colour goes, how diagnostics are printed, how many
+//! artifacts at once, which artifacts are in scope. Commands read these; they never look
+//! at the environment or at `--color`/`-q`/`-v` themselves.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use crate::cli::{ColorChoice, Global};
+use crate::diagnostic::Problem;
+use crate::plan::select::Selection;
+use crate::report::text::Style;
+use crate::report::{self, DiagnosticFormat};
+
+/// How much a run prints besides its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Only errors and the final result (`-q`).
+    Quiet,
+    Normal,
+    /// Also unchanged artifacts and request counts (`-v`).
+    Verbose,
+}
+
+/// Prints problems in the format the command asked for, coloured when standard error is
+/// a terminal (and `--color`/`NO_COLOR` allow it). Built before anything else can fail.
+#[derive(Debug, Clone, Copy)]
+pub struct Diagnostics {
+    pub format: DiagnosticFormat,
+    pub color: bool,
+}
+
+impl Diagnostics {
+    pub fn print(&self, problems: &[Problem]) {
+        report::print_problems(problems, self.format, self.color);
+    }
+
+    /// True when diagnostics are read by people (plain closing lines are added then).
+    pub fn for_people(&self) -> bool {
+        self.format == DiagnosticFormat::Human
+    }
+}
+
+/// Everything a command needs to know about how it was asked to run.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: PathBuf,
+    /// `--concurrency`, overriding the project file's setting.
+    concurrency: Option<usize>,
+    pub verbosity: Verbosity,
+    pub diagnostics: Diagnostics,
+    /// Style of standard output (colour on or off).
+    pub stdout: Style,
+    /// Whether standard error is a terminal (bars are drawn only there).
+    pub stderr_is_terminal: bool,
+    pub selection: Selection,
+}
+
+impl Context {
+    /// Resolves the global options for a command that prints diagnostics as `format`.
+    /// Fails only on a bad `--select`/`--exclude` glob, as a problem to print.
+    pub fn new(
+        global: &Global,
+        format: DiagnosticFormat,
+    ) -> Result<Context, (Diagnostics, Problem)> {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        let diagnostics = Diagnostics {
+            format,
+            color: color(global.color, stderr_is_terminal),
+        };
+        let selection = Selection::new(&global.select, &global.exclude).map_err(|m| {
+            let problem = Problem::error("eigenpub::select::glob", format!("--select/--exclude: {m}"))
+                .help("pass globs over the AVS name, `avs/opset` or `repository:tag`, e.g. --select 'price-oracle' or --exclude '*/1'");
+            (diagnostics, problem)
+        })?;
+        let verbosity = if global.quiet {
+            Verbosity::Quiet
+        } else if global.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Ok(Context {
+            config: global.config.clone(),
+            concurrency: global.concurrency.map(|c| c as usize),
+            verbosity,
+            diagnostics,
+            stdout: Style {
+                color: color(global.color, std::io::stdout().is_terminal()),
+            },
+            stderr_is_terminal,
+            selection,
+        })
+    }
+
+    /// Artifacts worked on at once: `--concurrency`, else the project's setting.
+    pub fn concurrency(&self, project_setting: usize) -> usize {
+        self.concurrency.unwrap_or(project_setting).max(1)
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbosity == Verbosity::Verbose
+    }
+
+    /// The directory the project file is in (relative paths in it are relative to this).
+    pub fn project_dir(&self) -> PathBuf {
+        match self.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// Colour for one stream, from `--color` and `NO_COLOR`.
+fn color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_and_always_ignore_the_terminal() {
+        assert!(!color(ColorChoice::Never, true));
+        assert!(color(ColorChoice::Always, false));
+        assert!(!color(ColorChoice::Auto, false));
+    }
+}

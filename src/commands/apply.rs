@@ -1,0 +1,252 @@
+//! `eigenpub apply [PLAN]`: push what the plan shows as changed, or exactly a saved plan.
+//! Refused overwrites and stale saved plans stop it before anything is pushed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::plan::{Planned, make_plan};
+use super::{Context, Exit, Failure, Outcome, plural, report_requests, write_file};
+use crate::apply::{self, Applied, RunState};
+use crate::cli::ApplyArgs;
+use crate::diagnostic::Problem;
+use crate::plan::saved::{self, PlanDocument};
+use crate::plan::select::Selection;
+use crate::plan::{Overwrite, Plan};
+use crate::registry::remote::Access;
+use crate::report::progress::Printer;
+use crate::report::release;
+use crate::report::text;
+use crate::report::{self, Format};
+
+/// In-flight artifacts get this long to finish after Ctrl-C before they are cancelled.
+const GRACE: Duration = Duration::from_secs(3);
+
+pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
+    // With a saved plan: its selection and overwrite policy, and a check that it still holds.
+    let saved = args.plan.as_deref().map(read_saved_plan).transpose()?;
+    let (selection, overwrite) = match &saved {
+        Some(doc) => {
+            if !ctx.selection.is_everything() || args.allow_overwrite {
+                return Err(Problem::error(
+                    "eigenpub::apply::saved-plan-options",
+                    "a saved plan carries its own selection and --allow-overwrite",
+                )
+                .help("apply it without --select, --exclude and --allow-overwrite, or make a new plan")
+                .into());
+            }
+            let selection = Selection::new(&doc.select, &doc.exclude).map_err(|m| {
+                Problem::error(
+                    "eigenpub::apply::saved-plan-invalid",
+                    format!("the saved plan's selection is invalid: {m}"),
+                )
+                .help("make a new plan with `eigenpub plan --out FILE`")
+            })?;
+            (selection, Overwrite::from_flag(doc.allow_overwrite))
+        }
+        None => (
+            ctx.selection.clone(),
+            Overwrite::from_flag(args.allow_overwrite),
+        ),
+    };
+    let Planned {
+        project,
+        targets,
+        plan,
+        document,
+    } = make_plan(ctx, Access::Push, overwrite, &selection).await?;
+
+    if let Some(saved) = &saved {
+        let stale = saved::check(saved, &document);
+        if !stale.is_empty() {
+            print_not_started(args, &document, plan);
+            return Err(stale
+                .iter()
+                .map(|s| {
+                    Problem::error("eigenpub::apply::stale-plan", format!("the saved plan is stale: {s}"))
+                        .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
+                })
+                .collect::<Vec<_>>()
+                .into());
+        }
+    }
+    let refused = plan.refused().count();
+    if refused > 0 {
+        if args.format == Format::Text {
+            for change in plan.refused() {
+                if let Some(line) = text::change_line(change, ctx.stdout, false) {
+                    println!("{line}");
+                }
+            }
+        }
+        print_not_started(args, &document, plan);
+        return Err(Problem::error(
+            "eigenpub::apply::refused-overwrite",
+            format!(
+                "{refused} published tag{} would be overwritten with different content; nothing was pushed",
+                plural(refused)
+            ),
+        )
+        .help("published tags are immutable by default (their digests may be on chain): bump `version` so a new tag is made, or, if overwriting is really intended, pass --allow-overwrite or list the tags in `mutable-tags`")
+        .into());
+    }
+
+    let (state_tx, state) = watch::channel(RunState::Running);
+    let signals = watch_signals(state_tx, ctx.quiet());
+    let to_push = plan.changes.iter().filter(|c| c.action.pushes()).count();
+    let printer = Printer::new(
+        ctx.quiet(),
+        args.format == Format::Text,
+        ctx.stderr_is_terminal,
+        to_push,
+        ctx.stdout,
+    );
+    let options = apply::Options {
+        concurrency: ctx.concurrency(project.concurrency),
+        fail_fast: args.fail_fast,
+        state: state.clone(),
+        grace: GRACE,
+    };
+    let applied = apply::apply(plan, &targets, &options, &printer).await;
+    printer.finish();
+    signals.abort();
+    let stopped = *state.borrow() != RunState::Running;
+    print_results(ctx, args, &document, &applied, stopped);
+
+    let mut exit = Exit::Ok;
+    if let Some(path) = &args.release_json {
+        let bytes = serde_json::to_vec_pretty(&release::record(&applied)).expect("JSON");
+        if let Err(problem) = write_file(path, &bytes, "the release record") {
+            ctx.diagnostics.print(&[problem]);
+            exit = Exit::Failed;
+        }
+    }
+    report_requests(ctx, targets.requests());
+    let totals = apply::totals(&applied);
+    if totals.failed > 0 || totals.not_started > 0 {
+        if totals.failed > 0 && args.format == Format::Text && !ctx.quiet() {
+            eprintln!(
+                "error: {} artifact{} failed; run apply again to push what is missing (what landed is kept)",
+                totals.failed,
+                plural(totals.failed)
+            );
+        }
+        exit = Exit::Failed;
+    }
+    Ok(exit)
+}
+
+/// The results: a line per artifact worth naming and the summary, or the JSON document.
+fn print_results(
+    ctx: &Context,
+    args: &ApplyArgs,
+    document: &PlanDocument,
+    applied: &[Applied],
+    stopped: bool,
+) {
+    let style = ctx.stdout;
+    match args.format {
+        Format::Text => {
+            for a in applied {
+                let unchanged = matches!(a.outcome, apply::Outcome::Unchanged);
+                let cut_short = matches!(a.outcome, apply::Outcome::Interrupted)
+                    || (matches!(a.outcome, apply::Outcome::NotStarted)
+                        && a.change.action.pushes());
+                if (unchanged && ctx.verbose()) || (cut_short && stopped) {
+                    println!("{}", text::outcome_line(&a.change, &a.outcome, style));
+                }
+            }
+            println!("{}", style.bold(&text::apply_summary(applied)));
+        }
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json::apply(document, applied)).expect("JSON")
+        ),
+    }
+}
+
+/// With `--format json`, a run stopped before pushing still prints its document: every
+/// artifact not started.
+fn print_not_started(args: &ApplyArgs, document: &PlanDocument, plan: Plan) {
+    if args.format == Format::Json {
+        let applied: Vec<Applied> = plan
+            .changes
+            .into_iter()
+            .map(|change| Applied {
+                change,
+                outcome: apply::Outcome::NotStarted,
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json::apply(document, &applied)).expect("JSON")
+        );
+    }
+}
+
+fn read_saved_plan(path: &Path) -> Result<PlanDocument, Failure> {
+    let invalid = |message: String| {
+        Failure::from(
+            Problem::error("eigenpub::apply::saved-plan-invalid", message)
+                .help("pass a file written by `eigenpub plan --out FILE`, or make a new plan"),
+        )
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        invalid(format!(
+            "cannot read the saved plan {}: {e}",
+            path.display()
+        ))
+    })?;
+    let doc: PlanDocument = serde_json::from_slice(&bytes).map_err(|e| {
+        invalid(format!(
+            "{} is not a plan saved by `eigenpub plan --out` ({e})",
+            path.display()
+        ))
+    })?;
+    if doc.format_version != saved::FORMAT_VERSION {
+        return Err(invalid(format!(
+            "{} has plan format {}; this eigenpub reads format {}",
+            path.display(),
+            doc.format_version,
+            saved::FORMAT_VERSION
+        )));
+    }
+    Ok(doc)
+}
+
+/// Ctrl-C or SIGTERM once: stop starting new work, and after the grace period cancel what
+/// is in flight. Twice: exit at once.
+fn watch_signals(state: watch::Sender<RunState>, quiet: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        state.send_replace(RunState::Interrupted);
+        if !quiet {
+            eprintln!(
+                "\nStopping: no new artifacts will be started; those in flight get {} seconds to finish (press Ctrl-C again to exit now).",
+                GRACE.as_secs()
+            );
+        }
+        wait_for_signal().await;
+        eprintln!("\nExiting now. Tags already pushed are complete; run apply again to finish.");
+        std::process::exit(130);
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,105 @@
+//! `eigenpub login HOST -u USER --password-stdin`: check credentials against a registry
+//! (through the same client `plan` and `apply` use, with the project's settings for that
+//! host) and store them as `docker login` does.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use super::{Context, Exit, Failure, Outcome, connection};
+use crate::cli::LoginArgs;
+use crate::diagnostic::Problem;
+use crate::project::file::ProjectFile;
+use crate::registry::credentials::{self, Credential, Secret};
+use crate::registry::open_registry;
+use crate::registry::remote::{Access, ErrorKind, Stats};
+
+pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
+    let host = args
+        .registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    crate::reference::parse_prefix(&host).map_err(|m| {
+        Problem::error("eigenpub::login::host", m)
+            .help("give the registry host, e.g. `eigenpub login ghcr.io -u USER --password-stdin`")
+    })?;
+    let password = read_password(&host)?;
+    // The project's settings for this registry (plain-http, ca-file), when there are some.
+    let settings = std::fs::read_to_string(&ctx.config)
+        .ok()
+        .and_then(|text| toml::from_str::<ProjectFile>(&text).ok())
+        .and_then(|p| p.registries.get(&host).cloned())
+        .unwrap_or_default();
+    let credential = Credential {
+        secret: Secret::Basic {
+            username: args.username.clone(),
+            password: password.clone(),
+        },
+        origin: "eigenpub login".into(),
+    };
+    let registry = open_registry(
+        &host,
+        &connection(&ctx.project_dir(), &settings),
+        Access::Pull,
+        Some(credential),
+        Arc::new(Stats::default()),
+    )?;
+    match registry.check_login().await {
+        Ok(()) if !registry.challenged().await && !ctx.quiet() => eprintln!(
+            "warning: {host} answered without asking for credentials, so they could not be checked; storing them anyway (they are sent when the registry asks)"
+        ),
+        Ok(()) => {}
+        Err(e) => {
+            let refused = e.kind == ErrorKind::Auth;
+            let mut problem = crate::registry::TargetError::from(e).to_problem();
+            if refused {
+                problem.help = Some(format!(
+                    "{host} refused these credentials: check the user name and the password or token (for GHCR, a token with write:packages); nothing was stored"
+                ));
+            }
+            return Err(problem.into());
+        }
+    }
+    let user = args.username.clone();
+    let store_host = host.clone();
+    let stored =
+        tokio::task::spawn_blocking(move || credentials::store(&store_host, &user, &password))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+    let place = stored.map_err(|m| {
+        Problem::error(
+            "eigenpub::login::store",
+            format!("the registry accepted the credentials, but they could not be stored: {m}"),
+        )
+        .help("check that Docker's config.json (or DOCKER_CONFIG) is writable, or that its credential helper works")
+    })?;
+    if !ctx.quiet() {
+        println!(
+            "Login succeeded for {}; credentials stored in {place}.",
+            args.registry
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The password from standard input, without its line ending.
+fn read_password(host: &str) -> Result<String, Failure> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).map_err(|e| {
+        Problem::error(
+            "eigenpub::login::password",
+            format!("cannot read the password from standard input: {e}"),
+        )
+        .help("pipe the password or token in, e.g. `echo \"$TOKEN\" | eigenpub login HOST -u USER --password-stdin`")
+    })?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(Problem::error("eigenpub::login::password", "no password on standard input")
+            .help(format!(
+                "pipe it in, e.g. `echo \"$TOKEN\" | eigenpub login {host} -u USER --password-stdin`"
+            ))
+            .into());
+    }
+    Ok(password)
+}
