@@ -4,7 +4,8 @@
 //! unified diff of the spec YAML (what the registry holds against what would be pushed) and
 //! of any changed config or annotation field. GitHub refuses comments over 65,536
 //! characters, so the comment is kept under [`LIMIT`]: details are dropped from the end
-//! first, then table rows, with a note saying how much was left out.
+//! first, then table rows, with a note saying how much was left out. The comment starts with
+//! a hidden [`MARKER`] so automation can find and update it.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -17,6 +18,10 @@ use crate::report::text::plan_summary;
 
 /// The most characters a rendered comment may have.
 pub const LIMIT: usize = 65_000;
+
+/// The first line of every comment: invisible on GitHub, it lets a workflow (the GitHub
+/// Action in `action.yml`) find its earlier comment and update it instead of adding one.
+pub const MARKER: &str = "<!-- eigenpub-plan -->";
 
 fn short(digest: &str) -> String {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -105,7 +110,7 @@ fn fence_safe(s: &str) -> String {
 
 /// Renders a plan; `contents` maps a change's index to (before, after) for updates.
 pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbose: bool) -> String {
-    let mut head = String::from("### eigenpub plan\n\n");
+    let mut head = format!("{MARKER}\n### eigenpub plan\n\n");
     let _ = writeln!(head, "**{}**\n", plan_summary(plan));
     let rows: Vec<String> = plan
         .changes
@@ -212,6 +217,7 @@ mod tests {
         );
         assert!(md.contains("| 🔄 update | `r.example/a:t` |"), "{md}");
         assert!(md.contains("-version: 1\n+version: 2\n"), "{md}");
+        assert!(md.starts_with(&format!("{MARKER}\n")), "{md}");
         assert!(md.contains("<details><summary>update <code>r.example/a:t</code></summary>"));
     }
 
