@@ -28,3 +28,4 @@ pub mod project;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod sanitize;

@@ -89,8 +89,17 @@ pub fn docker_config_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
 }
 
-/// Finds credentials for a registry. Blocking (may run a credential helper).
+/// Finds credentials for a registry, and registers their secrets with the sanitiser so
+/// that no output of the run can show them. Blocking (may run a credential helper).
 pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
+    let found = find(registry)?;
+    if let Some(credential) = &found {
+        crate::sanitize::register_credential(credential);
+    }
+    Ok(found)
+}
+
+fn find(registry: &str) -> Result<Option<Credential>, String> {
     let prefix = env_prefix(registry);
     let user = std::env::var(format!("{prefix}_USERNAME")).ok();
     let pass = std::env::var(format!("{prefix}_PASSWORD")).ok();
@@ -115,86 +124,124 @@ pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    // serde_json's messages quote no input beyond a character or two; still, this is a
+    // file of secrets: say where, not what.
+    let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not valid JSON (line {}, column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
     for key in config_keys(registry) {
-        let origin = if let Some(helper) = config
+        let helper = config
             .get("credHelpers")
             .and_then(|h| h.get(&key))
             .and_then(|h| h.as_str())
-        {
-            format!(
-                "credential helper docker-credential-{helper} (credHelpers in {})",
-                path.display()
-            )
-        } else if config
-            .get("auths")
-            .and_then(|a| a.get(&key))
-            .is_some_and(|e| {
-                e.as_object().is_some_and(|o| {
-                    ["auth", "username", "identitytoken"].iter().any(|k| {
-                        o.get(*k)
-                            .and_then(|v| v.as_str())
-                            .is_some_and(|s| !s.is_empty())
-                    })
+            .filter(|h| !h.is_empty());
+        let in_auths = config.get("auths").and_then(|a| a.get(&key)).is_some_and(|e| {
+            e.as_object().is_some_and(|o| {
+                ["auth", "username", "identitytoken"].iter().any(|k| {
+                    o.get(*k)
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|s| !s.is_empty())
                 })
             })
-        {
-            format!("auths[\"{key}\"] in {}", path.display())
-        } else if let Some(store) = config.get("credsStore").and_then(|s| s.as_str()) {
-            format!(
+        });
+        let store = config
+            .get("credsStore")
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty());
+        if let Some(helper) = helper {
+            let origin = format!(
+                "credential helper docker-credential-{helper} (credHelpers in {})",
+                path.display()
+            );
+            match from_helper(helper, &key, origin)? {
+                Some(c) => return Ok(Some(c)),
+                None => continue,
+            }
+        }
+        if in_auths {
+            let origin = format!("auths[\"{key}\"] in {}", path.display());
+            let reader = std::io::Cursor::new(text.as_bytes());
+            return match docker_credential::get_credential_from_reader(reader, &key) {
+                Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
+                    Ok(Some(Credential {
+                        secret: Secret::Basic { username, password },
+                        origin,
+                    }))
+                }
+                Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
+                    Ok(Some(Credential {
+                        secret: Secret::IdentityToken(token),
+                        origin,
+                    }))
+                }
+                Err(e) => Err(format!("cannot read credentials for {key} from {origin}: {e}")),
+            };
+        }
+        if let Some(store) = store {
+            let origin = format!(
                 "credential store docker-credential-{store} (credsStore in {})",
                 path.display()
-            )
-        } else {
-            continue;
-        };
-        let reader = std::io::Cursor::new(text.as_bytes());
-        match docker_credential::get_credential_from_reader(reader, &key) {
-            Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
-                return Ok(Some(Credential {
-                    secret: Secret::Basic { username, password },
-                    origin,
-                }));
-            }
-            Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
-                return Ok(Some(Credential {
-                    secret: Secret::IdentityToken(token),
-                    origin,
-                }));
-            }
-            // A store or helper that has nothing for this key: try the next spelling, and in
-            // the end go anonymous, as Docker does.
-            Err(docker_credential::CredentialRetrievalError::NoCredentialConfigured) => continue,
-            Err(docker_credential::CredentialRetrievalError::HelperFailure {
-                helper,
-                stdout,
-                stderr,
-            }) => {
-                let not_found = |s: &str| s.to_ascii_lowercase().contains("credentials not found");
-                if not_found(&stdout) || not_found(&stderr) {
-                    continue;
-                }
-                // Helpers report failures on stdout or stderr; a failing helper prints no
-                // secret, but keep what it said short.
-                let said = if stderr.trim().is_empty() {
-                    stdout
-                } else {
-                    stderr
-                };
-                let said: String = said.trim().chars().take(300).collect();
-                return Err(format!(
-                    "credential helper {helper} failed for {key}: {said}"
-                ));
-            }
-            Err(e) => {
-                return Err(format!(
-                    "cannot read credentials for {key} from {origin}: {e}"
-                ));
+            );
+            match from_helper(store, &key, origin)? {
+                Some(c) => return Ok(Some(c)),
+                None => continue,
             }
         }
     }
     Ok(None)
+}
+
+/// Asks `docker-credential-<helper> get` for a key's credentials, within the helper
+/// deadline. `None` when it has none (then the next spelling is tried, and in the end the
+/// registry is used anonymously, as Docker does). Never echoes what the helper printed.
+fn from_helper(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
+    let program = format!("docker-credential-{helper}");
+    let timeout = super::helper::timeout();
+    let out = super::helper::run(&program, "get", key.as_bytes(), timeout)
+        .map_err(|e| format!("credential helper {program} failed for {key}: {e}"))?;
+    if !out.status.success() {
+        let said = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .to_ascii_lowercase()
+                .contains("credentials not found")
+        };
+        if said(&out.stdout) || said(&out.stderr) {
+            return Ok(None);
+        }
+        let status = out
+            .status
+            .code()
+            .map_or("a signal".to_string(), |c| format!("status {c}"));
+        // What it printed may hold the secret, so it is not shown here.
+        return Err(format!(
+            "credential helper {program} failed for {key} (exit {status}); its output is not shown, since it may hold a secret: run `printf {key} | {program} get` to see it"
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        username: String,
+        secret: String,
+    }
+    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
+        format!(
+            "credential helper {program} answered something that is not credentials for {key} (expected JSON with Username and Secret)"
+        )
+    })?;
+    let secret = if answer.username == "<token>" {
+        Secret::IdentityToken(answer.secret)
+    } else {
+        Secret::Basic {
+            username: answer.username,
+            password: answer.secret,
+        }
+    };
+    Ok(Some(Credential { secret, origin }))
 }
 
 /// Stores credentials the way `docker login` does, so that Docker and eigenpub share them:
@@ -253,28 +300,23 @@ pub fn store(registry: &str, username: &str, password: &str) -> Result<String, S
 }
 
 fn run_helper_store(helper: &str, key: &str, username: &str, password: &str) -> Result<(), String> {
-    use std::io::Write;
     let program = format!("docker-credential-{helper}");
-    let mut child = std::process::Command::new(&program)
-        .arg("store")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
     let payload = serde_json::json!({ "ServerURL": key, "Username": username, "Secret": password });
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(payload.to_string().as_bytes())
-            .map_err(|e| format!("cannot talk to {program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{program} failed: {e}"))?;
+    let out = super::helper::run(
+        &program,
+        "store",
+        payload.to_string().as_bytes(),
+        super::helper::timeout(),
+    )
+    .map_err(|e| format!("{program} store failed: {e}"))?;
     if !out.status.success() {
+        // The password is a registered secret by now; the sanitiser removes it if echoed.
         return Err(format!(
             "{program} store failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            crate::sanitize::truncate(
+                &crate::sanitize::text(String::from_utf8_lossy(&out.stderr).trim()),
+                300
+            )
         ));
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! layout folder, shared by every artifact of a run.
 
 pub mod credentials;
+pub mod helper;
 pub mod layout;
 pub mod remote;
 pub mod retry;
@@ -23,9 +24,6 @@ use crate::reference::{Repository, is_loopback};
 use layout::Layout;
 pub use remote::BlobState;
 use remote::{Access, Registry, RegistryError, RegistryOptions, Stats};
-
-/// How long a credential helper may take to answer.
-const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A failure at a target, ready to be shown.
 #[derive(Debug, Clone)]
@@ -68,11 +66,13 @@ impl From<RegistryError> for TargetError {
             Server => "eigenpub::registry::server",
             Protocol => "eigenpub::registry::protocol",
         };
+        // The message may quote the registry's body, headers and URLs: sanitised and cut
+        // here, where every registry failure passes on its way to any output.
         TargetError {
-            message: e.to_string(),
-            target: e.registry,
+            message: crate::sanitize::registry_text(&e.to_string()),
+            target: crate::sanitize::text(&e.registry),
             code,
-            help: e.help,
+            help: crate::sanitize::registry_text(&e.help),
             transient: matches!(e.kind, Unreachable | Server),
         }
     }
@@ -81,9 +81,9 @@ impl From<RegistryError> for TargetError {
 impl From<layout::LayoutError> for TargetError {
     fn from(e: layout::LayoutError) -> Self {
         TargetError {
-            target: e.dir.display().to_string(),
+            target: crate::sanitize::text(&e.dir.display().to_string()),
             code: "eigenpub::layout::io",
-            message: e.to_string(),
+            message: crate::sanitize::text(&e.to_string()),
             help: "check the folder's permissions and free space".into(),
             transient: false,
         }
@@ -102,13 +102,27 @@ pub enum Target {
 
 impl Target {
     /// The digest a tag points at, or `None` when the tag does not exist.
+    /// A digest that is not one (a hostile registry's header) is an error, never shown raw.
     pub async fn manifest_digest(&self, tag: &str) -> Result<Option<String>, TargetError> {
-        match self {
+        let digest = match self {
             Target::Remote {
                 registry,
                 repository,
-            } => Ok(registry.manifest_digest(repository, tag).await?),
-            Target::Layout(l) => Ok(l.manifest_digest(tag)?),
+            } => registry.manifest_digest(repository, tag).await?,
+            Target::Layout(l) => l.manifest_digest(tag)?,
+        };
+        match digest {
+            Some(d) if !is_digest(&d) => Err(TargetError {
+                target: self.registry().unwrap_or("OCI layout").to_string(),
+                code: "eigenpub::registry::protocol",
+                message: format!(
+                    "the digest of tag {tag} is not a digest: {}",
+                    crate::sanitize::registry_text(&crate::sanitize::truncate(&d, 100))
+                ),
+                help: "the registry (or what answers in its place) sent a malformed Docker-Content-Digest; check what is serving this host".into(),
+                transient: false,
+            }),
+            other => Ok(other),
         }
     }
 
@@ -213,6 +227,22 @@ impl Target {
     }
 }
 
+/// True for an OCI digest: `algorithm:encoded` (`sha256:` and 64 hex digits, typically).
+pub fn is_digest(d: &str) -> bool {
+    let Some((algorithm, encoded)) = d.split_once(':') else {
+        return false;
+    };
+    d.len() <= 255
+        && !algorithm.is_empty()
+        && !encoded.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+}
+
 /// Runs blocking layout work on tokio's blocking threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, layout::LayoutError> + Send + 'static,
@@ -278,18 +308,20 @@ pub fn open_registry(
 }
 
 /// Looks up the credential for a host (Docker's config, a credential helper, or
-/// `EIGENPUB_REGISTRY_*`), giving a helper [`HELPER_TIMEOUT`] to answer.
+/// `EIGENPUB_REGISTRY_*`). A helper is killed at its deadline ([`helper::timeout`]); the
+/// timeout here is a backstop.
 pub async fn lookup_credential(
     host: &str,
 ) -> Result<Option<crate::registry::credentials::Credential>, Problem> {
     let lookup = host.to_string();
     // A credential helper may run (and hang, waiting for a prompt nobody sees).
     let task = tokio::task::spawn_blocking(move || crate::registry::credentials::resolve(&lookup));
-    let result = match tokio::time::timeout(HELPER_TIMEOUT, task).await {
+    let deadline = helper::timeout() + std::time::Duration::from_secs(5);
+    let result = match tokio::time::timeout(deadline, task).await {
         Ok(joined) => joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}"))),
         Err(_) => Err(format!(
             "looking up credentials did not finish in {} s: a credential helper is not answering",
-            HELPER_TIMEOUT.as_secs()
+            deadline.as_secs()
         )),
     };
     result.map_err(|m| {

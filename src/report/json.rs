@@ -28,7 +28,11 @@ pub fn apply(document: &PlanDocument, applied: &[Applied]) -> Value {
                 serde_json::to_value(PlannedArtifact::of(&a.change)).expect("artifacts serialize");
             artifact["result"] = json!(a.outcome.name());
             if let Some(e) = a.error() {
-                artifact["error"] = json!({ "code": e.code, "message": e.message, "help": e.help });
+                artifact["error"] = json!({
+                    "code": e.code,
+                    "message": crate::sanitize::text(&e.message),
+                    "help": crate::sanitize::text(&e.help),
+                });
             }
             artifact
         })
@@ -45,6 +49,7 @@ pub fn apply(document: &PlanDocument, applied: &[Applied]) -> Value {
 pub fn problems(problems: &[Problem]) -> Value {
     let items: Vec<Value> = problems
         .iter()
+        .map(crate::sanitize::problem)
         .map(|p| {
             let (file, line, column) = match p.position() {
                 Some((f, Some((l, c)))) => (Some(f.to_string()), Some(l), Some(c)),

@@ -128,11 +128,18 @@ pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbos
             }
         })
         .collect();
+    // The "before" side is what the registry sent: escape sequences and the run's secrets
+    // never reach the comment (or the terminal it is printed at).
+    let sanitizer = crate::sanitize::current();
     let blocks: Vec<String> = plan
         .changes
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| contents.get(&i).map(|(b, a)| details(c, b, a)))
+        .filter_map(|(i, c)| {
+            contents
+                .get(&i)
+                .map(|(b, a)| sanitizer.source(&details(c, b, a)).0)
+        })
         .collect();
     if plan.refused().next().is_some() {
         head.push_str("> [!WARNING]\n> Some published tags would be overwritten with different content. `eigenpub apply` refuses this: bump `version` so a new tag is made, or, if overwriting is intended, list the tags in `mutable-tags` or pass `--allow-overwrite`.\n\n");

@@ -60,8 +60,11 @@ pub fn render_problem(problem: &Problem, color: bool, width: usize) -> String {
     out
 }
 
-/// Prints problems to standard error in the chosen format.
+/// Prints problems to standard error in the chosen format, each sanitised first (secrets,
+/// escape sequences and URL queries never reach the terminal or a log).
 pub fn print_problems(problems: &[Problem], format: DiagnosticFormat, color: bool) {
+    let problems: Vec<Problem> = problems.iter().map(crate::sanitize::problem).collect();
+    let problems = &problems[..];
     let mut err = std::io::stderr().lock();
     match format {
         DiagnosticFormat::Human => {

@@ -117,9 +117,10 @@ pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String 
         Outcome::Pushed { digest } => format!("{} {reference} {digest}", style.green("pushed   ")),
         Outcome::Unchanged => format!("{} {reference}", style.dim("unchanged")),
         Outcome::Failed(e) => {
-            let mut line = format!("{} {reference}: {}", style.red("failed   "), e.message);
+            let message = crate::sanitize::text(&e.message);
+            let mut line = format!("{} {reference}: {message}", style.red("failed   "));
             if !e.help.is_empty() {
-                let _ = write!(line, "\n          help: {}", e.help);
+                let _ = write!(line, "\n          help: {}", crate::sanitize::text(&e.help));
             }
             line
         }

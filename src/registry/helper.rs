@@ -1,0 +1,176 @@
+//! Running Docker credential helpers (`docker-credential-<name> get|store`) so that none
+//! outlives eigenpub or floods it.
+//!
+//! A helper may hang (waiting for a prompt nobody sees, a locked keychain): it gets a
+//! deadline, and when the deadline passes it is killed together with every process it
+//! started (it runs in its own process group). What it prints is read up to a bound, and
+//! never echoed by this module: a failing helper's output may hold the secret.
+
+use std::io::{Read, Write};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a credential helper may take unless `EIGENPUB_CREDENTIAL_HELPER_TIMEOUT` (in
+/// seconds) says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most of a helper's standard output or error that is read.
+const OUTPUT_LIMIT: u64 = 1 << 20;
+
+/// The helper deadline of this run.
+pub fn timeout() -> Duration {
+    std::env::var("EIGENPUB_CREDENTIAL_HELPER_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+/// What a helper answered.
+pub struct HelperOutput {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Why a helper gave no answer.
+#[derive(Debug)]
+pub enum HelperError {
+    /// It could not be started (not installed, not executable).
+    Start(std::io::Error),
+    /// It did not finish in time and was killed, with its children.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for HelperError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HelperError::Start(e) => write!(f, "cannot run it: {e}"),
+            HelperError::TimedOut(t) => write!(
+                f,
+                "it did not answer within {} s and was stopped (it may be waiting for a prompt or a locked keychain; EIGENPUB_CREDENTIAL_HELPER_TIMEOUT sets the limit)",
+                t.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// Runs `program action` with `input` on standard input, within `timeout`.
+pub fn run(
+    program: &str,
+    action: &str,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<HelperOutput, HelperError> {
+    let mut command = Command::new(program);
+    command
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(HelperError::Start)?;
+    let deadline = Instant::now() + timeout;
+    let stdout = child.stdout.take().map(reader);
+    let stderr = child.stderr.take().map(reader);
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        // In a thread: a helper that never reads must not block eigenpub on a full pipe.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                kill_group(&mut child);
+                return Err(HelperError::TimedOut(timeout));
+            }
+        }
+    };
+    // The helper has exited; its output is complete unless a child it left behind still
+    // holds the pipe, which is not waited for long.
+    let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
+        rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok())
+            .unwrap_or_default()
+    };
+    Ok(HelperOutput {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
+}
+
+fn reader(pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.take(OUTPUT_LIMIT).read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// Kills the helper and everything in its process group, and reaps it.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals the process group the helper leads
+        // (it was started with process_group(0)); it touches no memory.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, body: &str) -> String {
+        let path = dir.join("docker-credential-test");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn a_hung_helper_and_its_children_are_killed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child.pid");
+        let program = script(
+            dir.path(),
+            &format!("sleep 300 & echo $! > {}\nwait", marker.display()),
+        );
+        let started = Instant::now();
+        let result = run(&program, "get", b"host", Duration::from_millis(500));
+        assert!(matches!(result, Err(HelperError::TimedOut(_))));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&marker).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+            && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "the helper's child {pid} outlived the timeout");
+    }
+
+    #[test]
+    fn answers_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(dir.path(), "read host; echo \"{\\\"got\\\":\\\"$host\\\"}\"");
+        let out = run(&program, "get", b"r.example\n", Duration::from_secs(10)).unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"got":"r.example"}"#);
+    }
+}

@@ -1,0 +1,506 @@
+//! One sanitiser for every string that came from outside eigenpub, before it is shown or
+//! written.
+//!
+//! Registry bodies and headers, credential-helper output, URLs in connection errors and
+//! snippets of project files are not eigenpub's words: a hostile registry (or a proxy in
+//! front of it) can echo the `Authorization` header back, a signed upload URL carries its
+//! signature in the query, and a body or a spec can carry terminal escape sequences. So:
+//!
+//! - the run's known secrets (passwords and tokens as they were found, registered here
+//!   when credentials are resolved) are redacted in every form they travel in: plain,
+//!   base64 (standard and URL-safe), percent-encoded, JSON-escaped, and `user:password`
+//!   with its base64; so are the values after `Basic `/`Bearer ` and after keys named like
+//!   `token`, `password` or `secret`;
+//! - URLs lose their userinfo and query string;
+//! - control characters (other than newline and tab), escape sequences and bidirectional
+//!   overrides are shown escaped (`\x1b`, `\u{202e}`);
+//! - registry text is cut to [`REGISTRY_TEXT_LIMIT`] characters.
+//!
+//! The secrets live in one process-wide list because every output path (diagnostics,
+//! per-artifact errors, JSON documents) must consult them, and they are found deep in the
+//! registry code long after the renderers were chosen. [`Sanitizer`] is the pure core.
+
+use std::sync::RwLock;
+
+use base64::Engine as _;
+
+use crate::diagnostic::{Label, Problem, SourceFile};
+use crate::registry::credentials::{Credential, Secret};
+
+/// What a redacted secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// How many characters of text from a registry are kept in a message.
+pub const REGISTRY_TEXT_LIMIT: usize = 1000;
+
+/// Values after `Bearer `/`Basic ` shorter than this are not taken for credentials (so that
+/// `Bearer realm=` in a challenge stays readable); known secrets are redacted at any length.
+const MIN_GENERIC_TOKEN: usize = 16;
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Remembers a credential's secrets for the rest of the run, in every form they travel in.
+pub fn register_credential(credential: &Credential) {
+    let forms = match &credential.secret {
+        Secret::Basic { username, password } => {
+            let mut forms = forms_of(password);
+            if !password.is_empty() {
+                forms.extend(forms_of(&format!("{username}:{password}")));
+            }
+            forms
+        }
+        Secret::IdentityToken(token) => forms_of(token),
+    };
+    add(forms);
+}
+
+/// Remembers one secret string (a token, a password) for the rest of the run.
+pub fn register(secret: &str) {
+    add(forms_of(secret));
+}
+
+fn add(forms: Vec<String>) {
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    for form in forms {
+        if !secrets.contains(&form) {
+            secrets.push(form);
+        }
+    }
+    // Longest first, so that `user:password` is replaced whole rather than around its part.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// The forms a secret may be seen in.
+fn forms_of(secret: &str) -> Vec<String> {
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut forms = vec![
+        secret.to_string(),
+        // Unpadded forms are prefixes of the padded ones, so they catch both.
+        STANDARD_NO_PAD.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        percent_encode(secret),
+    ];
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    forms.push(json.trim_matches('"').to_string());
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The sanitiser with the run's secrets.
+pub fn current() -> Sanitizer {
+    Sanitizer {
+        secrets: SECRETS.read().unwrap_or_else(|e| e.into_inner()).clone(),
+    }
+}
+
+/// Sanitises outside text with the run's secrets (see the module documentation).
+pub fn text(s: &str) -> String {
+    current().text(s)
+}
+
+/// Sanitises text a registry sent (a body, a header, an error built from them) and cuts it
+/// to [`REGISTRY_TEXT_LIMIT`] characters.
+pub fn registry_text(s: &str) -> String {
+    truncate(&text(s), REGISTRY_TEXT_LIMIT)
+}
+
+/// Sanitises every string of a problem (message, help, labels, the snippet's text).
+pub fn problem(p: &Problem) -> Problem {
+    current().problem(p)
+}
+
+/// Cuts text to `max` characters, saying how much was left out.
+pub fn truncate(s: &str, max: usize) -> String {
+    let count = s.chars().count();
+    if count <= max {
+        return s.to_string();
+    }
+    let kept: String = s.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", count - max)
+}
+
+/// The pure sanitiser: a list of secret forms, longest first.
+#[derive(Debug, Clone, Default)]
+pub struct Sanitizer {
+    secrets: Vec<String>,
+}
+
+/// Where a piece of input was replaced in the output, so that spans can follow.
+#[derive(Debug, Clone, Copy)]
+struct Replaced {
+    input: usize,
+    input_len: usize,
+    output: usize,
+    output_len: usize,
+}
+
+/// Maps byte offsets of a text to offsets in its sanitised form.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetMap {
+    replaced: Vec<Replaced>,
+}
+
+impl OffsetMap {
+    pub fn map(&self, offset: usize) -> usize {
+        let i = self.replaced.partition_point(|r| r.input <= offset);
+        if i == 0 {
+            return offset;
+        }
+        let r = self.replaced[i - 1];
+        if offset < r.input + r.input_len {
+            r.output
+        } else {
+            r.output + r.output_len + (offset - r.input - r.input_len)
+        }
+    }
+}
+
+impl Sanitizer {
+    /// A sanitiser that knows these secret strings (each in every form it travels in).
+    pub fn with_secrets(secrets: &[&str]) -> Sanitizer {
+        let mut all: Vec<String> = secrets.iter().flat_map(|s| forms_of(s)).collect();
+        all.sort();
+        all.dedup();
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Sanitizer { secrets: all }
+    }
+
+    /// Outside text for a message: secrets, credentials after known keys, URL queries and
+    /// userinfo removed; control characters escaped.
+    pub fn text(&self, s: &str) -> String {
+        let s = self.secrets_and_controls(s, false).0;
+        let s = redact_credential_values(&s);
+        scrub_urls(&s)
+    }
+
+    /// File contents for a snippet: secrets redacted and control characters escaped, with
+    /// a map from the old offsets to the new ones (for the labels). `\r\n` is kept.
+    pub fn source(&self, s: &str) -> (String, OffsetMap) {
+        self.secrets_and_controls(s, true)
+    }
+
+    /// Sanitises every string of a problem.
+    pub fn problem(&self, p: &Problem) -> Problem {
+        let (source, labels) = match &p.source {
+            Some(file) => {
+                let (text, map) = self.source(&file.text);
+                let labels = p
+                    .labels
+                    .iter()
+                    .map(|l| Label {
+                        span: map.map(l.span.start)..map.map(l.span.end),
+                        text: self.text(&l.text),
+                    })
+                    .collect();
+                (
+                    Some(SourceFile::new(self.text(&file.name), text)),
+                    labels,
+                )
+            }
+            None => (None, p.labels.clone()),
+        };
+        Problem {
+            severity: p.severity,
+            code: p.code,
+            message: self.text(&p.message),
+            source,
+            labels,
+            help: p.help.as_deref().map(|h| self.text(h)),
+            related: p.related.iter().map(|r| self.problem(r)).collect(),
+        }
+    }
+
+    fn secrets_and_controls(&self, s: &str, keep_crlf: bool) -> (String, OffsetMap) {
+        let mut out = String::with_capacity(s.len());
+        let mut map = OffsetMap::default();
+        let mut i = 0;
+        'scan: while i < s.len() {
+            let rest = &s[i..];
+            for secret in &self.secrets {
+                if rest.starts_with(secret.as_str()) {
+                    map.replaced.push(Replaced {
+                        input: i,
+                        input_len: secret.len(),
+                        output: out.len(),
+                        output_len: REDACTED.len(),
+                    });
+                    out.push_str(REDACTED);
+                    i += secret.len();
+                    continue 'scan;
+                }
+            }
+            let c = rest.chars().next().expect("i is below the length");
+            let keep = c == '\n' || c == '\t' || (keep_crlf && c == '\r' && rest[1..].starts_with('\n'));
+            if !keep && is_hostile_char(c) {
+                let escaped = if (c as u32) < 0x80 {
+                    format!("\\x{:02x}", c as u32)
+                } else {
+                    format!("\\u{{{:x}}}", c as u32)
+                };
+                map.replaced.push(Replaced {
+                    input: i,
+                    input_len: c.len_utf8(),
+                    output: out.len(),
+                    output_len: escaped.len(),
+                });
+                out.push_str(&escaped);
+            } else {
+                out.push(c);
+            }
+            i += c.len_utf8();
+        }
+        (out, map)
+    }
+}
+
+/// Control characters and the invisible characters that reorder or hide text.
+fn is_hostile_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Redacts the value after `Basic `/`Bearer ` (when long enough to be a credential) and
+/// after keys like `token`, `password` or `secret` (`key=value`, `"key":"value"`).
+fn redact_credential_values(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if let Some(value_start) = credential_value_start(s, &lower, i) {
+            let value_len = s[value_start..]
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '"' | '\'' | '&' | ',' | ';' | '<' | '>' | '\\')
+                })
+                .unwrap_or(s.len() - value_start);
+            let after_keyword = &lower[i..value_start];
+            let generic = after_keyword.starts_with("basic") || after_keyword.starts_with("bearer");
+            if value_len > 0 && (!generic || value_len >= MIN_GENERIC_TOKEN) {
+                out.push_str(&s[i..value_start]);
+                out.push_str(REDACTED);
+                i = value_start + value_len;
+                continue;
+            }
+        }
+        let c = s[i..].chars().next().expect("i is below the length");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// When a credential keyword starts at `i`, where its value starts.
+fn credential_value_start(s: &str, lower: &str, i: usize) -> Option<usize> {
+    let rest = &lower[i..];
+    // A keyword must start a word.
+    if i > 0 && s[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    for scheme in ["basic ", "bearer "] {
+        if rest.starts_with(scheme) {
+            let after = i + scheme.len();
+            let spaces = s[after..].len() - s[after..].trim_start_matches(' ').len();
+            return Some(after + spaces);
+        }
+    }
+    for key in [
+        "access_token",
+        "refresh_token",
+        "identitytoken",
+        "token",
+        "password",
+        "passwd",
+        "secret",
+    ] {
+        // The key may end a longer name (`x_token`), but then no letter may follow it.
+        let Some(pos) = rest.find(key).filter(|p| {
+            rest[..*p]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) else {
+            continue;
+        };
+        let end = i + pos + key.len();
+        let after = &s[end..];
+        if after.starts_with('=') {
+            return Some(end + 1);
+        }
+        // JSON: `"token": "value"` (the key's closing quote, a colon, an opening quote).
+        let trimmed = after.strip_prefix('"').unwrap_or(after).trim_start();
+        if let Some(value) = trimmed.strip_prefix(':') {
+            let value = value.trim_start();
+            if let Some(v) = value.strip_prefix('"') {
+                return Some(s.len() - v.len());
+            }
+        }
+        return None;
+    }
+    None
+}
+
+/// Drops userinfo and query strings from every `http://` and `https://` URL in the text.
+fn scrub_urls(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let scheme_len = if lower[i..].starts_with("https://") {
+            8
+        } else if lower[i..].starts_with("http://") {
+            7
+        } else {
+            0
+        };
+        if scheme_len == 0 {
+            let c = s[i..].chars().next().expect("i is below the length");
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        let url_len = s[i..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')'))
+            .unwrap_or(s.len() - i);
+        let url = &s[i..i + url_len];
+        let (scheme, rest) = url.split_at(scheme_len);
+        let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_len);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        out.push_str(scheme);
+        out.push_str(host);
+        match path.split_once('?') {
+            Some((path, _query)) => {
+                out.push_str(path);
+                out.push_str("?[query removed]");
+            }
+            None => out.push_str(path),
+        }
+        i += url_len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sanitizer() -> Sanitizer {
+        Sanitizer::with_secrets(&["hunter2-pass", "alice:hunter2-pass"])
+    }
+
+    #[test]
+    fn known_secrets_are_redacted_in_every_form() {
+        let s = sanitizer();
+        let b64 = base64::engine::general_purpose::STANDARD.encode("alice:hunter2-pass");
+        let b64_pass = base64::engine::general_purpose::STANDARD.encode("hunter2-pass");
+        for input in [
+            "x hunter2-pass y".to_string(),
+            format!("Authorization: Basic {b64}"),
+            format!("echo {b64_pass}"),
+            "alice:hunter2-pass".to_string(),
+            "p=hunter2%2Dpass".replace("%2D", "-"),
+        ] {
+            let out = s.text(&input);
+            assert!(!out.contains("hunter2"), "{input} -> {out}");
+            assert!(!out.contains(&b64), "{input} -> {out}");
+            assert!(!out.contains(&b64_pass), "{input} -> {out}");
+            assert!(out.contains(REDACTED), "{input} -> {out}");
+        }
+        let encoded = Sanitizer::with_secrets(&["a b&c"]);
+        assert_eq!(encoded.text("q a%20b%26c"), format!("q {REDACTED}"));
+    }
+
+    #[test]
+    fn tokens_after_auth_schemes_and_keys_are_redacted() {
+        let s = Sanitizer::default();
+        let out = s.text("echo: Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig here");
+        assert_eq!(out, format!("echo: Authorization: Bearer {REDACTED} here"));
+        assert_eq!(
+            s.text(r#"{"token": "abc", "access_token":"def"}"#),
+            format!(r#"{{"token": "{REDACTED}", "access_token":"{REDACTED}"}}"#)
+        );
+        assert_eq!(
+            s.text("grant_type=refresh_token&refresh_token=xyz&client_id=e"),
+            format!("grant_type=refresh_token&refresh_token={REDACTED}&client_id=e")
+        );
+        // A challenge stays readable.
+        let challenge = r#"Bearer realm="https://auth.example/token",service="r""#;
+        assert_eq!(s.text(challenge), challenge);
+        assert_eq!(s.text("tokens expire"), "tokens expire");
+    }
+
+    #[test]
+    fn urls_lose_userinfo_and_query() {
+        let s = Sanitizer::default();
+        assert_eq!(
+            s.text("error sending request for url (https://bucket.s3.example/blob?X-Amz-Signature=abc&x=1): reset"),
+            "error sending request for url (https://bucket.s3.example/blob?[query removed]): reset"
+        );
+        assert_eq!(
+            s.text("GET HTTP://user:pw@host:5000/v2/ failed"),
+            "GET HTTP://host:5000/v2/ failed"
+        );
+        assert_eq!(s.text("see https://x.example/a#b."), "see https://x.example/a#b.");
+    }
+
+    #[test]
+    fn controls_and_escape_sequences_are_shown_escaped() {
+        let s = Sanitizer::default();
+        assert_eq!(
+            s.text("a\x1b[31mred\x1b]0;title\x07\r\u{202e}b\nc\td"),
+            "a\\x1b[31mred\\x1b]0;title\\x07\\x0d\\u{202e}b\nc\td"
+        );
+        assert_eq!(s.text("\u{9b}31m"), "\\u{9b}31m");
+    }
+
+    #[test]
+    fn source_offsets_follow_the_replacements() {
+        let s = Sanitizer::with_secrets(&["hunter2-pass"]);
+        let text = "a: \x1b[1m\nb: hunter2-pass\nc: 1\r\n";
+        let (out, map) = s.source(text);
+        assert_eq!(out, format!("a: \\x1b[1m\nb: {REDACTED}\nc: 1\r\n"));
+        let c = text.find("c:").unwrap();
+        assert_eq!(&out[map.map(c)..map.map(c) + 2], "c:");
+        let b = text.find("hunter2").unwrap();
+        assert_eq!(map.map(b), out.find(REDACTED).unwrap());
+        assert_eq!(map.map(0), 0);
+    }
+
+    #[test]
+    fn problems_are_sanitised_whole() {
+        let s = Sanitizer::with_secrets(&["hunter2-pass"]);
+        let file = SourceFile::new("spec.yaml", "x: hunter2-pass\x1b[2J\ny: 2\n");
+        let p = Problem::error("c", "bad \x1b[2J hunter2-pass")
+            .at(&file, 17..21, "label \x07")
+            .help("see https://a.example/?sig=1")
+            .related(Problem::error("c", "hunter2-pass"));
+        let clean = s.problem(&p);
+        assert_eq!(clean.message, format!("bad \\x1b[2J {REDACTED}"));
+        assert_eq!(clean.help.as_deref(), Some("see https://a.example/?[query removed]"));
+        assert_eq!(clean.labels[0].text, "label \\x07");
+        let text = &clean.source.as_ref().unwrap().text;
+        assert!(!text.contains("hunter2") && !text.contains('\x1b'));
+        assert_eq!(clean.related[0].message, REDACTED);
+    }
+
+    #[test]
+    fn truncation_says_how_much_was_cut() {
+        assert_eq!(truncate("abcdef", 3), "abc… (3 more characters)");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}
