@@ -386,7 +386,7 @@ fn scrub_urls(s: &str) -> String {
         match path.split_once('?') {
             Some((path, _query)) => {
                 out.push_str(path);
-                out.push_str("?[query removed]");
+                out.push_str("?[query-removed]");
             }
             None => out.push_str(path),
         }
@@ -449,7 +449,7 @@ mod tests {
         let s = Sanitizer::default();
         assert_eq!(
             s.text("error sending request for url (https://bucket.s3.example/blob?X-Amz-Signature=abc&x=1): reset"),
-            "error sending request for url (https://bucket.s3.example/blob?[query removed]): reset"
+            "error sending request for url (https://bucket.s3.example/blob?[query-removed]): reset"
         );
         assert_eq!(
             s.text("GET HTTP://user:pw@host:5000/v2/ failed"),
@@ -491,7 +491,7 @@ mod tests {
             .related(Problem::error("c", "hunter2-pass"));
         let clean = s.problem(&p);
         assert_eq!(clean.message, format!("bad \\x1b[2J {REDACTED}"));
-        assert_eq!(clean.help.as_deref(), Some("see https://a.example/?[query removed]"));
+        assert_eq!(clean.help.as_deref(), Some("see https://a.example/?[query-removed]"));
         assert_eq!(clean.labels[0].text, "label \\x07");
         let text = &clean.source.as_ref().unwrap().text;
         assert!(!text.contains("hunter2") && !text.contains('\x1b'));

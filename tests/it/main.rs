@@ -8,9 +8,11 @@
 //! Tests are grouped by topic in sibling modules.
 
 mod harness;
+mod hostile;
 
 mod auth;
 mod contract;
 mod core;
 mod diagnostics;
 mod faults;
+mod security;
