@@ -209,10 +209,7 @@ impl Sanitizer {
                         text: self.text(&l.text),
                     })
                     .collect();
-                (
-                    Some(SourceFile::new(self.text(&file.name), text)),
-                    labels,
-                )
+                (Some(SourceFile::new(self.text(&file.name), text)), labels)
             }
             None => (None, p.labels.clone()),
         };
@@ -247,7 +244,8 @@ impl Sanitizer {
                 }
             }
             let c = rest.chars().next().expect("i is below the length");
-            let keep = c == '\n' || c == '\t' || (keep_crlf && c == '\r' && rest[1..].starts_with('\n'));
+            let keep =
+                c == '\n' || c == '\t' || (keep_crlf && c == '\r' && rest[1..].starts_with('\n'));
             if !keep && is_hostile_char(c) {
                 let escaped = if (c as u32) < 0x80 {
                     format!("\\x{:02x}", c as u32)
@@ -286,7 +284,8 @@ fn redact_credential_values(s: &str) -> String {
         if let Some(value_start) = credential_value_start(s, &lower, i) {
             let value_len = s[value_start..]
                 .find(|c: char| {
-                    c.is_whitespace() || matches!(c, '"' | '\'' | '&' | ',' | ';' | '<' | '>' | '\\')
+                    c.is_whitespace()
+                        || matches!(c, '"' | '\'' | '&' | ',' | ';' | '<' | '>' | '\\')
                 })
                 .unwrap_or(s.len() - value_start);
             let after_keyword = &lower[i..value_start];
@@ -309,7 +308,12 @@ fn redact_credential_values(s: &str) -> String {
 fn credential_value_start(s: &str, lower: &str, i: usize) -> Option<usize> {
     let rest = &lower[i..];
     // A keyword must start a word.
-    if i > 0 && s[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()) {
+    if i > 0
+        && s[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    {
         return None;
     }
     for scheme in ["basic ", "bearer "] {
@@ -455,7 +459,10 @@ mod tests {
             s.text("GET HTTP://user:pw@host:5000/v2/ failed"),
             "GET HTTP://host:5000/v2/ failed"
         );
-        assert_eq!(s.text("see https://x.example/a#b."), "see https://x.example/a#b.");
+        assert_eq!(
+            s.text("see https://x.example/a#b."),
+            "see https://x.example/a#b."
+        );
     }
 
     #[test]
@@ -491,7 +498,10 @@ mod tests {
             .related(Problem::error("c", "hunter2-pass"));
         let clean = s.problem(&p);
         assert_eq!(clean.message, format!("bad \\x1b[2J {REDACTED}"));
-        assert_eq!(clean.help.as_deref(), Some("see https://a.example/?[query-removed]"));
+        assert_eq!(
+            clean.help.as_deref(),
+            Some("see https://a.example/?[query-removed]")
+        );
         assert_eq!(clean.labels[0].text, "label \\x07");
         let text = &clean.source.as_ref().unwrap().text;
         assert!(!text.contains("hunter2") && !text.contains('\x1b'));

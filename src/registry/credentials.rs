@@ -140,15 +140,18 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
             .and_then(|h| h.get(&key))
             .and_then(|h| h.as_str())
             .filter(|h| !h.is_empty());
-        let in_auths = config.get("auths").and_then(|a| a.get(&key)).is_some_and(|e| {
-            e.as_object().is_some_and(|o| {
-                ["auth", "username", "identitytoken"].iter().any(|k| {
-                    o.get(*k)
-                        .and_then(|v| v.as_str())
-                        .is_some_and(|s| !s.is_empty())
+        let in_auths = config
+            .get("auths")
+            .and_then(|a| a.get(&key))
+            .is_some_and(|e| {
+                e.as_object().is_some_and(|o| {
+                    ["auth", "username", "identitytoken"].iter().any(|k| {
+                        o.get(*k)
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|s| !s.is_empty())
+                    })
                 })
-            })
-        });
+            });
         let store = config
             .get("credsStore")
             .and_then(|s| s.as_str())
@@ -179,7 +182,9 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
                         origin,
                     }))
                 }
-                Err(e) => Err(format!("cannot read credentials for {key} from {origin}: {e}")),
+                Err(e) => Err(format!(
+                    "cannot read credentials for {key} from {origin}: {e}"
+                )),
             };
         }
         if let Some(store) = store {

@@ -168,9 +168,15 @@ mod tests {
     #[test]
     fn answers_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        let program = script(dir.path(), "read host; echo \"{\\\"got\\\":\\\"$host\\\"}\"");
+        let program = script(
+            dir.path(),
+            "read host; echo \"{\\\"got\\\":\\\"$host\\\"}\"",
+        );
         let out = run(&program, "get", b"r.example\n", Duration::from_secs(10)).unwrap();
         assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"got":"r.example"}"#);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            r#"{"got":"r.example"}"#
+        );
     }
 }

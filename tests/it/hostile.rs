@@ -16,7 +16,6 @@ pub struct Seen {
     /// Path and query, as sent.
     pub target: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -26,11 +25,6 @@ impl Seen {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
-    }
-
-    /// The path without the query.
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or(&self.target)
     }
 }
 
@@ -92,10 +86,6 @@ impl Hostile {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Every request so far.
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
@@ -147,7 +137,6 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>) {
             method,
             target,
             headers,
-            body,
         };
         seen.lock().unwrap().push(request.clone());
         let reply = handler(&request);

@@ -41,7 +41,10 @@ fn assert_clean(what: &str, out: &Output, dir: &Path) {
     ];
     for file in walk(dir) {
         let bytes = fs::read(&file).unwrap_or_default();
-        channels.push((file.display().to_string(), String::from_utf8_lossy(&bytes).into()));
+        channels.push((
+            file.display().to_string(),
+            String::from_utf8_lossy(&bytes).into(),
+        ));
     }
     for (channel, text) in &channels {
         for (form, value) in secret_forms() {
@@ -148,7 +151,8 @@ fn run_with(p: &Project, host: &str, channel: &Channel, args: &[&str]) -> Output
                 .env(format!("{prefix}_PASSWORD"), PASSWORD);
         }
         Channel::DockerConfig => {
-            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+            let auth =
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
             fs::write(
                 docker.join("config.json"),
                 serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
@@ -225,7 +229,8 @@ fn a_registry_echoing_credentials_and_escapes_gets_neither_printed_nor_written()
             registry
                 .requests()
                 .iter()
-                .any(|r| r.header("authorization").is_some()),
+                .any(|r| r.header("authorization").is_some()
+                    && r.target.starts_with("/v2/acme/oracle/")),
             "{name}: no request carried credentials"
         );
     }
@@ -252,7 +257,8 @@ fn a_failing_credential_helper_is_not_echoed() {
     )
     .unwrap();
     let mut cmd = p.eigenpub(&["plan", "--diagnostics", "json"]);
-    cmd.env("DOCKER_CONFIG", &docker).env("PATH", path_with(&bin));
+    cmd.env("DOCKER_CONFIG", &docker)
+        .env("PATH", path_with(&bin));
     let out = run(cmd);
     out.no_panic().expect_code(1);
     assert!(
@@ -317,6 +323,9 @@ fn a_malformed_digest_header_is_an_error_not_output() {
     let out = p.run(&["plan", "--out", "plan.json"]);
     out.no_panic().expect_code(1);
     assert!(out.stderr.contains("is not a digest"), "{out}");
-    assert!(!p.exists("plan.json"), "no plan may be saved with a digest that is not one");
+    assert!(
+        !p.exists("plan.json"),
+        "no plan may be saved with a digest that is not one"
+    );
     assert_clean("malformed digest", &out, p.path());
 }
