@@ -5,14 +5,16 @@
 //! concurrently. `plan` prints the result and `apply` executes it, so the two can never
 //! disagree about what would happen.
 
+pub mod equivalence;
 pub mod previous;
 pub mod saved;
 pub mod select;
 
 use futures::StreamExt;
 
+use crate::plan::equivalence::Provenance;
 use crate::project::Publication;
-use crate::registry::{TargetError, Targets};
+use crate::registry::{Target, TargetError, Targets};
 
 /// What to do with one artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +26,8 @@ pub enum Action {
     /// The manifest is already in the repository (under another tag, or by digest): only
     /// the tag is written, no blob is uploaded. `from` is what the tag held, if anything.
     Retag { from: Option<String> },
-    /// The tag already holds exactly this artifact.
+    /// The tag already holds exactly this artifact, or an equivalent one (see
+    /// [`equivalence`]; then [`Change::equivalent`] says who published it).
     Unchanged,
     /// The tag exists with another digest and is immutable: the plan refuses to overwrite it.
     Refused { from: String },
@@ -57,6 +60,20 @@ pub struct Change {
     /// The digest the tag pointed at when observed.
     pub observed: Option<String>,
     pub action: Action,
+    /// Set when the tag holds other bytes with the same content: the tag is adopted as it
+    /// is (never re-pushed), and its digest is the one that counts.
+    pub equivalent: Option<Provenance>,
+}
+
+impl Change {
+    /// The digest the tag holds once this change is applied: the published one for an
+    /// adopted (equivalent) tag, else the wanted one. Release records and the lock use it.
+    pub fn digest(&self) -> &str {
+        match (&self.action, &self.observed) {
+            (Action::Unchanged, Some(observed)) => observed,
+            _ => self.publication.artifact.digest(),
+        }
+    }
 }
 
 /// Counts of a plan's actions.
@@ -110,13 +127,16 @@ pub struct Observation {
     /// True when the wanted manifest is already in the repository (checked only when the
     /// tag does not already hold it).
     pub manifest_present: bool,
+    /// Set when the tag holds other bytes that are equivalent to the wanted artifact
+    /// (checked only when the tag's digest differs): who published them.
+    pub equivalent: Option<Provenance>,
 }
 
 impl Observation {
     pub fn tag(digest: Option<&str>) -> Observation {
         Observation {
             tag: digest.map(str::to_string),
-            manifest_present: false,
+            ..Observation::default()
         }
     }
 }
@@ -163,24 +183,31 @@ pub fn diff(
             let may_write = overwrite.permits(&publication);
             let action = match &observation.tag {
                 Some(d) if d == wanted => Action::Unchanged,
+                Some(_) if observation.equivalent.is_some() => Action::Unchanged,
                 Some(d) if !may_write => Action::Refused { from: d.clone() },
                 from if observation.manifest_present => Action::Retag { from: from.clone() },
                 None => Action::Create,
                 Some(d) => Action::Update { from: d.clone() },
             };
+            let equivalent = match action {
+                Action::Unchanged => observation.equivalent,
+                _ => None,
+            };
             Change {
                 publication,
                 observed: observation.tag,
                 action,
+                equivalent,
             }
         })
         .collect();
     Plan { changes }
 }
 
-/// Reads what every wanted tag holds: one request per artifact, `concurrency` at once; and,
-/// for an existing tag that may move to other content, whether that content is already in
-/// the repository (one more request, only for updates).
+/// Reads what every wanted tag holds: one request per artifact, `concurrency` at once. For
+/// a tag holding another digest, two more (its manifest and config) to judge whether it is
+/// [`equivalence`]; and for one that is not and may move to other content, whether that
+/// content is already in the repository (one more, only for updates).
 /// Returns the observations in order, or every failure (with the artifact's index).
 pub async fn observe(
     targets: &Targets,
@@ -196,8 +223,13 @@ pub async fn observe(
                 let wanted = p.artifact.digest();
                 let result = async {
                     let tag = target.manifest_digest(&p.tag).await?;
+                    let equivalent = match &tag {
+                        Some(d) if d != wanted => equivalent(&target, p, d).await?,
+                        _ => None,
+                    };
                     let manifest_present = match &tag {
                         Some(d) if d == wanted => false,
+                        Some(_) if equivalent.is_some() => false,
                         // An immutable tag with other content is refused whatever we find.
                         Some(_) if !overwrite.permits(p) => false,
                         // A tag that moves back to content it held before (a revert).
@@ -210,6 +242,7 @@ pub async fn observe(
                     Ok(Observation {
                         tag,
                         manifest_present,
+                        equivalent,
                     })
                 }
                 .await;
@@ -265,6 +298,31 @@ pub fn observe_problems(
             p
         })
         .collect()
+}
+
+/// Reads the manifest a tag holds and its config, and judges them against the wanted
+/// artifact. `None` when they are not equivalent, or no longer there.
+async fn equivalent(
+    target: &Target,
+    publication: &Publication,
+    digest: &str,
+) -> Result<Option<Provenance>, TargetError> {
+    if !equivalence::is_sha256(digest) {
+        return Ok(None);
+    }
+    let Some(manifest) = target.fetch_manifest(digest).await? else {
+        return Ok(None);
+    };
+    let config_digest = serde_json::from_slice::<serde_json::Value>(&manifest)
+        .ok()
+        .and_then(|m| m.pointer("/config/digest")?.as_str().map(str::to_string));
+    let Some(config_digest) = config_digest.filter(|d| equivalence::is_sha256(d)) else {
+        return Ok(None);
+    };
+    let Some(config) = target.fetch_blob(&config_digest).await? else {
+        return Ok(None);
+    };
+    Ok(equivalence::compare(&publication.artifact, digest, &manifest, &config).ok())
 }
 
 #[cfg(test)]
@@ -377,6 +435,7 @@ pub(crate) mod tests {
         let present = |tag: Option<&str>| Observation {
             tag: tag.map(str::to_string),
             manifest_present: true,
+            equivalent: None,
         };
         let plan = diff(
             vec![a, b, c],

@@ -31,6 +31,10 @@ pub struct PlannedArtifact {
     pub digest: String,
     pub observed_digest: Option<String>,
     pub mutable: bool,
+    /// For a tag adopted as it is (it holds equivalent content): who published it, e.g.
+    /// `published 2025-06-01 by devkit v0.0.9`; its digest is `observed_digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalent: Option<String>,
 }
 
 impl PlannedArtifact {
@@ -47,6 +51,7 @@ impl PlannedArtifact {
             digest: p.artifact.digest().to_string(),
             observed_digest: c.observed.clone(),
             mutable: p.mutable,
+            equivalent: c.equivalent.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -117,11 +117,16 @@ pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbos
         .iter()
         .filter_map(|c| {
             if verbose && c.action == Action::Unchanged {
+                let note = c
+                    .equivalent
+                    .as_ref()
+                    .map(|p| format!(" (equivalent: {p})"))
+                    .unwrap_or_default();
                 Some(format!(
-                    "| unchanged | `{}` | `{}` | {} |",
+                    "| unchanged | `{}` | `{}` | {}{note} |",
                     cell(&c.publication.reference()),
                     cell(&c.publication.spec),
-                    short(c.publication.artifact.digest())
+                    short(c.digest())
                 ))
             } else {
                 row(c)

@@ -1,7 +1,9 @@
 //! Release records: `apply --release-json FILE` hands the on-chain publishing step exactly
 //! the shape devkit's release step produces,
 //! `{"<avs>": {"<operator set>": {"digest", "registry", "runtimeSpec"}}}`, for every
-//! artifact in scope that the registry now holds (pushed or already there).
+//! artifact in scope that the registry now holds (pushed or already there). An adopted tag
+//! (one holding equivalent content, e.g. published by devkit) is recorded with the digest it
+//! holds, since that is the one consumers (and the chain) see.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,7 @@ pub fn record(applied: &[Applied]) -> Value {
         by_avs.entry(p.avs.clone()).or_default().insert(
             p.operator_set.to_string(),
             json!({
-                "digest": p.artifact.digest(),
+                "digest": change.digest(),
                 "registry": p.repository.to_string(),
                 "runtimeSpec": String::from_utf8_lossy(&p.input.spec),
             }),
@@ -68,5 +70,18 @@ mod tests {
         assert_eq!(r["a"]["0"]["runtimeSpec"], "x: 1\n");
         assert_eq!(r["b"]["0"]["digest"], db);
         assert!(r.get("c").is_none());
+    }
+
+    #[test]
+    fn an_adopted_tag_is_recorded_with_its_published_digest() {
+        let a = publication("a", "t", "x: 1\n", false);
+        let observed = Observation {
+            tag: Some("sha256:published".into()),
+            manifest_present: false,
+            equivalent: Some(Default::default()),
+        };
+        let plan = diff(vec![a], vec![observed], false);
+        let r = record(&plan, &[Outcome::Unchanged]);
+        assert_eq!(r["a"]["0"]["digest"], "sha256:published");
     }
 }

@@ -58,9 +58,14 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
             "{} {reference} {from} -> {digest} (published tag is immutable; bump the version or pass --allow-overwrite)",
             style.red("! refuse")
         ),
-        Action::Unchanged if verbose => {
-            format!("{} {reference} {digest}", style.dim("= unchanged"))
-        }
+        Action::Unchanged if verbose => match &change.equivalent {
+            Some(provenance) => format!(
+                "{} {reference} {} (equivalent: {provenance})",
+                style.dim("= unchanged"),
+                change.digest()
+            ),
+            None => format!("{} {reference} {digest}", style.dim("= unchanged")),
+        },
         Action::Unchanged => return None,
     })
 }
@@ -72,6 +77,17 @@ pub fn plan_summary(plan: &Plan) -> String {
         "Plan: {} to create, {} to update, {} unchanged",
         s.create, s.update, s.unchanged
     );
+    let equivalent = plan
+        .changes
+        .iter()
+        .filter(|c| c.equivalent.is_some())
+        .count();
+    if equivalent > 0 {
+        let _ = write!(
+            line,
+            " ({equivalent} of them equivalent content, kept as published)"
+        );
+    }
     if s.retag > 0 {
         let _ = write!(line, ", {} to retag", s.retag);
     }
@@ -175,6 +191,26 @@ mod tests {
             format!(
                 "+ create r.example/a:opset-0-v1 {da}\n~ update r.example/b:opset-0-v1 sha256:old -> {db}\n\nPlan: 1 to create, 1 to update, 1 unchanged.\n"
             )
+        );
+    }
+
+    #[test]
+    fn an_equivalent_tag_is_unchanged_with_who_published_it() {
+        let a = publication("a", "opset-0-v1", "x: 1", false);
+        let observed = Observation {
+            tag: Some("sha256:devkit".into()),
+            manifest_present: false,
+            equivalent: Some(crate::plan::equivalence::Provenance {
+                date: Some("2025-06-01".into()),
+                tool: Some("devkit v0.0.9".into()),
+            }),
+        };
+        let p = diff(vec![a], vec![observed], false);
+        assert!(!p.has_changes());
+        let text = plan(&p, Style { color: false }, true);
+        assert_eq!(
+            text,
+            "= unchanged r.example/a:opset-0-v1 sha256:devkit (equivalent: published 2025-06-01 by devkit v0.0.9)\n\nPlan: 0 to create, 0 to update, 1 unchanged (1 of them equivalent content, kept as published).\n"
         );
     }
 
