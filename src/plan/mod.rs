@@ -224,7 +224,9 @@ pub async fn observe(
                 let result = async {
                     let tag = target.manifest_digest(&p.tag).await?;
                     let equivalent = match &tag {
-                        Some(d) if d != wanted => equivalent(&target, p, d).await?,
+                        Some(d) if d != wanted && p.adopt_equivalent => {
+                            equivalent(&target, p, d).await?
+                        }
                         _ => None,
                     };
                     let manifest_present = match &tag {
@@ -354,6 +356,7 @@ pub(crate) mod tests {
             },
             tag: tag.into(),
             mutable,
+            adopt_equivalent: true,
             artifact: Artifact::build(&input),
             input,
         }

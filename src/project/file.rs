@@ -56,6 +56,8 @@ pub struct Defaults {
     pub created: Option<Spanned<String>>,
     pub tag: Option<Spanned<String>>,
     pub layer_title: Option<bool>,
+    /// Keep a published tag that holds equivalent content (see `plan::equivalence`).
+    pub adopt_equivalent: Option<bool>,
     #[serde(default)]
     pub mutable_tags: Vec<Spanned<String>>,
     pub concurrency: Option<Spanned<usize>>,
@@ -192,6 +194,7 @@ const KNOWN_KEYS: &[&str] = &[
     "created",
     "tag",
     "layer-title",
+    "adopt-equivalent",
     "mutable-tags",
     "concurrency",
     "plain-http",
@@ -358,6 +361,8 @@ pub struct Settings {
     pub created: Option<Setting<String>>,
     pub tag: Setting<String>,
     pub layer_title: bool,
+    /// `adopt-equivalent` (`[defaults]` only; default true).
+    pub adopt_equivalent: bool,
 }
 
 impl Settings {
@@ -386,6 +391,7 @@ impl Settings {
             created: pick(&avs.created, &defaults.created),
             tag: pick_or(&avs.tag, &defaults.tag, DEFAULT_TAG),
             layer_title: avs.layer_title.or(defaults.layer_title).unwrap_or(true),
+            adopt_equivalent: defaults.adopt_equivalent.unwrap_or(true),
         }
     }
 
@@ -404,6 +410,7 @@ impl Settings {
             created: pick(&d.created, &defaults.created),
             tag: pick_or(&d.tag, &defaults.tag, DEFAULT_TAG),
             layer_title: d.layer_title.or(defaults.layer_title).unwrap_or(true),
+            adopt_equivalent: defaults.adopt_equivalent.unwrap_or(true),
         }
     }
 }

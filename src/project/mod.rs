@@ -9,6 +9,7 @@
 pub mod created;
 pub mod discover;
 pub mod file;
+pub mod lock;
 pub mod schema;
 pub mod spec;
 pub mod yaml;
@@ -25,6 +26,7 @@ use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::created::{Created, GitTimes};
 use crate::project::discover::Pattern;
 use crate::project::file::{ProjectFile, RegistrySettings, Settings};
+use crate::project::lock::Lock;
 use crate::project::schema::SchemaSet;
 use crate::project::spec::SpecDocument;
 use crate::reference::{self, RegistryPrefix, Repository};
@@ -57,6 +59,9 @@ pub struct Publication {
     pub tag: String,
     /// True when the tag matches a `mutable-tags` glob and may be overwritten.
     pub mutable: bool,
+    /// True (`adopt-equivalent`, the default) when a tag holding equivalent content under
+    /// other metadata is kept as it is; false when only the same bytes count as unchanged.
+    pub adopt_equivalent: bool,
     pub input: ArtifactInput,
     pub artifact: Artifact,
 }
@@ -76,6 +81,11 @@ pub struct Project {
     pub publications: Vec<Publication>,
     pub registries: BTreeMap<String, RegistrySettings>,
     pub concurrency: usize,
+    /// The lock beside the project file (`eigenruntime.lock`), when there is one; its
+    /// `created` times were used for every entry whose inputs are unchanged.
+    pub lock: Option<Lock>,
+    /// Where the lock is (or would be) written.
+    pub lock_path: PathBuf,
     /// Warnings found while loading (errors abort the load).
     pub warnings: Vec<Problem>,
 }
@@ -140,7 +150,12 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
             }
         })
         .unwrap_or_else(|| PathBuf::from("."));
-    resolve(&file, &parsed, &dir, env)
+    let lock_path = lock::path_for(config);
+    let lock = Lock::read(&lock_path).map_err(Problems::from)?;
+    let mut project = resolve(&file, &parsed, &dir, env, lock.as_ref())?;
+    project.lock = lock;
+    project.lock_path = lock_path;
+    Ok(project)
 }
 
 /// Resolves a parsed project against its folder.
@@ -149,6 +164,7 @@ fn resolve(
     parsed: &ProjectFile,
     dir: &Path,
     env: &Env,
+    lock: Option<&Lock>,
 ) -> Result<Project, Problems> {
     let mut problems = Problems::new();
     let schemas = SchemaSet::new(file, &parsed.schemas, dir, &mut problems);
@@ -174,7 +190,16 @@ fn resolve(
         documents.push(document);
     }
 
-    let git = git_times_if_needed(file, parsed, &entries, dir, env, &mut problems);
+    // The lock's `created` for every entry whose inputs are unchanged: git is not asked.
+    let locked: Vec<Option<String>> = entries
+        .iter()
+        .zip(&documents)
+        .map(|(entry, document)| {
+            let (bytes, document) = document.as_ref()?;
+            locked_created(lock?, dir, entry, bytes, document)
+        })
+        .collect();
+    let git = git_times_if_needed(file, parsed, &entries, &locked, dir, env, &mut problems);
     let epoch = env.source_date_epoch.as_deref().map(|e| {
         created::parse_epoch(e).map_err(|m| Problem::error("eigenpub::created::epoch", m))
     });
@@ -188,9 +213,14 @@ fn resolve(
     };
 
     let mut publications = Vec::new();
-    for (entry, document) in entries.iter().zip(documents) {
+    for ((entry, document), locked) in entries.iter().zip(documents).zip(locked) {
         let Some((bytes, document)) = document else {
             continue;
+        };
+        let created = Time {
+            locked,
+            git: &git,
+            epoch: &epoch,
         };
         if let Some(p) = publication(
             file,
@@ -198,8 +228,7 @@ fn resolve(
             entry,
             bytes,
             &document,
-            &git,
-            &epoch,
+            &created,
             &mutable,
             &mut problems,
         ) {
@@ -290,6 +319,8 @@ fn resolve(
         publications,
         registries: parsed.registries.clone(),
         concurrency,
+        lock: None,
+        lock_path: PathBuf::new(),
         warnings: problems.sorted(),
     })
 }
@@ -521,18 +552,57 @@ fn uses_git(entry: &Entry, env: &Env) -> bool {
     }
 }
 
+/// The locked `created` of an entry whose spec bytes, repository and tag are those the lock
+/// records (see [`Lock::created`]).
+fn locked_created(
+    lock: &Lock,
+    dir: &Path,
+    entry: &Entry,
+    bytes: &[u8],
+    document: &SpecDocument,
+) -> Option<String> {
+    let version = entry.version.clone().or_else(|| document.version())?;
+    let tag = file::render_tag(
+        &entry.settings.tag.value,
+        &entry.avs,
+        entry.operator_set,
+        &version,
+    )
+    .ok()?;
+    let repository = repository(dir, entry).ok()?.to_string();
+    let fixed = entry.settings.created.as_ref().map(|c| c.value.as_str());
+    lock.created(
+        &entry.avs,
+        entry.operator_set,
+        bytes,
+        &repository,
+        &tag,
+        fixed,
+    )
+    .map(str::to_string)
+}
+
+/// Where an entry's creation time comes from: the lock, git, or `SOURCE_DATE_EPOCH`.
+struct Time<'a> {
+    locked: Option<String>,
+    git: &'a GitTimes,
+    epoch: &'a Epoch,
+}
+
 fn git_times_if_needed(
     file: &SourceFile,
     _parsed: &ProjectFile,
     entries: &[Entry],
+    locked: &[Option<String>],
     dir: &Path,
     env: &Env,
     problems: &mut Problems,
 ) -> GitTimes {
     let paths: Vec<PathBuf> = entries
         .iter()
-        .filter(|e| uses_git(e, env))
-        .map(|e| e.spec_path.clone())
+        .zip(locked)
+        .filter(|(e, locked)| locked.is_none() && uses_git(e, env))
+        .map(|(e, _)| e.spec_path.clone())
         .collect();
     if paths.is_empty() {
         return GitTimes::default();
@@ -576,11 +646,11 @@ fn publication(
     entry: &Entry,
     bytes: Bytes,
     document: &SpecDocument,
-    git: &GitTimes,
-    epoch: &Epoch,
+    time: &Time,
     mutable: &GlobSet,
     problems: &mut Problems,
 ) -> Option<Publication> {
+    let (git, epoch) = (time.git, time.epoch);
     let s = &entry.settings;
     let span_of = |setting: &Option<Range<usize>>| setting.clone().unwrap_or(entry.origin.clone());
     let mut ok = true;
@@ -661,8 +731,9 @@ fn publication(
         }
     };
 
-    // The creation time.
+    // The creation time: the lock's when its inputs are unchanged, else from the settings.
     let created_setting = match &s.created {
+        _ if time.locked.is_some() => time.locked.clone().map(Created::Fixed),
         Some(c) => match created::parse_created(&c.value) {
             Ok(c) => Some(c),
             Err(m) => {
@@ -762,6 +833,7 @@ fn publication(
         spec: entry.spec.clone(),
         spec_path: entry.spec_path.clone(),
         mutable: mutable.is_match(&tag),
+        adopt_equivalent: s.adopt_equivalent,
         repository,
         tag,
         input,

@@ -547,18 +547,16 @@ fn markdown_plan_of_an_update_shows_the_spec_lines_that_changed() {
 #[test]
 fn markdown_plan_shows_a_changed_source_as_an_annotation_line() {
     let registry = Registry::start();
-    let project = fleet(&registry, "mutable-tags = [\"*\"]\n", &[PO0, PO1]);
+    // Only byte-identical tags are unchanged here: a new source annotation alone is
+    // metadata, which the default (`adopt-equivalent = true`) would keep as published.
+    let extra = "mutable-tags = [\"*\"]\nadopt-equivalent = false\n";
+    let project = fleet(&registry, extra, &[PO0, PO1]);
     project.run(&["apply"]).no_panic().success();
 
     let new_source = "https://github.com/acme/avs-monorepo-moved";
     project.write(
         "eigenruntime.toml",
-        project_toml(
-            &prefix(&registry),
-            new_source,
-            "mutable-tags = [\"*\"]\n",
-            &[PO0, PO1],
-        ),
+        project_toml(&prefix(&registry), new_source, extra, &[PO0, PO1]),
     );
     let out = project.run(&["plan", "--format", "markdown"]);
     out.no_panic().success();
