@@ -15,4 +15,5 @@ mod contract;
 mod core;
 mod diagnostics;
 mod faults;
+mod lock;
 mod security;
