@@ -80,8 +80,16 @@ mod tests {
             manifest_present: false,
             equivalent: Some(Default::default()),
         };
-        let plan = diff(vec![a], vec![observed], false);
-        let r = record(&plan, &[Outcome::Unchanged]);
+        let plan = diff(vec![a], vec![observed], Overwrite::Refuse);
+        let applied: Vec<Applied> = plan
+            .changes
+            .into_iter()
+            .map(|change| Applied {
+                change,
+                outcome: Outcome::Unchanged,
+            })
+            .collect();
+        let r = record(&applied);
         assert_eq!(r["a"]["0"]["digest"], "sha256:published");
     }
 }

@@ -205,7 +205,7 @@ mod tests {
                 tool: Some("devkit v0.0.9".into()),
             }),
         };
-        let p = diff(vec![a], vec![observed], false);
+        let p = diff(vec![a], vec![observed], crate::plan::Overwrite::Refuse);
         assert!(!p.has_changes());
         let text = plan(&p, Style { color: false }, true);
         assert_eq!(
