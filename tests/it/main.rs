@@ -4,8 +4,10 @@
 //! binary, a real `docker-registry` (CNCF distribution) process on loopback,
 //! real OCI image layouts on disk, and `skopeo` as an independent reader of what
 //! was pushed. One binary (rather than one per file under `tests/`) keeps link
-//! time down and lets every topic share the small harness in `harness.rs`.
-//! Tests are grouped by topic in sibling modules.
+//! time down and lets every topic share the harness in `harness/` (one module a
+//! part: registry process, bounded process runner, HTTP/1.1 helper, fault proxy,
+//! PKI, token service, credential helper). Tests are grouped by topic in sibling
+//! modules (`auth/` by sub-topic).
 
 mod harness;
 mod hostile;

@@ -10,12 +10,13 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::Project;
 use super::credential_helper::CredHelper;
 use super::process::{Output, run, run_with_stdin};
+use super::secrets::Secret;
 
 /// A Docker config folder of a test's own, variables, and a folder put first on `PATH`.
 pub struct Env {
@@ -50,9 +51,28 @@ impl Env {
         self
     }
 
+    /// With `config` written as `config.json`.
+    pub fn with_config(self, config: &Value) -> Env {
+        self.write_config(config);
+        self
+    }
+
     pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Env {
         self.vars.push((name.into(), value.into()));
         self
+    }
+
+    /// `EIGENPUB_REGISTRY_<HOST>_USERNAME` and `_PASSWORD` set to `secret`'s.
+    pub fn registry_vars(self, host: &str, secret: &Secret) -> Env {
+        let prefix = registry_var_prefix(host);
+        self.var(format!("{prefix}_USERNAME"), &secret.user)
+            .var(format!("{prefix}_PASSWORD"), &secret.password)
+    }
+
+    /// An environment whose `config.json` holds `secret` in `auths` for `key`
+    /// (a host, or a URL as older Docker versions write), as `base64(user:password)`.
+    pub fn with_auths(key: &str, secret: &Secret) -> Env {
+        Env::new().with_config(&json!({"auths": {key: {"auth": secret.basic()}}}))
     }
 
     /// Put `helper`'s folder first on PATH (for eigenpub only).
@@ -87,4 +107,20 @@ impl Env {
         out.no_panic();
         out
     }
+}
+
+/// `EIGENPUB_REGISTRY_<HOST>` for `host` (`IP:PORT` or a name): upper-cased, every
+/// character other than a letter or digit `_`, as the README says.
+pub fn registry_var_prefix(host: &str) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("EIGENPUB_REGISTRY_{host}")
 }

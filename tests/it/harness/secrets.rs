@@ -55,6 +55,15 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// A transcript of these runs' output, each with its label.
+    pub fn of(runs: &[(&str, &Output)]) -> Transcript {
+        let mut t = Transcript::default();
+        for (label, out) in runs {
+            t.output(label, out);
+        }
+        t
+    }
+
     /// Record both streams of a run.
     pub fn output(&mut self, label: &str, out: &Output) {
         self.pieces
