@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::cli::{ColorChoice, Global};
+use crate::cli::{ColorChoice, Global, Scope};
 use crate::diagnostic::Problem;
 use crate::plan::select::Selection;
 use crate::report::text::Style;
@@ -57,10 +57,12 @@ pub struct Context {
 }
 
 impl Context {
-    /// Resolves the global options for a command that prints diagnostics as `format`.
+    /// Resolves the global options (and the command's scope, if it has one) for a command
+    /// that prints diagnostics as `format`.
     /// Fails only on a bad `--select`/`--exclude` glob, as a problem to print.
     pub fn new(
         global: &Global,
+        scope: &Scope,
         format: DiagnosticFormat,
     ) -> Result<Context, (Diagnostics, Problem)> {
         let stderr_is_terminal = std::io::stderr().is_terminal();
@@ -68,7 +70,7 @@ impl Context {
             format,
             color: color(global.color, stderr_is_terminal),
         };
-        let selection = Selection::new(&global.select, &global.exclude).map_err(|m| {
+        let selection = Selection::new(&scope.select, &scope.exclude).map_err(|m| {
             let problem = Problem::error("eigenpub::select::glob", format!("--select/--exclude: {m}"))
                 .help("pass globs over the AVS name, `avs/opset` or `repository:tag`, e.g. --select 'price-oracle' or --exclude '*/1'");
             (diagnostics, problem)
@@ -82,7 +84,7 @@ impl Context {
         };
         Ok(Context {
             config: global.config.clone(),
-            concurrency: global.concurrency.map(|c| c as usize),
+            concurrency: scope.concurrency.map(|c| c as usize),
             verbosity,
             diagnostics,
             stdout: Style {

@@ -14,6 +14,11 @@ use crate::report::{DiagnosticFormat, Format, PlanFormat};
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    /// `--select`, `--exclude` and `--concurrency` written before the command (as earlier
+    /// versions took them); merged with the command's own. Only validate, plan and apply
+    /// show and use them.
+    #[command(flatten, next_help_heading = "Scope (validate, plan, apply)")]
+    pub scope: Scope,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,24 +34,47 @@ pub struct Global {
         default_value = "eigenruntime.toml"
     )]
     pub config: PathBuf,
-    /// Artifacts worked on at once (overrides `concurrency` in the project file).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub concurrency: Option<u64>,
-    /// Print only errors and the result.
+    /// Print only errors and the final line.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Also list unchanged artifacts, and count registry requests.
+    /// Say more: list every artifact (also unchanged ones), count registry requests.
     #[arg(short, long, global = true)]
     pub verbose: bool,
-    /// Only artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.
-    #[arg(long = "select", global = true, value_name = "GLOB")]
-    pub select: Vec<String>,
-    /// Leave out artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.
-    #[arg(long = "exclude", global = true, value_name = "GLOB")]
-    pub exclude: Vec<String>,
     /// When to use colour (NO_COLOR is honoured by `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+impl Cli {
+    /// The scope a command runs with: the command's own options, plus any written before
+    /// the command name (`eigenpub --select x plan`); `None` for commands without one.
+    pub fn scope(&self) -> Option<Scope> {
+        let own = match &self.command {
+            Command::Plan(a) => &a.scope,
+            Command::Apply(a) => &a.scope,
+            Command::Validate(a) => &a.scope,
+            _ => return None,
+        };
+        let mut scope = self.scope.clone();
+        scope.select.extend(own.select.iter().cloned());
+        scope.exclude.extend(own.exclude.iter().cloned());
+        scope.concurrency = own.concurrency.or(scope.concurrency);
+        Some(scope)
+    }
+}
+
+/// Which artifacts a command works on, and how many at once (validate, plan, apply).
+#[derive(Debug, Args, Default, Clone)]
+pub struct Scope {
+    /// Artifacts worked on at once (overrides `concurrency` in the project file).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: Option<u64>,
+    /// Only artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.
+    #[arg(long = "select", value_name = "GLOB")]
+    pub select: Vec<String>,
+    /// Leave out artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,10 +94,24 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Check credentials against a registry and store them as `docker login` does.
     Login(LoginArgs),
+    /// Forget the credentials stored for a registry (in its credential helper or `auths`).
+    Logout(LogoutArgs),
+    /// Show what a tag or digest holds: manifest, config, annotations and the spec.
+    Inspect(InspectArgs),
+    /// Write the spec a tag or digest holds to a file, byte for byte.
+    Pull(PullArgs),
+    /// Write an eigenruntime.toml listing the spec files found under the current folder.
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) for eigenpub.
+    Man,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub scope: Scope,
     /// Exit 2 (instead of 0) when the plan has changes.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -89,6 +131,8 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    #[command(flatten)]
+    pub scope: Scope,
     /// A plan saved with `plan --out`: apply exactly it, or refuse if it went stale.
     #[arg(value_name = "PLAN")]
     pub plan: Option<PathBuf>,
@@ -112,7 +156,10 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// How problems are printed: human (source snippets), json, or github (annotations).
+    #[command(flatten)]
+    pub scope: Scope,
+    /// How problems are printed: human (source snippets), json (one document on standard
+    /// output, with every resolved artifact), or github (annotations).
     #[arg(long = "format", value_enum, default_value_t = DiagnosticFormat::Human)]
     pub format: DiagnosticFormat,
 }
@@ -124,7 +171,51 @@ pub struct LoginArgs {
     /// The user name.
     #[arg(short, long)]
     pub username: String,
-    /// Read the password (or token) from standard input; passwords are never taken as arguments.
-    #[arg(long, required = true)]
+    /// Read the password (or token) from standard input; without it eigenpub asks at the
+    /// terminal (without echo). Passwords are never taken as arguments.
+    #[arg(long)]
     pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry host, e.g. ghcr.io or localhost:5000.
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// `repository:tag`, `repository@sha256:…`, or `oci:DIR:tag` (an OCI layout).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// `repository:tag`, `repository@sha256:…`, or `oci:DIR:tag` (an OCI layout).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The folder to write the spec into (made if missing).
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The registry prefix to publish to (e.g. ghcr.io/acme, or oci:out for OCI layouts).
+    #[arg(long, default_value = "oci:out")]
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

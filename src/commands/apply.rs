@@ -18,7 +18,7 @@ use crate::registry::remote::Access;
 use crate::report::progress::Printer;
 use crate::report::release;
 use crate::report::text;
-use crate::report::{self, Format};
+use crate::report::{self, Format, out};
 
 /// In-flight artifacts get this long to finish after Ctrl-C before they are cancelled.
 const GRACE: Duration = Duration::from_secs(3);
@@ -60,15 +60,20 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
     if let Some(saved) = &saved {
         let stale = saved::check(saved, &document);
         if !stale.is_empty() {
+            let not_attempted = references(&plan);
             print_not_started(args, &document, plan);
-            return Err(stale
-                .iter()
-                .map(|s| {
-                    Problem::error("eigenpub::apply::stale-plan", format!("the saved plan is stale: {s}"))
-                        .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
-                })
-                .collect::<Vec<_>>()
-                .into());
+            return Err(Failure {
+                problems: stale
+                    .iter()
+                    .map(|s| {
+                        Problem::error("eigenpub::apply::stale-plan", format!("the saved plan is stale: {s}"))
+                            .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
+                    })
+                    .collect(),
+                not_attempted,
+                document_printed: args.format == Format::Json,
+                ..Failure::default()
+            });
         }
     }
     let refused = plan.refused().count();
@@ -76,20 +81,21 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         if args.format == Format::Text {
             for change in plan.refused() {
                 if let Some(line) = text::change_line(change, ctx.stdout, false) {
-                    println!("{line}");
+                    out::line(&line);
                 }
             }
         }
+        let not_attempted = references(&plan);
         print_not_started(args, &document, plan);
-        return Err(Problem::error(
-            "eigenpub::apply::refused-overwrite",
-            format!(
-                "{refused} published tag{} would be overwritten with different content; nothing was pushed",
-                plural(refused)
-            ),
-        )
-        .help("published tags are immutable by default (their digests may be on chain): bump `version` so a new tag is made, or, if overwriting is really intended, pass --allow-overwrite or list the tags in `mutable-tags`")
-        .into());
+        return Err(Failure {
+            problems: vec![super::plan::refused_overwrite(
+                refused,
+                "nothing was pushed",
+            )],
+            not_attempted,
+            document_printed: args.format == Format::Json,
+            ..Failure::default()
+        });
     }
 
     let (state_tx, state) = watch::channel(RunState::Running);
@@ -123,6 +129,11 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         }
     }
     report_requests(ctx, targets.requests());
+    if out::closed() {
+        eprintln!(
+            "warning: standard output was closed, so some results were not printed; the apply itself ran to its end"
+        );
+    }
     let totals = apply::totals(&applied);
     if totals.failed > 0 || totals.not_started > 0 {
         if totals.failed > 0 && args.format == Format::Text && !ctx.quiet() {
@@ -154,14 +165,13 @@ fn print_results(
                     || (matches!(a.outcome, apply::Outcome::NotStarted)
                         && a.change.action.pushes());
                 if (unchanged && ctx.verbose()) || (cut_short && stopped) {
-                    println!("{}", text::outcome_line(&a.change, &a.outcome, style));
+                    out::line(&text::outcome_line(&a.change, &a.outcome, style));
                 }
             }
-            println!("{}", style.bold(&text::apply_summary(applied)));
+            out::line(&style.bold(&text::apply_summary(applied)));
         }
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report::json::apply(document, applied)).expect("JSON")
+        Format::Json => out::line(
+            &serde_json::to_string_pretty(&report::json::apply(document, applied)).expect("JSON"),
         ),
     }
 }
@@ -178,11 +188,18 @@ fn print_not_started(args: &ApplyArgs, document: &PlanDocument, plan: Plan) {
                 outcome: apply::Outcome::NotStarted,
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report::json::apply(document, &applied)).expect("JSON")
+        out::line(
+            &serde_json::to_string_pretty(&report::json::apply(document, &applied)).expect("JSON"),
         );
     }
+}
+
+/// `repository:tag` of every artifact of a plan.
+fn references(plan: &Plan) -> Vec<String> {
+    plan.changes
+        .iter()
+        .map(|c| c.publication.reference())
+        .collect()
 }
 
 fn read_saved_plan(path: &Path) -> Result<PlanDocument, Failure> {

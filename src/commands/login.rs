@@ -1,12 +1,13 @@
-//! `eigenpub login HOST -u USER --password-stdin`: check credentials against a registry
+//! `eigenpub login HOST -u USER [--password-stdin]`: check credentials against a registry
 //! (through the same client `plan` and `apply` use, with the project's settings for that
-//! host) and store them as `docker login` does.
+//! host) and store them as `docker login` does; without `--password-stdin` the password is
+//! asked at the terminal, without echo. `eigenpub logout HOST` forgets them again.
 
 use std::io::Read;
 use std::sync::Arc;
 
 use super::{Context, Exit, Failure, Outcome, connection};
-use crate::cli::LoginArgs;
+use crate::cli::{LoginArgs, LogoutArgs};
 use crate::diagnostic::Problem;
 use crate::project::file::ProjectFile;
 use crate::registry::credentials::{self, Credential, Secret};
@@ -24,7 +25,11 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
         Problem::error("eigenpub::login::host", m)
             .help("give the registry host, e.g. `eigenpub login ghcr.io -u USER --password-stdin`")
     })?;
-    let password = read_password(&host)?;
+    let password = if args.password_stdin {
+        read_password(&host)?
+    } else {
+        prompt_password(&host, &args.username)?
+    };
     // The project's settings for this registry (plain-http, ca-file), when there are some.
     let settings = std::fs::read_to_string(&ctx.config)
         .ok()
@@ -76,10 +81,72 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
         .help("check that Docker's config.json (or DOCKER_CONFIG) is writable, or that its credential helper works")
     })?;
     if !ctx.quiet() {
-        println!(
+        crate::report::out::line(&format!(
             "Login succeeded for {}; credentials stored in {place}.",
             args.registry
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// Asks for the password at the terminal, without echo; refuses when there is none.
+fn prompt_password(host: &str, username: &str) -> Result<String, Failure> {
+    use std::io::IsTerminal;
+    let hint = format!(
+        "pipe the password or token in: `echo \"$TOKEN\" | eigenpub login {host} -u USER --password-stdin`"
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(Problem::error(
+            "eigenpub::login::password",
+            "no terminal to ask for the password, and --password-stdin was not given",
+        )
+        .help(hint)
+        .into());
+    }
+    let password = rpassword::prompt_password(format!("Password for {username} at {host}: "))
+        .map_err(|e| {
+            Problem::error(
+                "eigenpub::login::password",
+                format!("cannot read the password: {e}"),
+            )
+            .help(hint.clone())
+        })?;
+    if password.is_empty() {
+        return Err(
+            Problem::error("eigenpub::login::password", "the password is empty")
+                .help(hint)
+                .into(),
         );
+    }
+    Ok(password)
+}
+
+/// `eigenpub logout HOST`: forget the stored credentials, as `docker logout` does.
+pub(super) fn logout(ctx: &Context, args: &LogoutArgs) -> Outcome {
+    let host = args
+        .registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    crate::reference::parse_prefix(&host).map_err(|m| {
+        Problem::error("eigenpub::login::host", m)
+            .help("give the registry host, e.g. `eigenpub logout ghcr.io`")
+    })?;
+    let removed = credentials::erase(&host).map_err(|m| {
+        Problem::error(
+            "eigenpub::logout::erase",
+            format!("cannot remove the credentials for {host}: {m}"),
+        )
+        .help("check that Docker's config.json (or DOCKER_CONFIG) is writable, or that its credential helper works")
+    })?;
+    if !ctx.quiet() {
+        match removed {
+            Some(place) => crate::report::out::line(&format!(
+                "Removed the credentials for {host} from {place}."
+            )),
+            None => crate::report::out::line(&format!("Not logged in to {host}.")),
+        }
     }
     Ok(Exit::Ok)
 }

@@ -4,6 +4,8 @@
 //! outcomes into exit codes.
 
 mod apply;
+mod basics;
+mod inspect;
 mod login;
 mod plan;
 mod validate;
@@ -44,13 +46,17 @@ pub struct Failure {
     pub problems: Vec<Problem>,
     /// Printed after the problems when diagnostics are for people (e.g. "nothing was pushed").
     pub closing: Option<String>,
+    /// `repository:tag` of every artifact in scope that was not attempted because of it.
+    pub not_attempted: Vec<String>,
+    /// True when the command already printed its JSON document on standard output.
+    pub document_printed: bool,
 }
 
 impl From<Problem> for Failure {
     fn from(problem: Problem) -> Failure {
         Failure {
             problems: vec![problem],
-            closing: None,
+            ..Failure::default()
         }
     }
 }
@@ -59,7 +65,7 @@ impl From<Vec<Problem>> for Failure {
     fn from(problems: Vec<Problem>) -> Failure {
         Failure {
             problems,
-            closing: None,
+            ..Failure::default()
         }
     }
 }
@@ -69,18 +75,38 @@ pub type Outcome = Result<Exit, Failure>;
 
 /// Runs a parsed command line and returns the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    use crate::report::{DiagnosticFormat, Format, PlanFormat};
     let format = match &cli.command {
         Command::Validate(args) => args.format,
         Command::Plan(args) => args.diagnostics,
         Command::Apply(args) => args.diagnostics,
-        Command::Login(_) => crate::report::DiagnosticFormat::Human,
+        _ => DiagnosticFormat::Human,
     };
-    let ctx = match Context::new(&cli.global, format) {
+    // Commands whose result is a JSON document: one is printed on standard output
+    // whatever happens, a failure included.
+    let json_document = match &cli.command {
+        Command::Plan(args) => args.format == PlanFormat::Json,
+        Command::Apply(args) => args.format == Format::Json,
+        Command::Inspect(args) => args.format == Format::Json,
+        _ => false,
+    };
+    let scope = cli.scope().unwrap_or_default();
+    let ctx = match Context::new(&cli.global, &scope, format) {
         Ok(ctx) => ctx,
         Err((diagnostics, problem)) => {
-            return finish(&diagnostics, Err(problem.into()));
+            return finish(&diagnostics, json_document, Err(problem.into()));
         }
     };
+    // Commands that need no registry and no runtime.
+    match &cli.command {
+        Command::Completions(args) => {
+            return finish(&ctx.diagnostics, false, basics::completions(args));
+        }
+        Command::Man => return finish(&ctx.diagnostics, false, basics::man()),
+        Command::Init(args) => return finish(&ctx.diagnostics, false, basics::init(&ctx, args)),
+        Command::Logout(args) => return finish(&ctx.diagnostics, false, login::logout(&ctx, args)),
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,7 +118,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 format!("cannot start the async runtime: {e}"),
             )
             .help("the system refused threads or file descriptors; check ulimits");
-            return finish(&ctx.diagnostics, Err(problem.into()));
+            return finish(&ctx.diagnostics, json_document, Err(problem.into()));
         }
     };
     let outcome = runtime.block_on(async {
@@ -101,18 +127,29 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Plan(args) => plan::run(&ctx, args).await,
             Command::Apply(args) => apply::run(&ctx, args).await,
             Command::Login(args) => login::run(&ctx, args).await,
+            Command::Inspect(args) => inspect::inspect(&ctx, args).await,
+            Command::Pull(args) => inspect::pull(&ctx, args).await,
+            Command::Logout(_) | Command::Init(_) | Command::Completions(_) | Command::Man => {
+                unreachable!("handled above")
+            }
         }
     });
     // Do not wait for stray blocking tasks (a hung credential helper) on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    finish(&ctx.diagnostics, outcome)
+    finish(&ctx.diagnostics, json_document, outcome)
 }
 
-/// Prints a failure (if any) and maps the outcome to an exit code.
-fn finish(diagnostics: &Diagnostics, outcome: Outcome) -> ExitCode {
+/// Prints a failure (if any) and maps the outcome to an exit code. With `json_document`,
+/// a failure is also printed as a JSON document on standard output (unless the command
+/// printed its own).
+fn finish(diagnostics: &Diagnostics, json_document: bool, outcome: Outcome) -> ExitCode {
     let exit = match outcome {
         Ok(exit) => exit,
         Err(failure) => {
+            if json_document && !failure.document_printed {
+                let doc = crate::report::json::failure(&failure.problems, &failure.not_attempted);
+                crate::report::out::line(&serde_json::to_string_pretty(&doc).expect("JSON"));
+            }
             diagnostics.print(&failure.problems);
             if let Some(line) = failure.closing.filter(|_| diagnostics.for_people()) {
                 eprintln!("error: {line}");
@@ -141,6 +178,7 @@ fn load_project(ctx: &Context) -> Result<Project, Failure> {
                     "{errors} problem{} found; nothing was planned or pushed",
                     plural(errors)
                 )),
+                ..Failure::default()
             })
         }
     }

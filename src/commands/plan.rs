@@ -13,7 +13,7 @@ use crate::project::Project;
 use crate::registry::Targets;
 use crate::registry::remote::Access;
 use crate::report::progress::ObserveBar;
-use crate::report::{self, PlanFormat, text};
+use crate::report::{self, PlanFormat, out, text};
 
 /// A plan made against the targets, with what produced it.
 pub(super) struct Planned {
@@ -34,16 +34,24 @@ pub(super) async fn make_plan(
     if !selection.is_everything() {
         let all = project.publications.len();
         project.publications = selection.apply(std::mem::take(&mut project.publications));
-        if project.publications.is_empty() && !ctx.quiet() {
-            let p = Problem::warning(
+        if project.publications.is_empty() && all > 0 {
+            // Most likely a typo: saying "no changes" would hide it.
+            return Err(Problem::error(
                 "eigenpub::select::empty",
                 format!("the selection matches none of the project's {all} artifacts"),
             )
-            .help("--select and --exclude match the AVS name, `avs/opset`, or `repository:tag`");
-            ctx.diagnostics.print(&[p]);
+            .help("--select and --exclude match the AVS name, `avs/opset`, or `repository:tag`; `eigenpub validate -v` lists them")
+            .into());
         }
     }
-    let targets = Targets::connect(connections(&project), access).await?;
+    let not_attempted = |problems: Vec<Problem>, project: &Project| Failure {
+        problems,
+        not_attempted: project.publications.iter().map(|p| p.reference()).collect(),
+        ..Failure::default()
+    };
+    let targets = Targets::connect(connections(&project), access)
+        .await
+        .map_err(|problems| not_attempted(problems, &project))?;
     let concurrency = ctx.concurrency(project.concurrency);
     let bar = ObserveBar::new(
         project.publications.len(),
@@ -58,8 +66,12 @@ pub(super) async fn make_plan(
     )
     .await;
     bar.finish();
-    let observed =
-        observed.map_err(|errors| plan::observe_problems(&errors, &project.publications))?;
+    let observed = observed.map_err(|errors| {
+        not_attempted(
+            plan::observe_problems(&errors, &project.publications),
+            &project,
+        )
+    })?;
     let hash = saved::inputs_hash(&project.file.text, &project.publications);
     let plan = plan::diff(project.publications.clone(), observed, overwrite);
     let document = PlanDocument::new(
@@ -87,14 +99,17 @@ pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
         document,
     } = &planned;
     match args.format {
-        PlanFormat::Text => print!("{}", text::plan(plan, ctx.stdout, ctx.verbose())),
-        PlanFormat::Json => println!("{}", report::json::plan_text(document)),
+        PlanFormat::Text if ctx.quiet() => {
+            out::line(&ctx.stdout.bold(&text::plan_summary(plan)));
+        }
+        PlanFormat::Text => out::print(&text::plan(plan, ctx.stdout, ctx.verbose())),
+        PlanFormat::Json => out::line(&report::json::plan_text(document)),
         PlanFormat::Markdown => {
             let concurrency = ctx.concurrency(project.concurrency);
             let contents = previous::for_review(targets, plan, concurrency)
                 .await
                 .map_err(|e| e.to_problem())?;
-            print!("{}", report::markdown::plan(plan, &contents, ctx.verbose()));
+            out::print(&report::markdown::plan(plan, &contents, ctx.verbose()));
         }
     }
     if let Some(out) = &args.out {
@@ -112,9 +127,30 @@ pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
         }
     }
     report_requests(ctx, targets.requests());
+    let refused = plan.refused().count();
+    if refused > 0 {
+        // apply would refuse this plan: a pull-request check must not stay green.
+        return Err(Failure {
+            problems: vec![refused_overwrite(refused, "apply would refuse to push")],
+            document_printed: true,
+            ..Failure::default()
+        });
+    }
     Ok(if args.detailed_exitcode && plan.has_changes() {
         Exit::Changes
     } else {
         Exit::Ok
     })
+}
+
+/// The problem a plan with refused overwrites is: `plan` and `apply` say the same.
+pub(super) fn refused_overwrite(refused: usize, consequence: &str) -> Problem {
+    Problem::error(
+        "eigenpub::apply::refused-overwrite",
+        format!(
+            "{refused} published tag{} would be overwritten with different content; {consequence}",
+            super::plural(refused)
+        ),
+    )
+    .help("published tags are immutable by default (their digests may be on chain): bump `version` so a new tag is made, or, if overwriting is really intended, pass --allow-overwrite or list the tags in `mutable-tags`")
 }

@@ -1,29 +1,75 @@
-//! `eigenpub validate`: load and check the project and every spec, offline.
+//! `eigenpub validate`: load and check the project and every spec, offline. With `-v` or
+//! `--format json` it lists every artifact the project resolves to (AVS, operator set,
+//! spec, `repository:tag`, digest), so what a plan would push can be seen without a
+//! registry. `--format json` prints one document on standard output, valid or not.
 
 use std::collections::BTreeSet;
 
+use serde_json::{Value, json};
+
 use super::{Context, Exit, Outcome, load_project, plural};
 use crate::cli::ValidateArgs;
-use crate::report::{self, DiagnosticFormat};
+use crate::project::Publication;
+use crate::report::{self, DiagnosticFormat, out};
 
 pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
+    if args.format == DiagnosticFormat::Json {
+        return Ok(json_document(ctx));
+    }
     let project = load_project(ctx)?;
-    if args.format == DiagnosticFormat::Json && project.warnings.is_empty() {
-        eprintln!("{}", report::json::problems(&[]));
+    let publications = ctx.selection.apply(project.publications);
+    if ctx.verbose() {
+        for p in &publications {
+            out::line(&format!(
+                "{}/{}  {}  {}  {}",
+                p.avs,
+                p.operator_set,
+                p.spec,
+                p.reference(),
+                p.artifact.digest()
+            ));
+        }
     }
-    if !ctx.quiet() {
-        let count = project.publications.len();
-        let avs: BTreeSet<&str> = project
-            .publications
-            .iter()
-            .map(|p| p.avs.as_str())
-            .collect();
-        println!(
-            "Valid: {count} artifact{} for {} AVS{}.",
-            plural(count),
-            avs.len(),
-            plural(avs.len()),
-        );
-    }
+    let count = publications.len();
+    let avs: BTreeSet<&str> = publications.iter().map(|p| p.avs.as_str()).collect();
+    out::line(&format!(
+        "Valid: {count} artifact{} for {} AVS{}.",
+        plural(count),
+        avs.len(),
+        plural(avs.len()),
+    ));
     Ok(Exit::Ok)
+}
+
+/// `--format json`: diagnostics and artifacts in one document on standard output.
+fn json_document(ctx: &Context) -> Exit {
+    let (valid, problems, artifacts) =
+        match crate::project::load(&ctx.config, &crate::project::Env::from_process()) {
+            Ok(project) => {
+                let artifacts: Vec<Value> = ctx
+                    .selection
+                    .apply(project.publications)
+                    .iter()
+                    .map(artifact)
+                    .collect();
+                (true, project.warnings, artifacts)
+            }
+            Err(problems) => (false, problems.sorted(), Vec::new()),
+        };
+    let mut doc = report::json::problems(&problems);
+    doc["valid"] = json!(valid);
+    doc["artifacts"] = json!(artifacts);
+    out::line(&serde_json::to_string_pretty(&doc).expect("JSON"));
+    if valid { Exit::Ok } else { Exit::Failed }
+}
+
+fn artifact(p: &Publication) -> Value {
+    json!({
+        "avs": p.avs,
+        "operator_set": p.operator_set,
+        "spec": p.spec,
+        "repository": p.repository.to_string(),
+        "tag": p.tag,
+        "digest": p.artifact.digest(),
+    })
 }

@@ -327,6 +327,91 @@ fn run_helper_store(helper: &str, key: &str, username: &str, password: &str) -> 
     Ok(())
 }
 
+/// Forgets the credentials stored for a registry, as `docker logout` does: erased from its
+/// credential helper or store (when one is configured) and removed from `auths`. Returns
+/// where they were, or `None` when nothing was stored.
+pub fn erase(registry: &str) -> Result<Option<String>, String> {
+    let dir = docker_config_dir()
+        .ok_or("cannot find Docker's config folder: set DOCKER_CONFIG or HOME")?;
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let keys = config_keys(registry);
+    let helper = keys
+        .iter()
+        .find_map(|k| config.get("credHelpers")?.get(k)?.as_str())
+        .or_else(|| config.get("credsStore").and_then(|s| s.as_str()))
+        .map(str::to_string);
+    let mut removed = None;
+    if let Some(auths) = config.get_mut("auths").and_then(|a| a.as_object_mut()) {
+        for key in &keys {
+            if auths.remove(key).is_some() {
+                removed = Some(format!("{}", path.display()));
+            }
+        }
+    }
+    if let Some(helper) = helper {
+        for key in &keys {
+            if run_helper_erase(&helper, key)? {
+                removed = Some(format!("credential helper docker-credential-{helper}"));
+            }
+        }
+    }
+    if removed.is_some() {
+        let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
+        crate::atomic::write(&path, &bytes, 0o600)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(removed)
+}
+
+/// `docker-credential-<helper> erase`; false when the helper holds nothing for `key`.
+fn run_helper_erase(helper: &str, key: &str) -> Result<bool, String> {
+    use std::io::Write;
+    let program = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&program)
+        .arg("erase")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(key.as_bytes())
+            .map_err(|e| format!("cannot talk to {program}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program} failed: {e}"))?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if said.contains("credentials not found") {
+        return Ok(false);
+    }
+    Err(format!("{program} erase failed: {}", sanitize_line(&said)))
+}
+
+/// Helper output, made safe to print: one line, printable characters, bounded.
+fn sanitize_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod markdown;
+pub mod out;
 pub mod progress;
 pub mod release;
 pub mod text;

@@ -92,7 +92,7 @@ impl Progress for Printer {
         match self {
             Printer::Quiet => {}
             Printer::Lines { style } => {
-                println!("{}", text::outcome_line(change, outcome, *style))
+                crate::report::out::line(&text::outcome_line(change, outcome, *style))
             }
             Printer::Bars { bars, style } => {
                 if let Some(spinner) = bars

@@ -1099,14 +1099,15 @@ fn text_and_markdown_renderings_match_their_snapshots() {
     );
     write_spec(&project, WF0, &seed(WF0));
 
+    // A refused overwrite fails the plan (exit 1): apply would refuse it.
     let plan = project.run(&["plan"]);
-    plan.no_panic().success();
+    plan.no_panic().expect_code(1);
     snapshot("plan-mixed.txt", &plan.stdout);
     let verbose = project.run(&["-v", "plan"]);
-    verbose.no_panic().success();
+    verbose.no_panic().expect_code(1);
     snapshot("plan-mixed-verbose.txt", &verbose.stdout);
     let md = project.run(&["plan", "--format", "markdown"]);
-    md.no_panic().success();
+    md.no_panic().expect_code(1);
     snapshot("plan-mixed.md", &md.stdout);
 
     // An apply that refuses prints the refusals and pushes nothing.

@@ -453,7 +453,7 @@ const PLACES: &[Place] = &[
     ),
 ];
 
-/// `validate --format json` of a case: the whole of stderr is one JSON document.
+/// `validate --format json` of a case: the whole of stdout is one JSON document.
 fn json_diagnostics(case: &str) -> Vec<Value> {
     try_json_diagnostics(case).unwrap_or_else(|why| panic!("{why}"))
 }
@@ -467,8 +467,8 @@ fn try_json_diagnostics(case: &str) -> Result<Vec<Value>, String> {
             expected_code(case)
         ));
     }
-    let doc: Value = serde_json::from_str(out.stderr.trim()).map_err(|e| {
-        format!("case {case}: stderr of --format json is not one JSON document: {e}\n{out}")
+    let doc: Value = serde_json::from_str(out.stdout.trim()).map_err(|e| {
+        format!("case {case}: stdout of --format json is not one JSON document: {e}\n{out}")
     })?;
     if doc["format_version"] != 1 {
         return Err(format!("case {case}: format_version is not 1: {doc}"));
