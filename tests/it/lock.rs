@@ -291,8 +291,9 @@ fn a_changed_spec_is_the_only_one_planned_and_refused_when_immutable() {
     let project = project(&registry, "created = \"2025-01-01T00:00:00Z\"");
     project.write(&PO1.spec(), PO1.text("image-2"));
 
+    // A refused overwrite fails the plan (exit 1), --detailed-exitcode or not.
     let plan = project.run(&["plan", "--detailed-exitcode"]);
-    plan.no_panic().expect_code(2);
+    plan.no_panic().expect_code(1);
     let changed: Vec<&str> = plan
         .stdout_lines()
         .into_iter()
@@ -360,7 +361,7 @@ fn other_content_is_never_equivalent_and_adopt_equivalent_false_wants_the_same_b
     assert_ne!(other_kind, published[&PO0.name_and_tag()]);
     let project = project(&registry, "created = \"2025-01-01T00:00:00Z\"");
     let plan = project.run(&["plan"]);
-    plan.no_panic().success();
+    plan.no_panic().expect_code(1);
     assert!(
         plan.stdout.contains(&format!(
             "! refuse {} {other_kind}",
@@ -377,7 +378,7 @@ fn other_content_is_never_equivalent_and_adopt_equivalent_false_wants_the_same_b
     );
     registry.reset_requests();
     let plan = strict.run(&["plan"]);
-    plan.no_panic().success();
+    plan.no_panic().expect_code(1);
     assert!(
         has_line(
             &plan.stdout,
