@@ -60,6 +60,8 @@ impl Applied {
                     ),
                     help: "run apply again: it pushes whatever is still missing".into(),
                     transient: true,
+                    kind: None,
+                    status: None,
                 })
             }
             _ => None,
@@ -292,6 +294,8 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
             ),
             help: "the registry rewrote the manifest; eigenpub's digests would not match what is stored. Report this registry's behaviour".into(),
             transient: false,
+            kind: None,
+            status: None,
         });
     }
     Ok(reported)

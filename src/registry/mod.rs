@@ -35,6 +35,10 @@ pub struct TargetError {
     pub help: String,
     /// True when trying again later may succeed (network, server, rate limit).
     pub transient: bool,
+    /// For a registry failure: what kind it was (the source of `code`), as data.
+    pub kind: Option<remote::ErrorKind>,
+    /// For a registry failure with an answer: its HTTP status.
+    pub status: Option<u16>,
 }
 
 impl std::fmt::Display for TargetError {
@@ -56,24 +60,16 @@ impl TargetError {
 
 impl From<RegistryError> for TargetError {
     fn from(e: RegistryError) -> Self {
-        use remote::ErrorKind::*;
-        let code = match e.kind {
-            Unreachable => "eigenpub::registry::unreachable",
-            Tls => "eigenpub::registry::tls",
-            Auth => "eigenpub::registry::auth",
-            Denied => "eigenpub::registry::denied",
-            Rejected => "eigenpub::registry::rejected",
-            Server => "eigenpub::registry::server",
-            Protocol => "eigenpub::registry::protocol",
-        };
         // The message may quote the registry's body, headers and URLs: sanitised and cut
         // here, where every registry failure passes on its way to any output.
         TargetError {
             message: crate::sanitize::registry_text(&e.to_string()),
             target: crate::sanitize::text(&e.registry),
-            code,
+            code: e.code(),
             help: crate::sanitize::registry_text(&e.help),
-            transient: matches!(e.kind, Unreachable | Server),
+            transient: e.is_transient(),
+            kind: Some(e.kind),
+            status: e.status,
         }
     }
 }
@@ -86,6 +82,8 @@ impl From<layout::LayoutError> for TargetError {
             message: crate::sanitize::text(&e.to_string()),
             help: "check the folder's permissions and free space".into(),
             transient: false,
+            kind: None,
+            status: None,
         }
     }
 }
@@ -121,6 +119,8 @@ impl Target {
                 ),
                 help: "the registry (or what answers in its place) sent a malformed Docker-Content-Digest; check what is serving this host".into(),
                 transient: false,
+                kind: Some(remote::ErrorKind::Protocol),
+                status: None,
             }),
             other => Ok(other),
         }
@@ -255,6 +255,8 @@ async fn blocking<T: Send + 'static>(
             message: format!("a layout write stopped: {e}"),
             help: "run apply again".into(),
             transient: true,
+            kind: None,
+            status: None,
         }),
     }
 }

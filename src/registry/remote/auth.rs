@@ -1,0 +1,492 @@
+//! Authentication with a registry: which scheme it wants (learned from its first 401
+//! challenge), bearer tokens per repository scope (fetched once however many requests want
+//! one, cached, renewed before they expire), and where credentials may go (only to the
+//! registry's own origin, never in clear text to another machine).
+//!
+//! Token requests go through the same retry driver as every other request
+//! ([`super::transport`]); challenge parsing and the same-origin rule are pure and tested
+//! here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use tokio::sync::Mutex;
+
+use super::Registry;
+use super::error::{self, ErrorKind, RegistryError, error_body};
+use super::transport::{Attempt, Attempts, header};
+use crate::reference::is_loopback;
+use crate::registry::credentials::{Credential, Secret};
+use crate::registry::retry::{self, Verdict};
+
+/// How this registry wants to be authenticated, learned from its first challenge.
+#[derive(Debug, Clone)]
+pub(super) enum Scheme {
+    Unknown,
+    /// Requests succeed without credentials (so far; a later 401 is still learned from).
+    Open,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    value: String,
+    expires: Instant,
+    /// Renew this long before `expires` (five seconds, or half a short token's life).
+    margin: Duration,
+}
+
+/// What a registry connection knows about authenticating: scheme and cached tokens.
+#[derive(Debug)]
+pub(super) struct AuthState {
+    pub(super) scheme: Mutex<Scheme>,
+    /// Held by the first request while the scheme is unknown, so that a burst of concurrent
+    /// first requests costs one 401, not one each.
+    pub(super) learning: Mutex<()>,
+    tokens: Mutex<HashMap<String, Token>>,
+    /// One lock per scope, so concurrent requests fetch a scope's token once.
+    token_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl AuthState {
+    pub(super) fn new() -> AuthState {
+        AuthState {
+            scheme: Mutex::new(Scheme::Unknown),
+            learning: Mutex::new(()),
+            tokens: Mutex::new(HashMap::new()),
+            token_locks: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True while no answer has told how this registry authenticates.
+    pub(super) async fn scheme_unknown(&self) -> bool {
+        matches!(*self.scheme.lock().await, Scheme::Unknown)
+    }
+
+    /// An answer other than 401 came while the scheme was unknown: the registry is open.
+    pub(super) async fn learned_open(&self) {
+        let mut scheme = self.scheme.lock().await;
+        if matches!(*scheme, Scheme::Unknown) {
+            *scheme = Scheme::Open;
+        }
+    }
+}
+
+impl Registry {
+    /// True when the registry has asked for credentials (answered a 401) during this run.
+    pub async fn challenged(&self) -> bool {
+        matches!(
+            *self.auth.scheme.lock().await,
+            Scheme::Basic | Scheme::Bearer { .. }
+        )
+    }
+
+    /// Adds the Authorization header this registry wants, if any.
+    pub(super) async fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        scope: &str,
+    ) -> Result<reqwest::RequestBuilder, RegistryError> {
+        let scheme = self.auth.scheme.lock().await.clone();
+        match scheme {
+            Scheme::Unknown | Scheme::Open => Ok(request),
+            Scheme::Basic => match &self.credential {
+                Some(Credential {
+                    secret: Secret::Basic { username, password },
+                    ..
+                }) => {
+                    self.check_transport_for_credentials()?;
+                    Ok(request.basic_auth(username, Some(password)))
+                }
+                _ => Ok(request),
+            },
+            Scheme::Bearer { .. } => {
+                // One token fetch per scope, however many requests want it at once; a
+                // token about to expire is renewed before it is used.
+                let lock = self
+                    .auth
+                    .token_locks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(scope.to_string())
+                    .or_default()
+                    .clone();
+                if self.credential.is_some() {
+                    self.check_transport_for_credentials()?;
+                }
+                let _held = lock.lock().await;
+                let token = self.auth.tokens.lock().await.get(scope).cloned();
+                match token {
+                    Some(t) if t.expires > Instant::now() + t.margin => {
+                        Ok(request.bearer_auth(t.value))
+                    }
+                    _ => {
+                        let fresh = self.fetch_token(scope).await?;
+                        Ok(request.bearer_auth(fresh))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refuses to send credentials in clear text to anything but this machine.
+    fn check_transport_for_credentials(&self) -> Result<(), RegistryError> {
+        if self.base.starts_with("http://") && !is_loopback(&self.host) && self.credential.is_some()
+        {
+            return Err(self.error(
+                ErrorKind::Auth,
+                None,
+                "refusing to send credentials over plain HTTP to a host that is not this machine",
+                format!(
+                    "serve the registry over HTTPS (with ca-file for a private CA), or remove plain-http for {}",
+                    self.host
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads a 401's challenge; returns true when a retry with credentials makes sense.
+    pub(super) async fn learn_challenge(
+        &self,
+        challenge: Option<&str>,
+        scope: &str,
+    ) -> Result<bool, RegistryError> {
+        let Some(challenge) = challenge else {
+            return Ok(false);
+        };
+        let (kind, params) = parse_challenge(challenge);
+        if kind.eq_ignore_ascii_case("basic") {
+            *self.auth.scheme.lock().await = Scheme::Basic;
+            return Ok(matches!(
+                self.credential,
+                Some(Credential {
+                    secret: Secret::Basic { .. },
+                    ..
+                })
+            ));
+        }
+        if kind.eq_ignore_ascii_case("bearer") {
+            let Some(realm) = params.get("realm").cloned() else {
+                return Ok(false);
+            };
+            *self.auth.scheme.lock().await = Scheme::Bearer {
+                realm,
+                service: params.get("service").cloned(),
+            };
+            self.fetch_token(scope).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Gets a bearer token for a scope from the realm the registry named, and caches it.
+    async fn fetch_token(&self, scope: &str) -> Result<String, RegistryError> {
+        let Scheme::Bearer { realm, service } = self.auth.scheme.lock().await.clone() else {
+            return Err(self.error(ErrorKind::Protocol, None, "no token service known", ""));
+        };
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if !scope.is_empty() {
+            query.push(("scope", scope));
+        }
+        if let Some(s) = &service {
+            query.push(("service", s));
+        }
+        let request = match &self.credential {
+            Some(Credential {
+                secret: Secret::IdentityToken(token),
+                ..
+            }) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", "eigenpub"),
+                ];
+                if !scope.is_empty() {
+                    form.push(("scope", scope));
+                }
+                if let Some(s) = &service {
+                    form.push(("service", s));
+                }
+                self.http.post(&realm).form(&form)
+            }
+            Some(Credential {
+                secret: Secret::Basic { username, password },
+                ..
+            }) => self
+                .http
+                .get(&realm)
+                .query(&query)
+                .basic_auth(username, Some(password)),
+            None => self.http.get(&realm).query(&query),
+        };
+        if realm.starts_with("http://")
+            && self.credential.is_some()
+            && !is_loopback(host_of(&realm))
+        {
+            return Err(self.error(
+                ErrorKind::Auth,
+                None,
+                format!(
+                    "the registry's token service {realm} is plain HTTP; refusing to send credentials there"
+                ),
+                "use a registry whose token service is served over HTTPS",
+            ));
+        }
+        // The token service gets the same retries as the registry; only a refusal (or
+        // another client error) is final.
+        let (status, body) = self
+            .drive(&mut TokenAttempts {
+                registry: self,
+                request,
+            })
+            .await?;
+        if !status.is_success() {
+            let (_, detail) = error_body(&body);
+            let (kind, help) = match status.as_u16() {
+                401 | 403 => (
+                    ErrorKind::Auth,
+                    error::login_help(&self.host, self.credential.as_ref()),
+                ),
+                _ => (
+                    ErrorKind::Server,
+                    "the registry's token service failed; try again later".to_string(),
+                ),
+            };
+            return Err(self.error(
+                kind,
+                Some(status.as_u16()),
+                format!(
+                    "the token service refused {}: HTTP {} {}",
+                    error::who(self.credential.as_ref()),
+                    status.as_u16(),
+                    detail
+                ),
+                help,
+            ));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let parsed: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            self.error(
+                ErrorKind::Protocol,
+                Some(status.as_u16()),
+                format!("the token service answered something that is not a token: {e}"),
+                "",
+            )
+        })?;
+        let value = parsed.token.or(parsed.access_token).ok_or_else(|| {
+            self.error(
+                ErrorKind::Protocol,
+                Some(status.as_u16()),
+                "the token service answered without a token",
+                "",
+            )
+        })?;
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).clamp(1, 86_400));
+        let expires = Instant::now() + lifetime;
+        let margin = Duration::from_secs(5).min(lifetime / 2);
+        self.auth.tokens.lock().await.insert(
+            scope.to_string(),
+            Token {
+                value: value.clone(),
+                expires,
+                margin,
+            },
+        );
+        Ok(value)
+    }
+}
+
+/// One token request, as the retry driver repeats it.
+struct TokenAttempts<'a> {
+    registry: &'a Registry,
+    request: reqwest::RequestBuilder,
+}
+
+impl Attempts for TokenAttempts<'_> {
+    type Output = (StatusCode, Bytes);
+
+    async fn attempt(&mut self, _number: u32) -> Attempt<(StatusCode, Bytes)> {
+        let registry = self.registry;
+        registry.stats.requests.fetch_add(1, Ordering::Relaxed);
+        // Token requests carry a query or a form, never a stream, so they always clone.
+        let Some(request) = self.request.try_clone() else {
+            return Attempt::Done(Err(registry.error(
+                ErrorKind::Protocol,
+                None,
+                "cannot repeat a token request",
+                "",
+            )));
+        };
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let (kind, message, help) =
+                    error::transport_error(&registry.host, &registry.base, &e);
+                return Attempt::Again {
+                    last: Err(registry.error(
+                        kind,
+                        None,
+                        format!("token service: {message}"),
+                        help,
+                    )),
+                    retry_after: None,
+                    throttled: false,
+                    budget: registry.backoff.attempts.min(3),
+                    counted: false,
+                };
+            }
+        };
+        let status = response.status();
+        let retry_after = header(response.headers(), "retry-after")
+            .and_then(|v| retry::parse_retry_after(&v, SystemTime::now()));
+        let body = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return Attempt::Done(Ok((status, body)));
+        }
+        let (codes, message) = error_body(&body);
+        match retry::classify(status.as_u16(), &codes, &message) {
+            Verdict::Fail => Attempt::Done(Ok((status, body))),
+            verdict => Attempt::Again {
+                last: Ok((status, body)),
+                retry_after,
+                throttled: verdict == Verdict::Throttled,
+                budget: registry.backoff.attempts,
+                counted: true,
+            },
+        }
+    }
+}
+
+/// True when `url` is on the registry's own scheme, host and port.
+pub(super) fn same_origin(url: &str, base: &str) -> bool {
+    let (Ok(a), Ok(b)) = (reqwest::Url::parse(url), reqwest::Url::parse(base)) else {
+        return false;
+    };
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The `host[:port]` part of a URL.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"`.
+pub(super) fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
+    let header = header.trim();
+    let (kind, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        params.insert(key, value.to_string());
+        rest = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    (kind.to_string(), params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_stay_on_the_registry() {
+        assert!(same_origin(
+            "https://ghcr.io/v2/a/blobs/uploads/x",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin(
+            "https://ghcr.io.evil.example/v2/",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin("https://uploads.example/x", "https://ghcr.io"));
+        assert!(!same_origin("http://ghcr.io/v2/", "https://ghcr.io"));
+        assert!(same_origin(
+            "http://LOCALHOST:5000/v2/x",
+            "http://localhost:5000"
+        ));
+        assert!(same_origin("https://ghcr.io:443/v2/x", "https://ghcr.io"));
+        // Another port of the same host is another origin.
+        assert!(!same_origin("https://ghcr.io:8443/v2/x", "https://ghcr.io"));
+        // A user-info trick does not change the host that is compared.
+        assert!(!same_origin(
+            "https://ghcr.io@evil.example/v2/",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin("not a url", "https://ghcr.io"));
+    }
+
+    #[test]
+    fn challenges() {
+        let (kind, p) = parse_challenge(
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(kind, "Bearer");
+        assert_eq!(p["realm"], "https://ghcr.io/token");
+        assert_eq!(p["service"], "ghcr.io");
+        assert_eq!(p["scope"], "repository:a/b:pull");
+        let (kind, p) = parse_challenge(r#"Basic realm="test""#);
+        assert_eq!(kind, "Basic");
+        assert_eq!(p["realm"], "test");
+    }
+
+    #[test]
+    fn challenge_edge_cases() {
+        // Unquoted values, spaces after commas, upper-case keys.
+        let (kind, p) = parse_challenge("bearer Realm=https://t.example/token, service=reg");
+        assert_eq!(kind, "bearer");
+        assert_eq!(p["realm"], "https://t.example/token");
+        assert_eq!(p["service"], "reg");
+        // A quoted value may contain commas.
+        let (_, p) =
+            parse_challenge(r#"Bearer realm="https://t/x",scope="repository:a:pull,push""#);
+        assert_eq!(p["scope"], "repository:a:pull,push");
+        // An unterminated quote takes the rest; a bare scheme has no parameters.
+        let (_, p) = parse_challenge(r#"Bearer realm="https://t/x"#);
+        assert_eq!(p["realm"], "https://t/x");
+        let (kind, p) = parse_challenge("Basic");
+        assert_eq!(kind, "Basic");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(host_of("http://127.0.0.1:5001/token"), "127.0.0.1:5001");
+        assert_eq!(host_of("https://auth.example"), "auth.example");
+    }
+}

@@ -1,0 +1,276 @@
+//! What can go wrong talking to a registry, as data: a kind, the HTTP status when there
+//! was one, a message and a help text saying what to do.
+//!
+//! The kind decides the diagnostic code (`eigenpub::registry::…`, stable: JSON output and
+//! tests rely on it) and whether trying again later may help; the help texts for the
+//! common refusals (bad credentials, missing permission, a refused request) live here so
+//! that every endpoint words them the same way.
+
+use super::Answer;
+use crate::registry::credentials::{self, Credential};
+
+/// What went wrong talking to a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unreachable,
+    Tls,
+    Auth,
+    Denied,
+    Rejected,
+    Server,
+    Protocol,
+}
+
+impl ErrorKind {
+    /// The diagnostic code shown to users and in JSON output.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "eigenpub::registry::unreachable",
+            ErrorKind::Tls => "eigenpub::registry::tls",
+            ErrorKind::Auth => "eigenpub::registry::auth",
+            ErrorKind::Denied => "eigenpub::registry::denied",
+            ErrorKind::Rejected => "eigenpub::registry::rejected",
+            ErrorKind::Server => "eigenpub::registry::server",
+            ErrorKind::Protocol => "eigenpub::registry::protocol",
+        }
+    }
+
+    /// True when trying again later may succeed (network, server, rate limit).
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Unreachable | ErrorKind::Server)
+    }
+}
+
+/// A registry failure: which registry, what happened, and what to do.
+#[derive(Debug, Clone)]
+pub struct RegistryError {
+    pub registry: String,
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+    pub help: String,
+}
+
+impl RegistryError {
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind.is_transient()
+    }
+}
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "registry {}: {}", self.registry, self.message)
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// Who the registry saw: the credentials' origin, or anonymous access.
+pub(super) fn who(credential: Option<&Credential>) -> String {
+    match credential {
+        Some(c) => format!("the credentials from {}", c.origin),
+        None => "anonymous access (no credentials found)".to_string(),
+    }
+}
+
+/// What to do when the registry refuses the credentials (or wants some).
+pub(super) fn login_help(host: &str, credential: Option<&Credential>) -> String {
+    let env = credentials::env_prefix(host);
+    match credential {
+        Some(c) => format!(
+            "the registry refused the credentials from {}; log in again with `docker login {host}` or `eigenpub login {host}`, or set {env}_USERNAME and {env}_PASSWORD",
+            c.origin
+        ),
+        None => format!(
+            "no credentials were found for {host}; log in with `docker login {host}` or `eigenpub login {host} --username U --password-stdin`, or set {env}_USERNAME and {env}_PASSWORD"
+        ),
+    }
+}
+
+/// Turns an unexpected answer into an error that says what to do.
+pub(super) fn unexpected(
+    host: &str,
+    credential: Option<&Credential>,
+    answer: &Answer,
+    what: &str,
+) -> RegistryError {
+    let status = answer.status.as_u16();
+    let (codes, detail) = error_body(&answer.body);
+    let detail = if detail.is_empty() {
+        answer.status.canonical_reason().unwrap_or("").to_string()
+    } else {
+        detail
+    };
+    let code = codes.first().cloned().unwrap_or_default();
+    let (kind, help) = match status {
+        _ if code == "BLOB_UPLOAD_UNKNOWN" => (
+            ErrorKind::Server,
+            "the registry lost the upload session; run apply again".to_string(),
+        ),
+        401 => (ErrorKind::Auth, login_help(host, credential)),
+        403 => (
+            ErrorKind::Denied,
+            format!(
+                "{} may not write to this repository; check its permissions (for GHCR, the token needs write:packages and the package must grant the repository access)",
+                who(credential)
+            ),
+        ),
+        404 => (
+            ErrorKind::Rejected,
+            "check the repository name; some registries need the repository created first"
+                .to_string(),
+        ),
+        400..=499 => (
+            ErrorKind::Rejected,
+            "the registry refused the request as sent; this is likely a bug in eigenpub or an unsupported registry: please report it with -v output".to_string(),
+        ),
+        _ => (
+            ErrorKind::Server,
+            "the registry failed; try again later".to_string(),
+        ),
+    };
+    let code = if code.is_empty() {
+        String::new()
+    } else {
+        format!(" {code}")
+    };
+    RegistryError {
+        registry: host.to_string(),
+        kind,
+        status: Some(status),
+        message: format!("could not {what}: HTTP {status}{code}: {detail}"),
+        help,
+    }
+}
+
+/// Classifies a failure of the HTTP client itself (no answer): kind, message, help.
+pub(super) fn transport_error(
+    host: &str,
+    base: &str,
+    e: &reqwest::Error,
+) -> (ErrorKind, String, String) {
+    let chain = error_chain(e);
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("invalid peer")
+    {
+        return (
+            ErrorKind::Tls,
+            format!("the registry's TLS certificate is not trusted: {chain}"),
+            format!(
+                "if it is signed by a private CA, add its PEM to the project: [registries.\"{host}\"] ca-file = \"ca.pem\""
+            ),
+        );
+    }
+    if e.is_timeout() {
+        return (
+            ErrorKind::Unreachable,
+            format!("timed out: {chain}"),
+            "check the network and the registry's health, then run again; nothing was left half-done".into(),
+        );
+    }
+    (
+        ErrorKind::Unreachable,
+        format!("cannot reach {base}: {chain}"),
+        if base.starts_with("https://") {
+            format!(
+                "check that {host} is the right host and is up; for a registry without TLS set [registries.\"{host}\"] plain-http = true"
+            )
+        } else {
+            format!(
+                "check that {host} is the right host and port, and that the registry is running"
+            )
+        },
+    )
+}
+
+/// An error and its causes, each said once.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// The registry's error codes and a readable message from a JSON error body.
+pub fn error_body(body: &[u8]) -> (Vec<String>, String) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(envelope) = serde_json::from_slice::<Envelope>(body) {
+        let codes = envelope
+            .errors
+            .iter()
+            .filter_map(|e| e.code.clone())
+            .collect();
+        let messages: Vec<String> = envelope
+            .errors
+            .iter()
+            .filter_map(|e| e.message.clone())
+            .collect();
+        return (codes, messages.join("; "));
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    (Vec::new(), text.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn error_bodies() {
+        let (codes, msg) = error_body(
+            br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#,
+        );
+        assert_eq!(codes, ["DIGEST_INVALID"]);
+        assert!(msg.contains("did not match"));
+        let (codes, msg) = error_body(b"plain text");
+        assert!(codes.is_empty());
+        assert_eq!(msg, "plain text");
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(
+            ErrorKind::Unreachable.code(),
+            "eigenpub::registry::unreachable"
+        );
+        assert_eq!(ErrorKind::Protocol.code(), "eigenpub::registry::protocol");
+        assert!(ErrorKind::Server.is_transient());
+        assert!(!ErrorKind::Rejected.is_transient());
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let answer = Answer {
+            status: StatusCode::FORBIDDEN,
+            headers: Default::default(),
+            body: bytes::Bytes::from_static(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
+        };
+        let e = unexpected("r.example", None, &answer, "push a manifest");
+        assert_eq!(e.kind, ErrorKind::Denied);
+        assert_eq!(e.status, Some(403));
+        assert_eq!(e.message, "could not push a manifest: HTTP 403 DENIED: no");
+        assert!(e.help.contains("anonymous access"));
+    }
+}
