@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 
 mod auth;
+mod cli;
 mod contract;
 mod core;
 mod diagnostics;
