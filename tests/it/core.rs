@@ -1136,11 +1136,17 @@ fn tag_template_that_merges_operator_sets_is_an_error() {
     let project = price_oracle("oci:out", "tag = \"v{version}\"\n");
     let out = project.run(&["validate"]);
     out.no_panic().expect_code(1);
-    assert!(
-        (out.stderr.contains(AGGREGATOR) && out.stderr.contains(EXECUTOR))
-            || out.stderr.contains("{opset}"),
-        "names both artifacts on :v3 (or the missing {{opset}})\n{out}"
-    );
+    for needle in [
+        "eigenpub::project::duplicate",
+        ":v3",
+        &format!("first: {AGGREGATOR}"),
+        &format!("second: {EXECUTOR}"),
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "names both artifacts on :v3, each at its place ({needle:?})\n{out}"
+        );
+    }
 }
 
 #[test]
@@ -1174,9 +1180,18 @@ fn unknown_keys_are_named() {
 
 #[test]
 fn valid_project_validates_without_a_registry() {
-    // A registry prefix nothing listens on: validate must not contact it.
+    // A registry prefix nothing listens on: validate succeeds without one.
     let project = price_oracle(&format!("127.0.0.1:{}/acme", free_port()), "");
     project.run(&["validate"]).no_panic().success();
+    // And with a registry there, validate does not contact it.
+    let registry = Registry::start();
+    let project = price_oracle(&prefix(&registry), "");
+    project.run(&["validate"]).no_panic().success();
+    assert_eq!(
+        registry.requests(),
+        Vec::new(),
+        "validate sent requests to the registry"
+    );
 }
 
 /// A blob already in one repository of the registry is mounted into another, not uploaded
@@ -1264,14 +1279,21 @@ fn registry_limits_out_of_range_are_errors() {
         ("max-concurrency = 0", "max-concurrency"),
         ("requests-per-second = 1e-300", "requests-per-second"),
     ] {
-        let project = price_oracle("127.0.0.1:1/acme", "");
+        // A live registry, so that a failure cannot come from an unreachable one.
+        let registry = Registry::start();
+        let project = price_oracle(&prefix(&registry), "");
         let toml = String::from_utf8(project.read("eigenruntime.toml")).unwrap();
         project.write(
             "eigenruntime.toml",
-            format!("{toml}\n[registries.\"127.0.0.1:1\"]\n{setting}\n"),
+            format!("{toml}\n[registries.\"{}\"]\n{setting}\n", registry.host()),
         );
         let out = project.run(&["plan"]);
         out.no_panic().expect_code(1);
         assert!(out.stderr.contains(text), "{setting}\n{out}");
+        assert_eq!(
+            registry.requests(),
+            Vec::new(),
+            "a bad setting is refused before any request ({setting})"
+        );
     }
 }

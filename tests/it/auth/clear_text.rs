@@ -2,7 +2,7 @@
 //! non-loopback address over plain HTTP gets neither, whatever the project says.
 //!
 //! These tests need an address of this machine that is not loopback; on a machine
-//! without one they say so and return.
+//! without one they fail, saying so.
 
 use std::net::{IpAddr, TcpListener, UdpSocket};
 
@@ -13,10 +13,19 @@ use crate::harness::secrets::{Secret, Transcript};
 use crate::harness::token_server::TokenServer;
 use crate::harness::{self, Auth, Registry, http_get};
 
-/// A local IPv4 address that is not loopback (the one the default route uses),
-/// if this machine has one. No packet is sent: connecting a UDP socket only
-/// picks a route.
-fn non_loopback_local_ip() -> Option<IpAddr> {
+/// A local IPv4 address that is not loopback (the one the default route uses).
+/// A machine without one cannot run these tests, and they fail saying so rather
+/// than pass without testing anything.
+fn non_loopback_local_ip() -> IpAddr {
+    local_route_ip().expect(
+        "this machine has no non-loopback IPv4 address with a route (needed to serve a \
+         registry that eigenpub must treat as remote); give it a network interface",
+    )
+}
+
+/// The address the default route would use, if any. No packet is sent: connecting
+/// a UDP socket only picks a route.
+fn local_route_ip() -> Option<IpAddr> {
     let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
     socket.connect("203.0.113.1:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
@@ -29,10 +38,7 @@ fn non_loopback_local_ip() -> Option<IpAddr> {
 
 #[test]
 fn credentials_are_not_sent_over_plain_http_to_a_host_that_is_not_loopback() {
-    let Some(ip) = non_loopback_local_ip() else {
-        eprintln!("skipped: this machine has no non-loopback address to serve a registry on");
-        return;
-    };
+    let ip = non_loopback_local_ip();
     let secret = Secret::new(USER);
     let registry = Registry::serve(ip, None, Auth::Htpasswd(&secret));
     let host = registry.host();
@@ -84,10 +90,7 @@ fn credentials_are_not_sent_over_plain_http_to_a_host_that_is_not_loopback() {
 
 #[test]
 fn a_token_is_not_sent_over_plain_http_to_a_host_that_is_not_this_machine() {
-    let Some(ip) = non_loopback_local_ip() else {
-        eprintln!("skipped: this machine has no non-loopback address to serve a registry on");
-        return;
-    };
+    let ip = non_loopback_local_ip();
     // A token registry on that address over plain HTTP, its token service on
     // loopback (credentials may go there: it is this machine). eigenpub talks to the
     // registry through a relay on the same address that keeps every byte it sent.

@@ -335,6 +335,20 @@ mod self_test {
     }
 
     #[test]
+    fn a_background_run_past_its_limit_is_killed_and_says_so() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; exec sleep 30"]);
+        let mut running = Running::spawn(cmd);
+        assert!(!running.finished());
+        let started = std::time::Instant::now();
+        let out = running
+            .wait_at_most(std::time::Duration::from_millis(300))
+            .expect_err("sleep 30 does not finish in 300 ms");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!((out.code, out.stdout.as_str()), (128 + 9, "started\n"));
+    }
+
+    #[test]
     fn bounded_run_reports_exit_codes_and_output() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
