@@ -105,10 +105,10 @@ fn project_for(host: &str) -> Project {
 fn echoing_registry() -> Hostile {
     Hostile::start(|req: &Seen| {
         let Some(auth) = req.header("authorization").map(str::to_string) else {
-            return Reply::status(401).header("WWW-Authenticate", "Basic realm=\"hostile\"");
+            return Reply::new(401).with_header("WWW-Authenticate", "Basic realm=\"hostile\"");
         };
         if req.method == "HEAD" {
-            return Reply::status(404);
+            return Reply::new(404);
         }
         let decoded = auth
             .strip_prefix("Basic ")
@@ -121,10 +121,10 @@ fn echoing_registry() -> Hostile {
             base64::engine::general_purpose::STANDARD.encode(password)
         );
         let body = serde_json::json!({"errors": [{"code": "DENIED", "message": message}]});
-        Reply::status(400)
-            .header("Content-Type", "application/json")
-            .header("X-Echo", &auth)
-            .body(body.to_string())
+        Reply::new(400)
+            .with_header("Content-Type", "application/json")
+            .with_header("X-Echo", &auth)
+            .with_body(body.to_string())
     })
 }
 
@@ -314,9 +314,9 @@ fn a_hung_credential_helper_is_killed_with_its_children() {
 fn a_malformed_digest_header_is_an_error_not_output() {
     let registry = Hostile::start(|req: &Seen| {
         if req.method == "HEAD" {
-            Reply::status(200).header("Docker-Content-Digest", "sha256:../../../etc/passwd")
+            Reply::new(200).with_header("Docker-Content-Digest", "sha256:../../../etc/passwd")
         } else {
-            Reply::status(404)
+            Reply::new(404)
         }
     });
     let p = project_for(&registry.host());
