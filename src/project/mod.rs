@@ -10,6 +10,7 @@ pub mod created;
 pub mod discover;
 pub mod file;
 pub mod lock;
+pub mod paths;
 pub mod schema;
 pub mod spec;
 pub mod yaml;
@@ -111,9 +112,11 @@ struct Entry {
 /// Loads and checks a project. Errors and warnings come back together, sorted.
 pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
     let name = config.display().to_string();
-    let text = match std::fs::read(config) {
+    // A regular file within the size limit: a project file swapped for a link to /dev/zero
+    // is refused, not read until memory runs out.
+    let text = match paths::read_regular(config, paths::MAX_FILE_SIZE) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(paths::ReadError::Missing) => {
             return Err(Problem::error(
                 "eigenpub::project::missing",
                 format!("project file {name} not found"),
@@ -181,7 +184,7 @@ fn resolve(
     // Read and parse every spec; keep going to report every problem at once.
     let mut documents: Vec<Option<(Bytes, SpecDocument)>> = Vec::with_capacity(entries.len());
     for entry in &entries {
-        let document = read_spec(file, entry, &schemas, &mut problems);
+        let document = read_spec(file, dir, entry, &schemas, &mut problems);
         if document.is_none() {
             // The spec could not be used, but the entry's settings can still be checked,
             // so that one run reports every problem.
@@ -456,27 +459,47 @@ fn entries(
     entries
 }
 
+/// Reads an entry's spec: inside the project folder, a regular file, within the size limit
+/// (see [`paths`]); nothing of a refused file is read, so nothing of it can be shown.
 fn read_spec(
     file: &SourceFile,
+    dir: &Path,
     entry: &Entry,
     schemas: &SchemaSet,
     problems: &mut Problems,
 ) -> Option<(Bytes, SpecDocument)> {
-    let bytes = match std::fs::read(&entry.spec_path) {
+    let bytes = match paths::read_inside(dir, &entry.spec_path, paths::MAX_FILE_SIZE) {
         Ok(b) => b,
         Err(e) => {
-            let what = if e.kind() == std::io::ErrorKind::NotFound {
-                "not found".to_string()
-            } else {
-                e.to_string()
+            let (code, label, help) = match &e {
+                paths::ReadError::Outside { .. } => (
+                    "eigenpub::spec::outside-project",
+                    "outside the project",
+                    "spec paths must stay inside the folder that holds the project file, also after following symlinks: move the spec into the project",
+                ),
+                paths::ReadError::NotRegular { .. } => (
+                    "eigenpub::spec::not-a-file",
+                    "not a regular file",
+                    "point the operator set at a YAML file",
+                ),
+                paths::ReadError::TooLarge { .. } => (
+                    "eigenpub::spec::too-large",
+                    "too large",
+                    "a runtime spec is a small YAML file; check that the path names the right file",
+                ),
+                _ => (
+                    "eigenpub::spec::missing",
+                    "this spec file",
+                    "paths are relative to the project file; fix the path or add the file",
+                ),
             };
             problems.push(
                 Problem::error(
-                    "eigenpub::spec::missing",
-                    format!("spec file {} ({}): {what}", entry.spec, entry.origin_label),
+                    code,
+                    format!("spec file {} ({}): {e}", entry.spec, entry.origin_label),
                 )
-                .at(file, entry.origin.clone(), "this spec file")
-                .help("paths are relative to the project file; fix the path or add the file"),
+                .at(file, entry.origin.clone(), label)
+                .help(help),
             );
             return None;
         }
@@ -878,6 +901,9 @@ fn repository(dir: &Path, entry: &Entry) -> Result<Repository, (String, Range<us
         RegistryPrefix::Layout { display_root } => {
             let (root, path) = if s.registry_is_repository {
                 match display_root.trim_end_matches('/').rsplit_once('/') {
+                    // `oci:/abs` is the layout `abs` at the file system's root: written
+                    // there and reported so, not written under the project folder.
+                    Some(("", name)) => ("/".to_string(), name.to_string()),
                     Some((root, name)) => (root.to_string(), name.to_string()),
                     None => (".".to_string(), display_root.clone()),
                 }

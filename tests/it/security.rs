@@ -329,3 +329,186 @@ fn a_malformed_digest_header_is_an_error_not_output() {
     );
     assert_clean("malformed digest", &out, p.path());
 }
+
+// ---------------------------------------------------------------------------
+// Project files stay in the project
+// ---------------------------------------------------------------------------
+
+/// What a file outside the project holds; it must never be shown.
+const OUTSIDE_CONTENT: &str = "auths: TOP-SECRET-OUTSIDE-CONTENT";
+
+/// A project in `<tmp>/project` with a secret file next to it, in `<tmp>/secret.yaml`.
+fn project_beside_a_secret(spec_path: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("project");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(outer.path().join("secret.yaml"), OUTSIDE_CONTENT).unwrap();
+    fs::write(
+        dir.join("eigenruntime.toml"),
+        format!(
+            "[defaults]\nregistry = \"oci:out\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n0 = \"{spec_path}\"\n"
+        ),
+    )
+    .unwrap();
+    (outer, dir)
+}
+
+fn validate_in(dir: &Path) -> Output {
+    let mut cmd = crate::harness::eigenpub(dir);
+    cmd.args(["validate", "--format", "json"]);
+    let out = run(cmd);
+    out.no_panic();
+    out
+}
+
+/// The diagnostics' codes from `--format json` on standard error.
+fn codes(out: &Output) -> Vec<String> {
+    let doc: serde_json::Value = serde_json::from_str(out.stderr.trim())
+        .unwrap_or_else(|e| panic!("diagnostics are not JSON ({e})\n{out}"));
+    doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn spec_paths_escaping_the_project_are_refused_without_reading_them() {
+    let outer_secret = |outer: &tempfile::TempDir| outer.path().join("secret.yaml");
+    for how in ["dot-dot", "absolute", "symlink", "symlinked folder"] {
+        let (outer, dir) = project_beside_a_secret("spec.yaml");
+        let path = match how {
+            "dot-dot" => "../secret.yaml".to_string(),
+            "absolute" => outer_secret(&outer).display().to_string(),
+            "symlink" => {
+                std::os::unix::fs::symlink(outer_secret(&outer), dir.join("spec.yaml")).unwrap();
+                "spec.yaml".to_string()
+            }
+            _ => {
+                std::os::unix::fs::symlink(outer.path(), dir.join("linked")).unwrap();
+                "linked/secret.yaml".to_string()
+            }
+        };
+        let toml = fs::read_to_string(dir.join("eigenruntime.toml"))
+            .unwrap()
+            .replace("\"spec.yaml\"", &format!("{path:?}"));
+        fs::write(dir.join("eigenruntime.toml"), toml).unwrap();
+        let out = validate_in(&dir);
+        out.expect_code(1);
+        assert!(
+            codes(&out).contains(&"eigenpub::spec::outside-project".to_string()),
+            "{how}: {out}"
+        );
+        assert!(
+            !out.stderr.contains("TOP-SECRET") && !out.stdout.contains("TOP-SECRET"),
+            "{how}: the outside file's contents were shown\n{out}"
+        );
+        // Human output names the key's place and says what to do.
+        let mut cmd = crate::harness::eigenpub(&dir);
+        cmd.arg("validate");
+        let human = run(cmd);
+        assert!(
+            human.stderr.contains("outside the project") && !human.stderr.contains("TOP-SECRET"),
+            "{how}: {human}"
+        );
+    }
+}
+
+#[test]
+fn a_discovered_spec_symlinked_out_of_the_project_is_refused() {
+    let (outer, dir) = project_beside_a_secret("unused.yaml");
+    fs::write(
+        dir.join("eigenruntime.toml"),
+        "[defaults]\nregistry = \"oci:out\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[discover]]\nspecs = \"fleet/{avs}/opset-{opset}.yaml\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(dir.join("fleet/oracle")).unwrap();
+    std::os::unix::fs::symlink(
+        outer.path().join("secret.yaml"),
+        dir.join("fleet/oracle/opset-0.yaml"),
+    )
+    .unwrap();
+    let out = validate_in(&dir);
+    out.expect_code(1);
+    assert!(
+        codes(&out).contains(&"eigenpub::spec::outside-project".to_string()),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("TOP-SECRET"), "{out}");
+}
+
+#[test]
+fn devices_fifos_and_huge_specs_are_refused_before_reading() {
+    // Inside the project: a FIFO (reading it would block forever), a 11 MiB file (sparse),
+    // and a link to /dev/zero (outside, and a device).
+    let (_outer, dir) = project_beside_a_secret("fifo.yaml");
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo.yaml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let big = fs::File::create(dir.join("big.yaml")).unwrap();
+    big.set_len(11 * 1024 * 1024).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+    let toml = fs::read_to_string(dir.join("eigenruntime.toml"))
+        .unwrap()
+        .replace(
+            "0 = \"fifo.yaml\"",
+            "0 = \"fifo.yaml\"\n1 = \"big.yaml\"\n2 = \"zero.yaml\"",
+        );
+    fs::write(dir.join("eigenruntime.toml"), toml).unwrap();
+    let started = std::time::Instant::now();
+    let out = validate_in(&dir);
+    out.expect_code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let codes = codes(&out);
+    for code in [
+        "eigenpub::spec::not-a-file",
+        "eigenpub::spec::too-large",
+        "eigenpub::spec::outside-project",
+    ] {
+        assert!(codes.contains(&code.to_string()), "{code} missing\n{out}");
+    }
+}
+
+#[test]
+fn a_project_file_linked_to_dev_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("eigenruntime.toml")).unwrap();
+    let started = std::time::Instant::now();
+    let out = validate_in(dir.path());
+    out.expect_code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(out.stderr.contains("not a regular file"), "{out}");
+}
+
+#[test]
+fn an_absolute_oci_repository_is_written_where_it_is_reported() {
+    let p = Project::new();
+    let name = format!("eigenpub-it-abs-{}", std::process::id());
+    p.write(
+        "eigenruntime.toml",
+        format!(
+            "[defaults]\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nrepository = \"oci:/{name}\"\n[avs.operator-sets]\n0 = \"spec.yaml\"\n"
+        ),
+    );
+    p.write("spec.yaml", spec_yaml("oracle", "aggregator", "1"));
+    let out = p.run(&["apply"]);
+    out.no_panic();
+    let root = Path::new("/").join(&name);
+    let written_at_root = root.join("index.json").exists();
+    let _ = fs::remove_dir_all(&root);
+    assert!(
+        !p.exists(&name),
+        "oci:/{name} was written under the project folder\n{out}"
+    );
+    // Either it was written at /NAME (as reported), or writing there was refused and the
+    // error says so.
+    assert!(
+        (out.code == 0 && written_at_root && out.stdout.contains(&format!("oci:/{name}")))
+            || (out.code == 1
+                && format!("{}{}", out.stdout, out.stderr).contains(&format!("/{name}"))),
+        "{out}"
+    );
+}
