@@ -10,8 +10,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The largest project file or spec eigenpub reads.
-pub const MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+/// The largest project file or spec eigenpub reads (a 10 MiB spec, with room to spare).
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Why a project file was not read.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl std::fmt::Display for ReadError {
             ReadError::NotRegular { kind } => write!(f, "it is a {kind}, not a regular file"),
             ReadError::TooLarge { size } => write!(
                 f,
-                "it is {size} bytes; files may be at most {} bytes (10 MiB)",
+                "it is {size} bytes; files may be at most {} bytes (16 MiB)",
                 MAX_FILE_SIZE
             ),
             ReadError::Io(e) => write!(f, "{e}"),

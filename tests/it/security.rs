@@ -440,7 +440,7 @@ fn a_discovered_spec_symlinked_out_of_the_project_is_refused() {
 
 #[test]
 fn devices_fifos_and_huge_specs_are_refused_before_reading() {
-    // Inside the project: a FIFO (reading it would block forever), a 11 MiB file (sparse),
+    // Inside the project: a FIFO (reading it would block forever), a 17 MiB file (sparse),
     // and a link to /dev/zero (outside, and a device).
     let (_outer, dir) = project_beside_a_secret("fifo.yaml");
     let status = std::process::Command::new("mkfifo")
@@ -449,7 +449,7 @@ fn devices_fifos_and_huge_specs_are_refused_before_reading() {
         .unwrap();
     assert!(status.success());
     let big = fs::File::create(dir.join("big.yaml")).unwrap();
-    big.set_len(11 * 1024 * 1024).unwrap();
+    big.set_len(17 * 1024 * 1024).unwrap();
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
     let toml = fs::read_to_string(dir.join("eigenruntime.toml"))
         .unwrap()
