@@ -225,6 +225,22 @@ impl Sanitizer {
     }
 
     fn secrets_and_controls(&self, s: &str, keep_crlf: bool) -> (String, OffsetMap) {
+        // The common case, fast: nothing to replace (a large spec is quoted per problem).
+        let needs_work = s
+            .chars()
+            .any(|c| !matches!(c, '\n' | '\t' | '\r') && is_hostile_char(c))
+            || if keep_crlf {
+                lone_cr(s)
+            } else {
+                s.contains('\r')
+            }
+            || self
+                .secrets
+                .iter()
+                .any(|secret| s.contains(secret.as_str()));
+        if !needs_work {
+            return (s.to_string(), OffsetMap::default());
+        }
         let mut out = String::with_capacity(s.len());
         let mut map = OffsetMap::default();
         let mut i = 0;
@@ -266,6 +282,12 @@ impl Sanitizer {
         }
         (out, map)
     }
+}
+
+/// True when a `\r` is not followed by `\n`.
+fn lone_cr(s: &str) -> bool {
+    s.match_indices('\r')
+        .any(|(i, _)| !s[i + 1..].starts_with('\n'))
 }
 
 /// Control characters and the invisible characters that reorder or hide text.
