@@ -255,17 +255,10 @@ async fn read(ctx: &Context, text: &str) -> Result<Read, Failure> {
 }
 
 /// Text from an artifact, safe for a terminal: control characters other than line breaks
-/// and tabs are shown as `\u{…}` escapes.
+/// and tabs, and bidirectional overrides, are shown escaped (`\x1b`, `\u{202e}`).
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    // The one sanitiser: also bidirectional overrides, and the run's secrets.
+    crate::sanitize::current().source(s).0
 }
 
 /// One line of artifact text: no line breaks either.
@@ -474,6 +467,9 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(clean_line("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(
+            clean_line("a\u{1b}[2Jb\nc\u{202e}"),
+            "a\\x1b[2Jb\\nc\\u{202e}"
+        );
     }
 }

@@ -73,7 +73,11 @@ pub fn problems(problems: &[Problem]) -> Value {
 /// A command that failed before its result, as a document: the first error (code,
 /// message, help), every diagnostic, and the artifacts that were not attempted.
 pub fn failure(list: &[Problem], not_attempted: &[String]) -> Value {
-    let first = list.iter().find(|p| p.is_error()).or(list.first());
+    let first = list
+        .iter()
+        .find(|p| p.is_error())
+        .or(list.first())
+        .map(crate::sanitize::problem);
     let error = first.map(|p| json!({ "code": p.code, "message": p.message, "help": p.help }));
     json!({
         "format_version": FORMAT_VERSION,

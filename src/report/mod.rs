@@ -54,6 +54,7 @@ pub fn render_problem(problem: &Problem, color: bool, width: usize) -> String {
         .with_width(width)
         .with_context_lines(1);
     let mut out = String::new();
+    let problem = &crate::sanitize::problem(problem);
     let rendered = Rendered::new(problem);
     if handler.render_report(&mut out, &rendered).is_err() {
         out = format!("{}: {}\n", problem.severity.as_str(), problem.message);
@@ -61,11 +62,9 @@ pub fn render_problem(problem: &Problem, color: bool, width: usize) -> String {
     out
 }
 
-/// Prints problems to standard error in the chosen format, each sanitised first (secrets,
-/// escape sequences and URL queries never reach the terminal or a log).
+/// Prints problems to standard error in the chosen format. Every renderer sanitises the
+/// problem first (secrets, escape sequences and URL queries never reach a terminal or log).
 pub fn print_problems(problems: &[Problem], format: DiagnosticFormat, color: bool) {
-    let problems: Vec<Problem> = problems.iter().map(crate::sanitize::problem).collect();
-    let problems = &problems[..];
     let mut err = std::io::stderr().lock();
     match format {
         DiagnosticFormat::Human => {
@@ -86,6 +85,7 @@ pub fn print_problems(problems: &[Problem], format: DiagnosticFormat, color: boo
 
 /// A GitHub Actions workflow command for a problem.
 pub fn github_annotation(problem: &Problem) -> String {
+    let problem = &crate::sanitize::problem(problem);
     let kind = match problem.severity {
         crate::diagnostic::Severity::Error => "error",
         crate::diagnostic::Severity::Warning => "warning",

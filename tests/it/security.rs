@@ -361,10 +361,10 @@ fn validate_in(dir: &Path) -> Output {
     out
 }
 
-/// The diagnostics' codes from `--format json` on standard error.
+/// The diagnostics' codes from `validate --format json` (on standard output).
 fn codes(out: &Output) -> Vec<String> {
-    let doc: serde_json::Value = serde_json::from_str(out.stderr.trim())
-        .unwrap_or_else(|e| panic!("diagnostics are not JSON ({e})\n{out}"));
+    let doc: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("validate --format json printed no JSON ({e})\n{out}"));
     doc["diagnostics"]
         .as_array()
         .unwrap()
@@ -480,7 +480,7 @@ fn a_project_file_linked_to_dev_zero_is_refused() {
     let out = validate_in(dir.path());
     out.expect_code(1);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    assert!(out.stderr.contains("not a regular file"), "{out}");
+    assert!(out.stdout.contains("not a regular file"), "{out}");
 }
 
 #[test]
