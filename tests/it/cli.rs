@@ -337,12 +337,12 @@ fn a_manifest_that_does_not_match_its_digest_is_refused() {
     let claimed_for_server = claimed.clone();
     let server = Hostile::start(move |seen| {
         if seen.target.contains("/manifests/") {
-            Reply::status(200)
-                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                .header("Docker-Content-Digest", &claimed_for_server)
-                .body(served.to_vec())
+            Reply::new(200)
+                .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .with_header("Docker-Content-Digest", &claimed_for_server)
+                .with_body(served.to_vec())
         } else {
-            Reply::status(200)
+            Reply::new(200)
         }
     });
     let project = Project::new();
