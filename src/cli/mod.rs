@@ -106,6 +106,10 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) for eigenpub.
     Man,
+    /// Write or update eigenruntime.lock: each operator set's created time and digest.
+    Lock(LockArgs),
+    /// Check that every tag in eigenruntime.lock holds exactly its locked digest (read-only).
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +128,10 @@ pub struct PlanArgs {
     /// Plan updates of immutable tags instead of refusing them.
     #[arg(long)]
     pub allow_overwrite: bool,
+    /// Fail, pushing nothing, if eigenruntime.lock is missing or out of date, or the plan
+    /// would not land every tag on its locked digest.
+    #[arg(long)]
+    pub locked: bool,
     /// How diagnostics are printed.
     #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
     pub diagnostics: DiagnosticFormat,
@@ -146,6 +154,10 @@ pub struct ApplyArgs {
     /// Stop starting new artifacts after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Fail, pushing nothing, if eigenruntime.lock is missing or out of date, or the plan
+    /// would not land every tag on its locked digest.
+    #[arg(long)]
+    pub locked: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -162,6 +174,30 @@ pub struct ValidateArgs {
     /// output, with every resolved artifact), or github (annotations).
     #[arg(long = "format", value_enum, default_value_t = DiagnosticFormat::Human)]
     pub format: DiagnosticFormat,
+    /// Fail if eigenruntime.lock is missing or out of date.
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Also read the registry, to pin the published digest of every tag that holds
+    /// equivalent content (e.g. published by devkit). Offline without it.
+    #[arg(long)]
+    pub registry: bool,
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub diagnostics: DiagnosticFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Output format: one line per mismatch (text), or a JSON document.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+    pub diagnostics: DiagnosticFormat,
 }
 
 #[derive(Debug, Args)]

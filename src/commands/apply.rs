@@ -55,7 +55,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         targets,
         plan,
         document,
-    } = make_plan(ctx, Access::Push, overwrite, &selection).await?;
+    } = make_plan(ctx, Access::Push, overwrite, &selection, args.locked).await?;
 
     if let Some(saved) = &saved {
         let stale = saved::check(saved, &document);

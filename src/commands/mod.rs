@@ -6,9 +6,11 @@
 mod apply;
 mod basics;
 mod inspect;
+mod lock;
 mod login;
 mod plan;
 mod validate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -80,6 +82,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => args.format,
         Command::Plan(args) => args.diagnostics,
         Command::Apply(args) => args.diagnostics,
+        Command::Lock(args) => args.diagnostics,
+        Command::Verify(args) => args.diagnostics,
         _ => DiagnosticFormat::Human,
     };
     // Commands whose result is a JSON document: one is printed on standard output
@@ -127,6 +131,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Plan(args) => plan::run(&ctx, args).await,
             Command::Apply(args) => apply::run(&ctx, args).await,
             Command::Login(args) => login::run(&ctx, args).await,
+            Command::Lock(args) => lock::run(&ctx, args).await,
+            Command::Verify(args) => verify::run(&ctx, args).await,
             Command::Inspect(args) => inspect::inspect(&ctx, args).await,
             Command::Pull(args) => inspect::pull(&ctx, args).await,
             Command::Logout(_) | Command::Init(_) | Command::Completions(_) | Command::Man => {

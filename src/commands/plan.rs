@@ -29,8 +29,16 @@ pub(super) async fn make_plan(
     access: Access,
     overwrite: Overwrite,
     selection: &Selection,
+    locked: bool,
 ) -> Result<Planned, Failure> {
     let mut project = load_project(ctx)?;
+    let everything = |mut failure: Failure, project: &Project| {
+        failure.not_attempted = project.publications.iter().map(|p| p.reference()).collect();
+        failure
+    };
+    // The lock covers the whole project, so it is checked before the selection.
+    let stale =
+        super::lock::check_offline(ctx, &project, locked).map_err(|f| everything(f, &project))?;
     if !selection.is_everything() {
         let all = project.publications.len();
         project.publications = selection.apply(std::mem::take(&mut project.publications));
@@ -74,6 +82,8 @@ pub(super) async fn make_plan(
     })?;
     let hash = saved::inputs_hash(&project.file.text, &project.publications);
     let plan = plan::diff(project.publications.clone(), observed, overwrite);
+    super::lock::check_plan(ctx, &project, &plan, &stale, locked)
+        .map_err(|f| everything(f, &project))?;
     let document = PlanDocument::new(
         &plan,
         &hash,
@@ -91,7 +101,7 @@ pub(super) async fn make_plan(
 
 pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
     let overwrite = Overwrite::from_flag(args.allow_overwrite);
-    let planned = make_plan(ctx, Access::Pull, overwrite, &ctx.selection).await?;
+    let planned = make_plan(ctx, Access::Pull, overwrite, &ctx.selection, args.locked).await?;
     let Planned {
         project,
         targets,

@@ -14,9 +14,10 @@ use crate::report::{self, DiagnosticFormat, out};
 
 pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
     if args.format == DiagnosticFormat::Json {
-        return Ok(json_document(ctx));
+        return Ok(json_document(ctx, args.locked));
     }
     let project = load_project(ctx)?;
+    super::lock::check_offline(ctx, &project, args.locked)?;
     let publications = ctx.selection.apply(project.publications);
     if ctx.verbose() {
         for p in &publications {
@@ -42,17 +43,21 @@ pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
 }
 
 /// `--format json`: diagnostics and artifacts in one document on standard output.
-fn json_document(ctx: &Context) -> Exit {
+fn json_document(ctx: &Context, locked: bool) -> Exit {
     let (valid, problems, artifacts) =
         match crate::project::load(&ctx.config, &crate::project::Env::from_process()) {
             Ok(project) => {
+                let (_, lock_problems) = super::lock::offline_problems(&project, locked);
+                let valid = !lock_problems.iter().any(|p| p.is_error());
+                let mut problems = project.warnings.clone();
+                problems.extend(lock_problems);
                 let artifacts: Vec<Value> = ctx
                     .selection
                     .apply(project.publications)
                     .iter()
                     .map(artifact)
                     .collect();
-                (true, project.warnings, artifacts)
+                (valid, problems, artifacts)
             }
             Err(problems) => (false, problems.sorted(), Vec::new()),
         };

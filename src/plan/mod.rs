@@ -6,6 +6,7 @@
 //! disagree about what would happen.
 
 pub mod equivalence;
+pub mod locked;
 pub mod previous;
 pub mod saved;
 pub mod select;
