@@ -282,7 +282,9 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
             ledger.ensure(&key, &target, blob).await?;
         }
     }
-    let reported = target.push_manifest(&p.tag, &p.artifact.manifest).await?;
+    let reported = target
+        .push_manifest(&p.tag, &p.artifact.manifest, &p.artifact.blobs())
+        .await?;
     if reported != p.artifact.digest() {
         return Err(TargetError {
             target: key.clone(),

@@ -222,6 +222,7 @@ fn connection(dir: &std::path::Path, settings: &RegistrySettings) -> Connection 
             .map(|path| (path.get_ref().clone(), dir.join(path.get_ref()))),
         max_concurrency: settings.max_concurrency,
         requests_per_second: settings.requests_per_second,
+        timeout: settings.timeout,
     }
 }
 

@@ -272,31 +272,46 @@ pub async fn observe(
 }
 
 /// The problems of a failed observation: one per distinct failure, naming the first tag it
-/// hit and how many others (an unreachable registry fails every tag alike).
+/// hit and how many others. An unreachable registry fails every tag alike: it is one
+/// problem, with the number of artifacts not attempted.
 pub fn observe_problems(
     errors: &[(usize, TargetError)],
     publications: &[Publication],
 ) -> Vec<crate::diagnostic::Problem> {
-    let mut seen: std::collections::BTreeMap<&str, (&TargetError, Vec<usize>)> =
+    let mut seen: std::collections::BTreeMap<(bool, &str), (&TargetError, Vec<usize>)> =
         std::collections::BTreeMap::new();
     for (i, e) in errors {
-        seen.entry(e.message.as_str())
-            .or_insert((e, Vec::new()))
-            .1
-            .push(*i);
+        let key = match e.kind {
+            Some(crate::registry::remote::ErrorKind::Unreachable) => (true, e.target.as_str()),
+            _ => (false, e.message.as_str()),
+        };
+        seen.entry(key).or_insert((e, Vec::new())).1.push(*i);
     }
-    seen.into_values()
-        .map(|(e, indices)| {
+    seen.into_iter()
+        .map(|((unreachable, _), (e, indices))| {
             let first = publications[indices[0]].reference();
             let mut p = e.to_problem();
-            p.message = match indices.len() {
-                1 => format!("{} (while reading {first})", p.message),
-                n => format!(
-                    "{} (while reading {first} and {} other tag{})",
-                    p.message,
-                    n - 1,
-                    if n == 2 { "" } else { "s" }
-                ),
+            let n = indices.len();
+            p.message = if unreachable {
+                let detail = e
+                    .message
+                    .strip_prefix(&format!("registry {}: ", e.target))
+                    .unwrap_or(&e.message);
+                format!(
+                    "registry {} is unreachable: {detail}; {n} artifact{} not attempted",
+                    e.target,
+                    if n == 1 { "" } else { "s" }
+                )
+            } else {
+                match n {
+                    1 => format!("{} (while reading {first})", p.message),
+                    n => format!(
+                        "{} (while reading {first} and {} other tag{})",
+                        p.message,
+                        n - 1,
+                        if n == 2 { "" } else { "s" }
+                    ),
+                }
             };
             p
         })

@@ -75,6 +75,8 @@ pub struct RegistrySettings {
     pub max_concurrency: Option<usize>,
     /// At most this many requests per second to this registry.
     pub requests_per_second: Option<f64>,
+    /// Seconds one request may take in all (connect, first byte, whole body).
+    pub timeout: Option<f64>,
 }
 
 /// A `version = …` value: an integer or a string.
@@ -201,6 +203,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ca-file",
     "max-concurrency",
     "requests-per-second",
+    "timeout",
     "name",
     "version",
     "repository",

@@ -311,6 +311,18 @@ fn resolve(
                 .help("leave it out for no rate limit, or set e.g. requests-per-second = 20"),
             );
         }
+        if let Some(t) = settings.timeout
+            && !(t.is_finite() && (0.1..=3600.0).contains(&t))
+        {
+            problems.push(
+                Problem::error(
+                    "eigenpub::project::registry",
+                    format!("[registries.\"{host}\"] timeout = {t}: it must be between 0.1 and 3600 seconds"),
+                )
+                .in_file(file)
+                .help("leave it out for the default (60 seconds per request), or set e.g. timeout = 120"),
+            );
+        }
     }
 
     if problems.has_errors() {

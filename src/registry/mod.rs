@@ -191,12 +191,21 @@ impl Target {
     }
 
     /// Pushes the manifest's exact bytes under a tag; returns the digest the target reports.
-    pub async fn push_manifest(&self, tag: &str, manifest: &Blob) -> Result<String, TargetError> {
+    /// `blobs` are those the manifest names: a registry that says one is unknown gets it
+    /// again (see [`Registry::push_manifest`]).
+    pub async fn push_manifest(
+        &self,
+        tag: &str,
+        manifest: &Blob,
+        blobs: &[&Blob],
+    ) -> Result<String, TargetError> {
         match self {
             Target::Remote {
                 registry,
                 repository,
-            } => Ok(registry.push_manifest(repository, tag, manifest).await?),
+            } => Ok(registry
+                .push_manifest(repository, tag, manifest, blobs)
+                .await?),
             // Layout writes block (file locks, fsync): off the async workers, so that a
             // cancelled run is not held up by them.
             Target::Layout(l) => {
@@ -271,6 +280,8 @@ pub struct Connection {
     pub ca_file: Option<(String, PathBuf)>,
     pub max_concurrency: Option<usize>,
     pub requests_per_second: Option<f64>,
+    /// The per-request deadline (`timeout`, seconds); `None`: the default.
+    pub timeout: Option<f64>,
 }
 
 /// Opens a client for one registry: TLS roots, limits and the given credential. `plan`,
@@ -303,6 +314,9 @@ pub fn open_registry(
         ca_pem,
         max_concurrency: connection.max_concurrency,
         requests_per_second: connection.requests_per_second,
+        deadline: connection
+            .timeout
+            .map_or(remote::DEFAULT_DEADLINE, std::time::Duration::from_secs_f64),
         access,
         ..RegistryOptions::default()
     };

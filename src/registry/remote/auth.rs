@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 use super::Registry;
 use super::error::{self, ErrorKind, RegistryError, error_body};
-use super::transport::{Attempt, Attempts, header};
+use super::transport::{Attempt, Attempts, SMALL_BODY, header};
 use crate::reference::is_loopback;
 use crate::registry::credentials::{Credential, Secret};
 use crate::registry::retry::{self, Verdict};
@@ -331,29 +331,13 @@ impl Attempts for TokenAttempts<'_> {
                 "",
             )));
         };
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let (kind, message, help) =
-                    error::transport_error(&registry.host, &registry.base, &e);
-                return Attempt::Again {
-                    last: Err(registry.error(
-                        kind,
-                        None,
-                        format!("token service: {message}"),
-                        help,
-                    )),
-                    retry_after: None,
-                    throttled: false,
-                    budget: registry.backoff.attempts.min(3),
-                    counted: false,
-                };
-            }
+        let answer = match registry.exchange(request, SMALL_BODY).await {
+            Ok(answer) => answer,
+            Err(failure) => return registry.after_failure(failure, true),
         };
-        let status = response.status();
-        let retry_after = header(response.headers(), "retry-after")
+        let (status, body) = (answer.status, answer.body);
+        let retry_after = header(&answer.headers, "retry-after")
             .and_then(|v| retry::parse_retry_after(&v, SystemTime::now()));
-        let body = response.bytes().await.unwrap_or_default();
         if status.is_success() {
             return Attempt::Done(Ok((status, body)));
         }

@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::error::{ErrorKind, RegistryError};
-use super::transport::header;
+use super::transport::{BLOB_BODY, MANIFEST_BODY, header};
 use super::{Answer, BlobState, Registry};
 use crate::artifact::{self, Blob};
 
@@ -42,7 +42,14 @@ impl Registry {
                 None => {
                     // Rare: a registry that sends no digest on HEAD. Hash the manifest.
                     let got = self
-                        .send(repository, Method::GET, &url, accept_manifests(), None)
+                        .send_limited(
+                            repository,
+                            Method::GET,
+                            &url,
+                            accept_manifests(),
+                            None,
+                            MANIFEST_BODY,
+                        )
                         .await?;
                     self.expect(&got, &[StatusCode::OK], "read a manifest")?;
                     Ok(Some(artifact::sha256_digest(&got.body)))
@@ -61,7 +68,14 @@ impl Registry {
     ) -> Result<Option<Bytes>, RegistryError> {
         let url = self.url(repository, &format!("manifests/{reference}"));
         let answer = self
-            .send(repository, Method::GET, &url, accept_manifests(), None)
+            .send_limited(
+                repository,
+                Method::GET,
+                &url,
+                accept_manifests(),
+                None,
+                MANIFEST_BODY,
+            )
             .await?;
         match answer.status {
             StatusCode::OK => Ok(Some(answer.body)),
@@ -78,7 +92,14 @@ impl Registry {
     ) -> Result<Option<Bytes>, RegistryError> {
         let url = self.url(repository, &format!("blobs/{digest}"));
         let answer = self
-            .send(repository, Method::GET, &url, HeaderMap::new(), None)
+            .send_limited(
+                repository,
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+                BLOB_BODY,
+            )
             .await?;
         match answer.status {
             StatusCode::OK => Ok(Some(answer.body)),
@@ -111,8 +132,18 @@ impl Registry {
         blob: &Blob,
         from: Option<&str>,
     ) -> Result<BlobState, RegistryError> {
-        let mut result = self.try_ensure_blob(repository, blob, from).await;
-        if let Err(first) = &result {
+        // A retried upload starts its session again: the transport already repeated each
+        // request, so what fails here is a lost session or a registry that keeps failing.
+        let mut tries = 0;
+        loop {
+            let result = self.try_ensure_blob(repository, blob, from).await;
+            let Err(failed) = &result else {
+                return result;
+            };
+            tries += 1;
+            if self.down.get().is_some() {
+                return result;
+            }
             // The upload may have landed even though its answer was lost (a dropped
             // connection, a retried PUT to a session the registry already closed): look.
             if self
@@ -122,12 +153,10 @@ impl Registry {
             {
                 return Ok(BlobState::Uploaded);
             }
-            // A lost session or a server failure: one fresh upload session.
-            if matches!(first.kind, ErrorKind::Server | ErrorKind::Unreachable) {
-                result = self.try_ensure_blob(repository, blob, from).await;
+            if tries >= 3 || !matches!(failed.kind, ErrorKind::Server | ErrorKind::Unreachable) {
+                return result;
             }
         }
-        result
     }
 
     async fn try_ensure_blob(
@@ -212,12 +241,49 @@ impl Registry {
     }
 
     /// Pushes a manifest's exact bytes under a tag; returns the digest the registry reports.
+    ///
+    /// When the registry says a blob the manifest names is unknown although eigenpub made
+    /// sure of it (another writer's upload of the same blob still being committed, or a
+    /// garbage collection in between), each blob is checked, uploaded again if missing,
+    /// and the manifest pushed once more.
     pub async fn push_manifest(
         &self,
         repository: &str,
         tag: &str,
         manifest: &Blob,
+        blobs: &[&Blob],
     ) -> Result<String, RegistryError> {
+        match self.put_manifest(repository, tag, manifest).await? {
+            Ok(digest) => return Ok(digest),
+            Err(answer) if !names_unknown_blob(&answer) => {
+                return Err(self.unexpected(&answer, "push a manifest"));
+            }
+            Err(_) => {}
+        }
+        for blob in blobs {
+            if !self.blob_exists(repository, &blob.digest).await? {
+                self.try_ensure_blob(repository, blob, None).await?;
+            }
+        }
+        match self.put_manifest(repository, tag, manifest).await? {
+            Ok(digest) => Ok(digest),
+            Err(answer) => {
+                let mut e = self.unexpected(&answer, "push a manifest");
+                if names_unknown_blob(&answer) {
+                    e.help = "the registry says a blob the manifest names is unknown, although eigenpub confirmed and re-sent it: likely another writer or a garbage collection removing blobs of this repository while this apply ran; run apply again when that has finished".into();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One manifest PUT: the digest reported, or the refusing answer.
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest: &Blob,
+    ) -> Result<Result<String, Answer>, RegistryError> {
         let url = self.url(repository, &format!("manifests/{tag}"));
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -228,13 +294,12 @@ impl Registry {
         let answer = self
             .send(repository, Method::PUT, &url, headers, Some(body))
             .await?;
-        self.expect(
-            &answer,
-            &[StatusCode::CREATED, StatusCode::OK],
-            "push a manifest",
-        )?;
-        Ok(header(&answer.headers, "docker-content-digest")
-            .unwrap_or_else(|| manifest.digest.clone()))
+        if matches!(answer.status, StatusCode::CREATED | StatusCode::OK) {
+            Ok(Ok(header(&answer.headers, "docker-content-digest")
+                .unwrap_or_else(|| manifest.digest.clone())))
+        } else {
+            Ok(Err(answer))
+        }
     }
 
     fn expect(&self, answer: &Answer, ok: &[StatusCode], what: &str) -> Result<(), RegistryError> {
@@ -250,4 +315,44 @@ fn accept_manifests() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("accept", HeaderValue::from_static(MANIFEST_ACCEPT));
     h
+}
+
+/// True when a refused manifest PUT says a blob it names is unknown to the registry
+/// (`MANIFEST_BLOB_UNKNOWN`, or distribution's `DIGEST_INVALID` "blob unknown").
+fn names_unknown_blob(answer: &Answer) -> bool {
+    let (codes, message) = super::error::error_body(&answer.body);
+    codes
+        .iter()
+        .any(|c| c == "MANIFEST_BLOB_UNKNOWN" || c == "BLOB_UNKNOWN")
+        || (codes.iter().any(|c| c == "DIGEST_INVALID")
+            && message.to_ascii_lowercase().contains("blob unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(body: &'static [u8]) -> Answer {
+        Answer {
+            status: StatusCode::BAD_REQUEST,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body),
+        }
+    }
+
+    #[test]
+    fn unknown_blobs_are_recognised() {
+        assert!(names_unknown_blob(&refusal(
+            br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#
+        )));
+        assert!(names_unknown_blob(&refusal(
+            br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content; blob unknown to registry"}]}"#
+        )));
+        assert!(!names_unknown_blob(&refusal(
+            br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#
+        )));
+        assert!(!names_unknown_blob(&refusal(
+            br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#
+        )));
+    }
 }

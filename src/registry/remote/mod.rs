@@ -15,6 +15,7 @@
 //! concurrency), [`error`] (kinds, codes, help texts). This file holds the facade.
 
 mod auth;
+mod body;
 mod endpoints;
 mod error;
 mod pacing;
@@ -31,6 +32,9 @@ use reqwest::header::HeaderMap;
 use super::retry::Backoff;
 use crate::registry::credentials::Credential;
 pub use error::{ErrorKind, RegistryError, error_body};
+
+/// The per-request deadline unless `[registries."host"] timeout` says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// What access a run needs: a plan only reads; an apply writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,8 @@ pub struct RegistryOptions {
     pub access: Access,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// The whole of one request (connect, first byte, whole body) must fit in this.
+    pub deadline: Duration,
     pub backoff: Backoff,
 }
 
@@ -62,6 +68,7 @@ impl Default for RegistryOptions {
             access: Access::Pull,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            deadline: DEFAULT_DEADLINE,
             backoff: Backoff::default(),
         }
     }
@@ -104,6 +111,11 @@ pub struct Registry {
     auth: auth::AuthState,
     pacing: pacing::Pacing,
     backoff: Backoff,
+    /// The per-request deadline.
+    deadline: Duration,
+    /// Set when the registry could not be connected to: every later request fails at once
+    /// with this error (one failure per registry, not one per artifact).
+    down: std::sync::OnceLock<RegistryError>,
     pub stats: Arc<Stats>,
 }
 
@@ -121,7 +133,7 @@ impl Registry {
         };
         let scheme = if options.plain_http { "http" } else { "https" };
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
+            .connect_timeout(options.connect_timeout.min(options.deadline))
             .read_timeout(options.read_timeout)
             .user_agent(concat!("eigenpub/", env!("CARGO_PKG_VERSION")));
         if let Some((name, pem)) = &options.ca_pem {
@@ -152,6 +164,8 @@ impl Registry {
             auth: auth::AuthState::new(),
             pacing: pacing::Pacing::new(options.max_concurrency, options.requests_per_second),
             backoff: options.backoff,
+            deadline: options.deadline,
+            down: std::sync::OnceLock::new(),
             stats,
         })
     }

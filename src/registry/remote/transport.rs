@@ -17,9 +17,33 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::MutexGuard;
 
 use super::auth::same_origin;
+use super::body::{self, BodyError, STALL_MIN_BYTES, STALL_WINDOW};
 use super::error::{self, ErrorKind, RegistryError, error_body};
 use super::{Access, Answer, Registry};
 use crate::registry::retry::{self, Verdict};
+
+/// The most a successful answer's body may hold unless the call says otherwise (an upload
+/// session, a login check, a token): and the most of an error answer that is read.
+pub(super) const SMALL_BODY: usize = 64 * 1024;
+/// The most a manifest may hold (the OCI distribution spec's suggested limit).
+pub(super) const MANIFEST_BODY: usize = 4 * 1024 * 1024;
+/// The most a blob read back from the registry may hold (configs and spec layers).
+pub(super) const BLOB_BODY: usize = 32 * 1024 * 1024;
+
+/// How an exchange (request sent, answer read) failed without an answer to judge.
+pub(super) enum Failure {
+    /// No connection at all (refused, DNS, TLS): the same would happen again at once.
+    Connect(reqwest::Error),
+    /// The connection broke after the request was sent (a reset, closed before the
+    /// answer, a read timeout): worth another try, like a 503.
+    Broken(reqwest::Error),
+    /// No complete answer within the per-request deadline.
+    Deadline,
+    /// The body trickled in slower than the stall detector allows.
+    Stalled,
+    /// A successful answer's body is larger than the call can need.
+    TooLarge { status: u16, limit: usize },
+}
 
 /// What one attempt of a request came to.
 pub(super) enum Attempt<T> {
@@ -77,6 +101,116 @@ impl Registry {
         }
     }
 
+    /// Sends a request and reads its answer within the per-request deadline, every body
+    /// bounded (`limit` for a success; an error answer is cut to [`SMALL_BODY`]).
+    pub(super) async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        limit: usize,
+    ) -> Result<Answer, Failure> {
+        let exchange = async {
+            let mut response = request.send().await.map_err(|e| {
+                if e.is_connect() {
+                    Failure::Connect(e)
+                } else {
+                    Failure::Broken(e)
+                }
+            })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let success = status.is_success();
+            let limit = if success { limit } else { SMALL_BODY };
+            let body = body::read(&mut response, limit, !success)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge => Failure::TooLarge {
+                        status: status.as_u16(),
+                        limit,
+                    },
+                    BodyError::Stalled => Failure::Stalled,
+                    BodyError::Broken(e) => Failure::Broken(e),
+                })?;
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.deadline, exchange)
+            .await
+            .unwrap_or(Err(Failure::Deadline))
+    }
+
+    /// What a failed exchange means for the request: an error, and whether to try again.
+    /// `what` names the other end in messages ("" for the registry, "token service: ").
+    /// A registry that cannot be connected to is marked down for the rest of the run.
+    pub(super) fn after_failure<T>(&self, failure: Failure, token: bool) -> Attempt<T> {
+        let prefix = if token { "token service: " } else { "" };
+        let slow = self.backoff.attempts.min(2);
+        let (error, budget) = match failure {
+            Failure::Connect(e) => {
+                let (kind, message, help) = error::transport_error(&self.host, &self.base, &e);
+                let error = self.error(kind, None, format!("{prefix}{message}"), help);
+                if !token {
+                    let _ = self.down.set(error.clone());
+                }
+                return Attempt::Done(Err(error));
+            }
+            Failure::Broken(e) => {
+                let (kind, message, help) = error::transport_error(&self.host, &self.base, &e);
+                (
+                    self.error(kind, None, format!("{prefix}{message}"), help),
+                    self.backoff.attempts,
+                )
+            }
+            Failure::Deadline => (
+                self.error(
+                    ErrorKind::Unreachable,
+                    None,
+                    format!(
+                        "{prefix}no complete answer within {} s",
+                        self.deadline.as_secs_f64()
+                    ),
+                    format!(
+                        "check the registry's health and the network; for a slow registry raise [registries.\"{}\"] timeout (seconds)",
+                        self.host
+                    ),
+                ),
+                slow,
+            ),
+            Failure::Stalled => (
+                self.error(
+                    ErrorKind::Unreachable,
+                    None,
+                    format!(
+                        "{prefix}the answer stalled: less than {STALL_MIN_BYTES} bytes in {} s",
+                        STALL_WINDOW.as_secs()
+                    ),
+                    "check the registry's health and the network, then run again",
+                ),
+                slow,
+            ),
+            Failure::TooLarge { status, limit } => {
+                return Attempt::Done(Err(self.error(
+                    ErrorKind::Protocol,
+                    Some(status),
+                    format!(
+                        "{prefix}the answer is larger than {} KiB, more than this request can need; it was not read",
+                        limit / 1024
+                    ),
+                    "check what is serving this host: a registry does not send that much here",
+                )));
+            }
+        };
+        Attempt::Again {
+            last: Err(error),
+            retry_after: None,
+            throttled: false,
+            budget,
+            counted: true,
+        }
+    }
+
     /// Sleeps before a retry; a throttled registry is paused for every request to it.
     async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: bool) {
         let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
@@ -86,7 +220,8 @@ impl Registry {
         tokio::time::sleep(delay).await;
     }
 
-    /// Sends one request, authenticating and retrying as needed.
+    /// Sends one request, authenticating and retrying as needed; a successful answer's
+    /// body may hold at most [`SMALL_BODY`] bytes.
     pub async fn send(
         &self,
         repository: &str,
@@ -94,6 +229,20 @@ impl Registry {
         url: &str,
         headers: HeaderMap,
         body: Option<Bytes>,
+    ) -> Result<Answer, RegistryError> {
+        self.send_limited(repository, method, url, headers, body, SMALL_BODY)
+            .await
+    }
+
+    /// [`Registry::send`], with a successful answer's body allowed up to `limit` bytes.
+    pub(super) async fn send_limited(
+        &self,
+        repository: &str,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        limit: usize,
     ) -> Result<Answer, RegistryError> {
         let scope = if repository.is_empty() {
             String::new() // the API root (a login check): no repository scope
@@ -121,6 +270,7 @@ impl Registry {
             headers,
             body,
             scope,
+            limit,
             authenticated_retry: false,
             learning,
         })
@@ -136,6 +286,8 @@ struct RegistryAttempts<'a> {
     headers: HeaderMap,
     body: Option<Bytes>,
     scope: String,
+    /// The most a successful answer's body may hold.
+    limit: usize,
     /// A 401 was answered once already (with what it taught): the next one is final.
     authenticated_retry: bool,
     /// Held while this request is the one learning the registry's scheme.
@@ -148,6 +300,11 @@ impl Attempts for RegistryAttempts<'_> {
     async fn attempt(&mut self, number: u32) -> Attempt<Answer> {
         let registry = self.registry;
         loop {
+            // A registry that could not be connected to is not tried again in this run:
+            // every later request gets the same answer at once.
+            if let Some(down) = registry.down.get() {
+                return Attempt::Done(Err(down.clone()));
+            }
             let permit = registry.pacing.permit().await;
             registry.pacing.wait_for_turn().await;
             let mut request = registry
@@ -166,45 +323,15 @@ impl Attempts for RegistryAttempts<'_> {
                 };
             }
             registry.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let (kind, message, help) =
-                        error::transport_error(&registry.host, &registry.base, &e);
-                    let last = Err(registry.error(kind, None, message, help));
-                    if kind != ErrorKind::Unreachable {
-                        return Attempt::Done(last);
-                    }
-                    return Attempt::Again {
-                        last,
-                        retry_after: None,
-                        throttled: false,
-                        budget: registry.backoff.attempts.min(3),
-                        counted: false,
-                    };
+            let exchanged = registry.exchange(request, self.limit).await;
+            let answer = match exchanged {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    drop(permit);
+                    return registry.after_failure(failure, false);
                 }
             };
-            let status = response.status();
-            let headers = response.headers().clone();
-            let body = match response.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    let (kind, message, help) =
-                        error::transport_error(&registry.host, &registry.base, &e);
-                    return Attempt::Again {
-                        last: Err(registry.error(kind, Some(status.as_u16()), message, help)),
-                        retry_after: None,
-                        throttled: false,
-                        budget: registry.backoff.attempts,
-                        counted: false,
-                    };
-                }
-            };
-            let answer = Answer {
-                status,
-                headers,
-                body,
-            };
+            let status = answer.status;
             drop(permit);
             if status == StatusCode::UNAUTHORIZED
                 && !self.authenticated_retry
