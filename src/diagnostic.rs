@@ -96,8 +96,6 @@ pub struct Problem {
     /// The first label is the primary place (its line is the problem's line).
     pub labels: Vec<Label>,
     pub help: Option<String>,
-    /// Problems elsewhere that belong to this one (the other half of a duplicate).
-    pub related: Vec<Problem>,
 }
 
 impl Problem {
@@ -109,7 +107,6 @@ impl Problem {
             source: None,
             labels: Vec::new(),
             help: None,
-            related: Vec::new(),
         }
     }
 
@@ -147,11 +144,6 @@ impl Problem {
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
-        self
-    }
-
-    pub fn related(mut self, other: Problem) -> Self {
-        self.related.push(other);
         self
     }
 
@@ -204,7 +196,6 @@ impl SourceCode for Named {
 pub struct Rendered<'a> {
     problem: &'a Problem,
     source: Option<Named>,
-    related: Vec<Rendered<'a>>,
 }
 
 impl<'a> Rendered<'a> {
@@ -215,7 +206,6 @@ impl<'a> Rendered<'a> {
                 .source
                 .as_ref()
                 .map(|s| Named(NamedSource::new(s.name.clone(), s.text.clone()))),
-            related: problem.related.iter().map(Rendered::new).collect(),
         }
     }
 }
@@ -282,15 +272,6 @@ impl miette::Diagnostic for Rendered<'_> {
             },
         )))
     }
-
-    fn related<'b>(&'b self) -> Option<Box<dyn Iterator<Item = &'b dyn miette::Diagnostic> + 'b>> {
-        if self.related.is_empty() {
-            return None;
-        }
-        Some(Box::new(
-            self.related.iter().map(|r| r as &dyn miette::Diagnostic),
-        ))
-    }
 }
 
 /// All problems of a run, reported together.
@@ -312,10 +293,12 @@ impl Problems {
         self.items.iter().any(Problem::is_error)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -337,6 +320,7 @@ impl Problems {
         self.items
     }
 
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &Problem> {
         self.items.iter()
     }
@@ -355,6 +339,75 @@ impl IntoIterator for Problems {
     type IntoIter = std::vec::IntoIter<Problem>;
     fn into_iter(self) -> Self::IntoIter {
         self.items.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod codes_documented {
+    //! Problem codes are part of the JSON contract and are listed, with meaning and fix, in
+    //! `docs/diagnostics.md`. These tests read the source (everything above each file's
+    //! unit tests) and fail when a code is used but not documented, or documented but
+    //! never used.
+
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every `"eigenpub::…"` literal in the non-test source.
+    fn used() -> BTreeSet<String> {
+        fn walk(dir: &Path, out: &mut BTreeSet<String>) {
+            for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source is UTF-8");
+                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+                    out.extend(literals(code, "\"eigenpub::", '"'));
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        out
+    }
+
+    /// The codes documented: every backticked `eigenpub::…`.
+    fn documented() -> BTreeSet<String> {
+        let doc = include_str!("../docs/diagnostics.md");
+        literals(doc, "`eigenpub::", '`')
+    }
+
+    /// Each `eigenpub::…` that follows `open` up to `close`, when it is a whole code.
+    fn literals(text: &str, open: &str, close: char) -> BTreeSet<String> {
+        text.split(open)
+            .skip(1)
+            .filter_map(|rest| rest.split(close).next())
+            .filter(|name| {
+                !name.is_empty()
+                    && name.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == ':'
+                    })
+            })
+            .map(|name| format!("eigenpub::{name}"))
+            .collect()
+    }
+
+    #[test]
+    fn every_code_used_is_documented() {
+        let missing: Vec<String> = used().difference(&documented()).cloned().collect();
+        assert!(
+            missing.is_empty(),
+            "add these codes to docs/diagnostics.md (meaning and fix): {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_code_documented_is_used() {
+        let stale: Vec<String> = documented().difference(&used()).cloned().collect();
+        assert!(
+            stale.is_empty(),
+            "docs/diagnostics.md lists codes eigenpub no longer reports: {stale:?}"
+        );
     }
 }
 
