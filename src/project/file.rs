@@ -95,7 +95,7 @@ impl<'de> Deserialize<'de> for VersionValue {
         struct Visitor;
         impl<'v> serde::de::Visitor<'v> for Visitor {
             type Value = VersionValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an integer or a string")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<VersionValue, E> {
@@ -418,9 +418,6 @@ impl Settings {
     }
 }
 
-/// Placeholders a tag template may use.
-pub const TAG_PLACEHOLDERS: &[&str] = &["avs", "opset", "version"];
-
 /// Fills a tag template. Unknown placeholders and unbalanced braces are errors.
 pub fn render_tag(template: &str, avs: &str, opset: u32, version: &str) -> Result<String, String> {
     let mut out = String::new();
@@ -450,6 +447,9 @@ pub fn render_tag(template: &str, avs: &str, opset: u32, version: &str) -> Resul
     out.push_str(rest);
     Ok(out)
 }
+
+#[cfg(test)]
+mod agreement;
 
 #[cfg(test)]
 mod tests {
