@@ -26,13 +26,6 @@ pub enum Repository {
 }
 
 impl Repository {
-    /// The repository path (without the registry or layout root).
-    pub fn path(&self) -> &str {
-        match self {
-            Repository::Remote { path, .. } | Repository::Layout { path, .. } => path,
-        }
-    }
-
     /// The registry host for remote repositories.
     pub fn registry(&self) -> Option<&str> {
         match self {

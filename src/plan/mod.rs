@@ -134,6 +134,7 @@ pub struct Observation {
 }
 
 impl Observation {
+    #[cfg(test)]
     pub fn tag(digest: Option<&str>) -> Observation {
         Observation {
             tag: digest.map(str::to_string),

@@ -119,6 +119,7 @@ fn reader(pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
 }
 
 /// Kills the helper and everything in its process group, and reaps it.
+#[allow(unsafe_code)]
 fn kill_group(child: &mut std::process::Child) {
     #[cfg(unix)]
     if let Ok(pid) = i32::try_from(child.id()) {

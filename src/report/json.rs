@@ -9,11 +9,6 @@ use crate::plan::saved::{PlanDocument, PlannedArtifact};
 
 pub use crate::plan::saved::FORMAT_VERSION;
 
-/// A plan as JSON (the same document `plan --out` saves).
-pub fn plan(document: &PlanDocument) -> Value {
-    serde_json::to_value(document).expect("plan documents serialize")
-}
-
 /// A plan as pretty-printed JSON text: what `plan --format json` prints and `plan --out` saves.
 pub fn plan_text(document: &PlanDocument) -> String {
     serde_json::to_string_pretty(document).expect("plan documents serialize")
