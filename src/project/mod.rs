@@ -681,7 +681,7 @@ fn publication(
     entry: &Entry,
     bytes: Bytes,
     document: &SpecDocument,
-    time: &Time,
+    time: &Time<'_>,
     mutable: &GlobSet,
     problems: &mut Problems,
 ) -> Option<Publication> {
