@@ -26,16 +26,6 @@ pub struct Credential {
     pub origin: String,
 }
 
-impl Credential {
-    /// The secret strings, for scrubbing them from anything printed.
-    pub fn secrets(&self) -> Vec<&str> {
-        match &self.secret {
-            Secret::Basic { password, .. } => vec![password.as_str()],
-            Secret::IdentityToken(t) => vec![t.as_str()],
-        }
-    }
-}
-
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.secret {

@@ -295,6 +295,8 @@ impl Registry {
                 "",
             )
         })?;
+        // A bearer token is a secret of this run: never shown, whatever echoes it.
+        crate::sanitize::register(&value);
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).clamp(1, 86_400));
         let expires = Instant::now() + lifetime;
         let margin = Duration::from_secs(5).min(lifetime / 2);

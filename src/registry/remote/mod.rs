@@ -31,7 +31,7 @@ use reqwest::header::HeaderMap;
 
 use super::retry::Backoff;
 use crate::registry::credentials::Credential;
-pub use error::{ErrorKind, RegistryError, error_body};
+pub use error::{ErrorKind, RegistryError};
 
 /// The per-request deadline unless `[registries."host"] timeout` says otherwise.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);

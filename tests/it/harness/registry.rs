@@ -79,7 +79,7 @@ impl Registry {
 
     /// A registry on `ip:<free port>`, over TLS with `pki`'s server certificate if
     /// given, authenticating as `auth` says.
-    pub fn serve(ip: IpAddr, tls: Option<&Pki>, auth: Auth) -> Registry {
+    pub fn serve(ip: IpAddr, tls: Option<&Pki>, auth: Auth<'_>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("eigenpub-it-registry-")
             .tempdir()

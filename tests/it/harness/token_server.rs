@@ -286,7 +286,7 @@ impl Signer<'_> {
 fn serve_token(
     request: &HttpRequest,
     expected: &str,
-    signer: &Signer,
+    signer: &Signer<'_>,
     overload: Option<&Overload>,
 ) -> (TokenRequest, HttpResponse) {
     let params = request.query();
