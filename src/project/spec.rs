@@ -60,6 +60,18 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
                 .help("a spec needs at least apiVersion, kind, name, version and spec"),
         );
     }
+    if let Some(at) =
+        crate::project::yaml::flow_depth_beyond(text, crate::project::yaml::FLOW_DEPTH_LIMIT)
+    {
+        let at = bom + at;
+        let (line, _) = file.line_col(at);
+        return Err(Problem::error(
+            "eigenpub::spec::yaml",
+            format!("{} (line {line}): it is nested too deeply", file.name),
+        )
+        .at(file, at..at + 1, "nested too deeply")
+        .help("a spec nests a few levels; flatten the structure"));
+    }
     // Parsed as serde_yaml's own value first: it refuses duplicate keys (as Go's yaml.v3,
     // and so devkit, does) where a direct parse into JSON would keep the last one.
     let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {

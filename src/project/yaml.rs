@@ -248,6 +248,60 @@ pub fn duplicate_key(text: &str) -> Option<(usize, usize, String)> {
     finder.found
 }
 
+/// How deep flow collections (`{…}`, `[…]`) may nest: serde_yaml's own recursion limit.
+pub(crate) const FLOW_DEPTH_LIMIT: usize = 128;
+
+/// The byte offset where flow collections first nest deeper than `limit`, found in one
+/// linear pass (quoted scalars and comments skipped). libyaml's scanner, under serde_yaml,
+/// takes time quadratic in flow depth before its recursion limit applies, so a deeply
+/// nested spec is refused here first.
+pub(crate) fn flow_depth_beyond(text: &str, limit: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(i);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'\'' if i == 0 || !bytes[i - 1].is_ascii_alphanumeric() => {
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == b'\'' {
+                        if bytes.get(i + 1) == Some(&b'\'') {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +311,21 @@ mod tests {
         let text = "a: 1\nb:\n  c: 2\n  d: [x, y]\n  c: 3\n";
         assert_eq!(duplicate_key(text), Some((5, 3, "c".into())));
         assert_eq!(duplicate_key("a: 1\nb: {c: 1}\nc: 2\n"), None);
+    }
+
+    #[test]
+    fn flow_depth_is_measured_outside_strings_and_comments() {
+        let deep = format!("spec: {}1{}\n", "{a: ".repeat(200), "}".repeat(200));
+        assert_eq!(flow_depth_beyond(&deep, 128), Some(6 + 128 * 4));
+        let shallow = format!("spec: {}1{}\n", "[".repeat(128), "]".repeat(128));
+        assert_eq!(flow_depth_beyond(&shallow, 128), None);
+        let quoted = format!(
+            "a: \"{}\"\nb: '{}'\n# {}\n",
+            "{".repeat(300),
+            "[".repeat(300),
+            "{".repeat(300)
+        );
+        assert_eq!(flow_depth_beyond(&quoted, 128), None);
+        assert_eq!(flow_depth_beyond("a: {b: [1, 2]}\n", 1), Some(7));
     }
 }
