@@ -101,11 +101,18 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
     let (state_tx, state) = watch::channel(RunState::Running);
     let signals = watch_signals(state_tx, ctx.quiet());
     let to_push = plan.changes.iter().filter(|c| c.action.pushes()).count();
+    let places = super::places(
+        plan.changes
+            .iter()
+            .filter(|c| c.action.pushes())
+            .map(|c| &c.publication),
+    );
     let printer = Printer::new(
         ctx.quiet(),
         args.format == Format::Text,
         ctx.stderr_is_terminal,
         to_push,
+        &places,
         ctx.stdout,
     );
     let options = apply::Options {

@@ -241,3 +241,18 @@ fn connections(project: &Project) -> Vec<(String, Connection)> {
         })
         .collect()
 }
+
+/// Where publications go, for progress text: registry hosts, and `oci:` layouts.
+fn places<'a>(
+    publications: impl IntoIterator<Item = &'a crate::project::Publication>,
+) -> Vec<String> {
+    let places: std::collections::BTreeSet<String> = publications
+        .into_iter()
+        .map(|p| {
+            p.repository
+                .registry()
+                .map_or_else(|| "an OCI layout".to_string(), str::to_string)
+        })
+        .collect();
+    places.into_iter().collect()
+}

@@ -63,6 +63,7 @@ pub(super) async fn make_plan(
     let concurrency = ctx.concurrency(project.concurrency);
     let bar = ObserveBar::new(
         project.publications.len(),
+        &super::places(&project.publications),
         !ctx.quiet() && ctx.stderr_is_terminal,
     );
     let observed = plan::observe(

@@ -1,7 +1,9 @@
-//! Progress while applying: bars at a terminal, one plain line per finished artifact
-//! elsewhere (CI logs), nothing with `-q`. One printer decides, so bars and log lines never
-//! interleave: with bars drawn, finished lines are printed through indicatif's
-//! `MultiProgress::println`, above the bars.
+//! Progress while planning and applying: at a terminal, a bar from the first moment (0/N)
+//! that says what is happening ("checking 500 tags on ghcr.io", "pushing 42 artifacts to
+//! ghcr.io") and, while applying, a spinner per artifact in flight with its name; elsewhere
+//! (CI logs) one plain line per finished artifact; nothing with `-q`. One printer decides,
+//! so bars and log lines never interleave: with bars drawn, finished lines are printed
+//! through indicatif's `MultiProgress::println`, above the bars.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,18 +33,30 @@ pub enum Printer {
 }
 
 impl Printer {
-    pub fn new(quiet: bool, lines: bool, terminal: bool, total: usize, style: Style) -> Printer {
+    /// `places` names where the artifacts go (registry hosts, layout folders), for the
+    /// phase text.
+    pub fn new(
+        quiet: bool,
+        lines: bool,
+        terminal: bool,
+        total: usize,
+        places: &[String],
+        style: Style,
+    ) -> Printer {
         if quiet || !lines {
             return Printer::Quiet;
         }
         if terminal && total > 0 {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let overall = multi.add(ProgressBar::new(total as u64));
-            overall.set_style(
-                ProgressStyle::with_template("[{bar:30}] {pos}/{len} artifacts pushed, {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
+            let overall = multi.add(phase_bar(
+                total,
+                format!(
+                    "pushing {total} artifact{} to {}",
+                    plural(total),
+                    list(places)
+                ),
+            ));
+            draw_from_now(&overall);
             return Printer::Bars {
                 bars: Bars {
                     multi,
@@ -74,12 +88,14 @@ impl Progress for Printer {
     fn started(&self, change: &Change) {
         if let Printer::Bars { bars, .. } = self {
             let reference = change.publication.reference();
-            let spinner = bars.multi.add(ProgressBar::new_spinner());
-            spinner.set_style(
-                ProgressStyle::with_template("  {spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            spinner.set_message(reference.clone());
+            // Named before it is added, so it is never drawn without its artifact.
+            let spinner = ProgressBar::new_spinner()
+                .with_style(
+                    ProgressStyle::with_template("  {spinner} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                )
+                .with_message(reference.clone());
+            let spinner = bars.multi.add(spinner);
             spinner.enable_steady_tick(Duration::from_millis(120));
             bars.active
                 .lock()
@@ -113,19 +129,19 @@ impl Progress for Printer {
     }
 }
 
-/// A bar while a plan reads its tags: drawn only for many artifacts at a terminal.
+/// A bar while a plan reads its tags, at a terminal: "checking N tags on HOST", from 0/N.
 pub struct ObserveBar(Option<ProgressBar>);
 
 impl ObserveBar {
-    pub fn new(total: usize, at_terminal: bool) -> ObserveBar {
-        ObserveBar((at_terminal && total >= 50).then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("[{bar:30}] {pos}/{len} tags read")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+    /// `places` names where the tags are (registry hosts, layout folders).
+    pub fn new(total: usize, places: &[String], at_terminal: bool) -> ObserveBar {
+        ObserveBar((at_terminal && total > 0).then(|| {
+            let bar = phase_bar(
+                total,
+                format!("checking {total} tag{} on {}", plural(total), list(places)),
             );
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            draw_from_now(&bar);
             bar
         }))
     }
@@ -140,5 +156,59 @@ impl ObserveBar {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// An overall bar that says what the run is doing, drawn from 0/N on.
+fn phase_bar(total: usize, phase: String) -> ProgressBar {
+    let bar = ProgressBar::hidden();
+    bar.set_length(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(phase);
+    bar
+}
+
+/// Draws a bar's first frame (0/N) now, then keeps it fresh (elapsed time) while nothing
+/// finishes. A manual tick is ignored once the steady one runs, hence this order.
+fn draw_from_now(bar: &ProgressBar) {
+    bar.tick();
+    bar.enable_steady_tick(Duration::from_millis(200));
+}
+
+/// "ghcr.io", "ghcr.io and localhost:5000", "3 registries".
+fn list(places: &[String]) -> String {
+    match places {
+        [] => "nowhere".to_string(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        more => format!("{} places", more.len()),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_named_briefly() {
+        assert_eq!(list(&["ghcr.io".into()]), "ghcr.io");
+        assert_eq!(list(&["a".into(), "b".into()]), "a and b");
+        assert_eq!(list(&["a".into(), "b".into(), "c".into()]), "3 places");
+    }
+
+    #[test]
+    fn the_phase_bar_starts_at_zero_with_its_phase() {
+        let bar = phase_bar(42, "pushing 42 artifacts to ghcr.io".into());
+        assert_eq!(bar.position(), 0);
+        assert_eq!(bar.length(), Some(42));
+        assert_eq!(bar.message(), "pushing 42 artifacts to ghcr.io");
     }
 }

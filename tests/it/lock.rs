@@ -506,7 +506,12 @@ fn the_lock_keeps_digests_across_a_rewritten_history_a_shallow_clone_and_no_git(
         "2025-02-02T02:02:02Z",
     );
     assert_eq!(
-        git(project.path(), &["log", "--format=%ct"], "2025-02-02T02:02:02Z").trim(),
+        git(
+            project.path(),
+            &["log", "--format=%ct"],
+            "2025-02-02T02:02:02Z"
+        )
+        .trim(),
         "1738461722",
         "one commit, at the new time"
     );

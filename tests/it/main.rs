@@ -19,4 +19,5 @@ mod core;
 mod diagnostics;
 mod faults;
 mod lock;
+mod progress;
 mod security;
