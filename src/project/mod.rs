@@ -13,6 +13,7 @@ pub mod lock;
 pub mod paths;
 pub mod schema;
 pub mod spec;
+pub mod unique;
 pub mod yaml;
 
 use bytes::Bytes;
@@ -173,6 +174,8 @@ fn resolve(
     let schemas = SchemaSet::new(file, &parsed.schemas, dir, &mut problems);
     let mutable = mutable_tags(file, parsed, &mut problems);
     let entries = entries(file, parsed, dir, &mut problems);
+    unique::check_avs_names(file, parsed, &mut problems);
+    let entries = unique::one_entry_per_operator_set(file, entries, &mut problems);
     if parsed.avs.is_empty() && parsed.discover.is_empty() {
         problems.push(
             Problem::warning("eigenpub::project::empty", "the project lists no AVS, so there is nothing to publish")
@@ -387,19 +390,13 @@ fn entries(
         let mut opsets: Vec<_> = a.operator_sets.iter().collect();
         opsets.sort_by_key(|(k, _)| k.get_ref().parse::<u64>().unwrap_or(u64::MAX));
         for (key, path) in opsets {
-            let Ok(operator_set) = key.get_ref().parse::<u32>() else {
-                problems.push(
-                    Problem::error(
-                        "eigenpub::project::operator-set",
-                        format!(
-                            "operator set `{}` of AVS `{}` is not a number",
-                            key.get_ref(),
-                            a.name.get_ref()
-                        ),
-                    )
-                    .at(file, key.span(), "not an operator set id")
-                    .help("operator sets are numbered: 0 = \"…\", 1 = \"…\""),
-                );
+            let Ok(operator_set) = unique::operator_set_id(key.get_ref()) else {
+                problems.push(unique::key_problem(
+                    file,
+                    a.name.get_ref(),
+                    key.get_ref(),
+                    key.span(),
+                ));
                 continue;
             };
             entries.push(Entry {

@@ -512,3 +512,164 @@ fn an_absolute_oci_repository_is_written_where_it_is_reported() {
         "{out}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// One artifact per operator set
+// ---------------------------------------------------------------------------
+
+/// A project with `body` after `[defaults]`, and specs `a.yaml`, `b.yaml`.
+fn project_with(body: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "eigenruntime.toml",
+        format!("[defaults]\nregistry = \"oci:out\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n{body}"),
+    );
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "a"));
+    p.write("b.yaml", spec_yaml("oracle", "aggregator", "b"));
+    p
+}
+
+/// `validate --format json`'s diagnostics: (code, message, help).
+fn diagnostics(out: &Output) -> Vec<(String, String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("validate --format json printed no JSON ({e})\n{out}"));
+    doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap_or_default().to_string(),
+                d["message"].as_str().unwrap_or_default().to_string(),
+                d["help"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn operator_sets_spelled_another_way_are_errors_saying_what_to_write() {
+    for (key, write) in [("00", "0"), ("\"+0\"", "0"), ("\"1.0\"", "1"), ("007", "7")] {
+        // Alone, and next to the canonical spelling of the same operator set.
+        for with_canonical in [false, true] {
+            let extra = if with_canonical {
+                format!("{write} = \"a.yaml\"\n")
+            } else {
+                String::new()
+            };
+            let p = project_with(&format!(
+                "[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n{extra}{key} = \"b.yaml\"\n"
+            ));
+            let out = p.run(&["validate", "--format", "json"]);
+            out.no_panic().expect_code(1);
+            let found = diagnostics(&out);
+            assert!(
+                found
+                    .iter()
+                    .any(|(code, _, help)| code == "eigenpub::project::operator-set"
+                        && help.contains(&format!("write `{write} = "))),
+                "{key}: {found:?}\n{out}"
+            );
+            // Nothing is published for a project with such a key.
+            let apply = p.run(&["apply"]);
+            apply.expect_code(1);
+            assert!(!p.exists("out"), "{key}: something was published");
+        }
+    }
+    let p = project_with("[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n-1 = \"a.yaml\"\n");
+    let out = p.run(&["validate", "--format", "json"]);
+    out.no_panic().expect_code(1);
+    assert!(
+        diagnostics(&out).iter().any(|(code, message, _)| code
+            == "eigenpub::project::operator-set"
+            && message.contains("negative")),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_same_avs_twice_is_an_error_naming_both_places() {
+    let p = project_with(
+        "[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n\n[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n1 = \"b.yaml\"\n",
+    );
+    let out = p.run(&["validate", "--format", "json"]);
+    out.no_panic().expect_code(1);
+    assert!(
+        diagnostics(&out)
+            .iter()
+            .any(|(code, _, _)| code == "eigenpub::project::duplicate-avs"),
+        "{out}"
+    );
+    // Human output labels both places.
+    let human = p.run(&["validate"]);
+    assert!(
+        human.stderr.contains("first") && human.stderr.contains("second"),
+        "{human}"
+    );
+}
+
+#[test]
+fn an_operator_set_from_avs_and_from_discover_is_an_error_naming_both() {
+    let p = project_with(
+        "[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n\n[[discover]]\nspecs = \"fleet/{avs}/opset-{opset}.yaml\"\n",
+    );
+    p.write(
+        "fleet/oracle/opset-0.yaml",
+        spec_yaml("oracle", "aggregator", "c"),
+    );
+    let out = p.run(&["validate", "--format", "json"]);
+    out.no_panic().expect_code(1);
+    let found = diagnostics(&out);
+    assert!(
+        found.iter().any(
+            |(code, message, _)| code == "eigenpub::project::duplicate-operator-set"
+                && message.contains("a.yaml")
+                && message.contains("fleet/oracle/opset-0.yaml")
+        ),
+        "{found:?}\n{out}"
+    );
+    // Reported once, not again as a duplicate repository:tag.
+    assert_eq!(
+        found
+            .iter()
+            .filter(|(c, _, _)| c.starts_with("eigenpub::project::duplicate"))
+            .count(),
+        1,
+        "{found:?}"
+    );
+    // A discovered file spelled `opset-00` is the same operator set.
+    let p = project_with("[[discover]]\nspecs = \"fleet/{avs}/opset-{opset}.yaml\"\n");
+    p.write(
+        "fleet/oracle/opset-0.yaml",
+        spec_yaml("oracle", "aggregator", "c"),
+    );
+    p.write(
+        "fleet/oracle/opset-00.yaml",
+        spec_yaml("oracle", "aggregator", "d"),
+    );
+    let out = p.run(&["validate", "--format", "json"]);
+    out.no_panic().expect_code(1);
+    assert!(
+        diagnostics(&out)
+            .iter()
+            .any(|(code, _, _)| code == "eigenpub::project::duplicate-operator-set"),
+        "{out}"
+    );
+}
+
+#[test]
+fn two_avs_on_one_repository_and_tag_is_an_error_naming_both() {
+    let p = project_with(
+        "[[avs]]\nname = \"oracle\"\nrepository = \"oci:out/shared\"\ntag = \"v1\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n\n[[avs]]\nname = \"other\"\nrepository = \"oci:out/shared\"\ntag = \"v1\"\n[avs.operator-sets]\n0 = \"b.yaml\"\n",
+    );
+    let out = p.run(&["validate", "--format", "json"]);
+    out.no_panic().expect_code(1);
+    assert!(
+        diagnostics(&out)
+            .iter()
+            .any(|(code, message, _)| code == "eigenpub::project::duplicate"
+                && message.contains("oracle")
+                && message.contains("other")),
+        "{out}"
+    );
+}
