@@ -175,7 +175,7 @@ fn resolve(
     let mutable = mutable_tags(file, parsed, &mut problems);
     let entries = entries(file, parsed, dir, &mut problems);
     unique::check_avs_names(file, parsed, &mut problems);
-    let entries = unique::one_entry_per_operator_set(file, entries, &mut problems);
+    unique::check_operator_sets(file, &entries, &mut problems);
     if parsed.avs.is_empty() && parsed.discover.is_empty() {
         problems.push(
             Problem::warning("eigenpub::project::empty", "the project lists no AVS, so there is nothing to publish")

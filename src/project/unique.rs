@@ -106,19 +106,13 @@ pub fn check_avs_names(file: &SourceFile, parsed: &ProjectFile, problems: &mut P
     }
 }
 
-/// Two entries for one AVS and operator set are an error naming both; the second is dropped
-/// (so that it is reported once, not again as a duplicate `repository:tag`).
-pub(super) fn one_entry_per_operator_set(
-    file: &SourceFile,
-    entries: Vec<Entry>,
-    problems: &mut Problems,
-) -> Vec<Entry> {
-    let mut kept: Vec<Entry> = Vec::with_capacity(entries.len());
-    let mut index: HashMap<(String, u32), usize> = HashMap::new();
+/// Two entries for one AVS and operator set are an error naming both. (When they also land
+/// on one `repository:tag`, that is reported too, naming the tag.)
+pub(super) fn check_operator_sets(file: &SourceFile, entries: &[Entry], problems: &mut Problems) {
+    let mut index: HashMap<(&str, u32), &Entry> = HashMap::new();
     for entry in entries {
-        let key = (entry.avs.clone(), entry.operator_set);
-        if let Some(&i) = index.get(&key) {
-            let first = &kept[i];
+        let key = (entry.avs.as_str(), entry.operator_set);
+        if let Some(first) = index.get(&key) {
             let mut problem = Problem::error(
                 "eigenpub::project::duplicate-operator-set",
                 format!(
@@ -144,10 +138,8 @@ pub(super) fn one_entry_per_operator_set(
             ));
             continue;
         }
-        index.insert(key, kept.len());
-        kept.push(entry);
+        index.insert(key, entry);
     }
-    kept
 }
 
 #[cfg(test)]
