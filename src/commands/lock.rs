@@ -18,14 +18,6 @@ use crate::registry::remote::Access;
 use crate::report::out;
 
 pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
-    if !ctx.selection.is_everything() {
-        return Err(Problem::error(
-            "eigenpub::lock::selection",
-            "the lock covers the whole project: --select and --exclude do not apply to `eigenpub lock`",
-        )
-        .help("run `eigenpub lock` without them")
-        .into());
-    }
     let project = load_project(ctx)?;
     let mut requests = None;
     let published = if args.registry {
