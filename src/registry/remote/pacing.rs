@@ -1,49 +1,89 @@
 //! How fast eigenpub talks to one registry: a bound on requests in flight
-//! (`max-concurrency`), a fixed spacing (`requests-per-second`), and a slowdown while the
-//! registry throttles (429).
+//! (`max-concurrency`), and a request rate that adapts to what the registry accepts.
 //!
-//! Pure bookkeeping over tokio time, so it is tested with paused time: every registry owns
-//! one [`Pacing`], and every request waits for its turn here before it is sent.
+//! The rate is unlimited until the registry throttles (429, a rate-limit 403, a 503 with
+//! `Retry-After`). Then it drops to the rate the registry accepted over the last second
+//! (a multiplicative decrease by the accepted fraction, at most once per second so that one
+//! burst of refusals counts once), and climbs back while requests succeed: additively, by
+//! 5% a second, probing just above the limit; after two calm seconds (and not before a
+//! `Retry-After` has passed) multiplicatively, so a lifted limit is found again within
+//! seconds. A configured `requests-per-second` is an upper bound throughout. `Retry-After`
+//! itself delays only the request that got it (see [`super::transport`]).
+//!
+//! Pure bookkeeping over tokio time, so it is unit-tested with paused time against a
+//! simulated token bucket.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-/// The widest spacing a throttling registry pushes requests to.
-const MAX_INTERVAL: Duration = Duration::from_secs(1);
+/// The adaptive rate never goes below this (requests per second).
+const MIN_RATE: f64 = 1.0;
+/// Above this the adaptive rate is dropped: the registry is not limiting.
+const UNLIMITED: f64 = 100_000.0;
+/// The window over which the accepted rate is measured, and the least time between cuts.
+const WINDOW: Duration = Duration::from_secs(1);
+/// Calm this long after the last throttle before the rate climbs fast again.
+const CALM: Duration = Duration::from_secs(2);
+/// Probing growth per second near the limit (fraction of the rate).
+const PROBE: f64 = 0.05;
+/// Growth per second once calm (fraction of the rate).
+const RECOVER: f64 = 0.5;
 
-/// A registry's concurrency bound and pace.
+/// A registry's concurrency bound and rate controller.
 #[derive(Debug)]
 pub(super) struct Pacing {
     permits: Option<Semaphore>,
     pace: Mutex<Pace>,
 }
 
-/// Spacing of requests: a fixed rate when configured, and a pause after a 429.
+/// The rate controller's state.
 #[derive(Debug)]
 struct Pace {
-    /// The spacing in force now: the configured one, widened while the registry throttles.
-    interval: Option<Duration>,
-    /// The configured spacing (`requests-per-second`), which a calm registry returns to.
-    configured: Option<Duration>,
+    /// `requests-per-second` from the project: an upper bound.
+    configured: Option<f64>,
+    /// The adaptive rate; `None` while the registry has not throttled (or has recovered).
+    adaptive: Option<f64>,
+    /// When the next request may go.
     next: Instant,
-    paused_until: Instant,
+    /// When requests were accepted, over the last [`WINDOW`].
+    accepted: VecDeque<Instant>,
+    /// The last throttle that cut the rate.
+    last_cut: Option<Instant>,
+    /// No fast growth before this (a throttle's `Retry-After`, or [`CALM`] after it).
+    hold_until: Instant,
+}
+
+impl Pace {
+    /// The rate in force: the adaptive one within the configured bound.
+    fn rate(&self) -> Option<f64> {
+        match (self.configured, self.adaptive) {
+            (Some(c), Some(a)) => Some(c.min(a)),
+            (c, a) => c.or(a),
+        }
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while self.accepted.front().is_some_and(|t| now - *t > WINDOW) {
+            self.accepted.pop_front();
+        }
+    }
 }
 
 impl Pacing {
     pub(super) fn new(max_concurrency: Option<usize>, requests_per_second: Option<f64>) -> Pacing {
         let now = Instant::now();
-        let configured = requests_per_second
-            .filter(|r| *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
         Pacing {
             permits: max_concurrency.map(Semaphore::new),
             pace: Mutex::new(Pace {
-                interval: configured,
-                configured,
+                configured: requests_per_second.filter(|r| *r > 0.0),
+                adaptive: None,
                 next: now,
-                paused_until: now,
+                accepted: VecDeque::new(),
+                last_cut: None,
+                hold_until: now,
             }),
         }
     }
@@ -56,57 +96,72 @@ impl Pacing {
         }
     }
 
-    /// Waits for this registry's pace: a configured rate, and any pause after a 429.
+    /// Waits for this registry's pace: requests go no faster than the rate in force.
     pub(super) async fn wait_for_turn(&self) {
         let wait = {
             let mut pace = self.pace.lock().await;
             let now = Instant::now();
-            let mut at = now.max(pace.paused_until);
-            if let Some(interval) = pace.interval {
-                at = at.max(pace.next);
-                pace.next = at + interval;
+            match pace.rate() {
+                Some(rate) => {
+                    let at = now.max(pace.next);
+                    pace.next = at + Duration::from_secs_f64(1.0 / rate);
+                    at - now
+                }
+                None => Duration::ZERO,
             }
-            at.saturating_duration_since(now)
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// After a success, a spacing widened by throttling narrows back towards the configured one.
-    pub(super) async fn calm(&self) {
-        let mut pace = self.pace.lock().await;
-        if pace.interval == pace.configured {
-            return;
-        }
-        let narrower = pace.interval.map(|i| i.mul_f64(0.9));
-        pace.interval = match (narrower, pace.configured) {
-            (Some(n), Some(c)) if n <= c => Some(c),
-            (Some(n), None) if n < Duration::from_millis(5) => None,
-            (n, _) => n,
-        };
-    }
-
-    /// The registry throttled: pause every request to it for `delay`, and widen the spacing.
-    pub(super) async fn throttled(&self, delay: Duration) {
+    /// The registry accepted a request: count it, and let the rate grow.
+    pub(super) async fn accepted(&self) {
         let mut pace = self.pace.lock().await;
         let now = Instant::now();
-        // One burst of 429s (many requests refused at once) counts once: widen the
-        // spacing only when no pause is already in force, and never beyond a second.
-        if now >= pace.paused_until {
-            pace.interval =
-                Some((pace.interval.unwrap_or(Duration::from_millis(25)) * 2).min(MAX_INTERVAL));
+        pace.accepted.push_back(now);
+        pace.forget_before(now);
+        let Some(rate) = pace.adaptive else {
+            return;
+        };
+        // Per accepted request, so the growth per second is a fraction of the rate.
+        let growth = if now >= pace.hold_until {
+            RECOVER
+        } else {
+            PROBE
+        };
+        let grown = rate * (1.0 + growth / rate.max(1.0));
+        pace.adaptive = (grown < UNLIMITED).then_some(grown);
+    }
+
+    /// The registry throttled: the rate drops to what it accepted over the last second
+    /// (once per second), and grows only slowly until `retry_after` and [`CALM`] have passed.
+    pub(super) async fn throttled(&self, retry_after: Option<Duration>) {
+        let mut pace = self.pace.lock().await;
+        let now = Instant::now();
+        pace.forget_before(now);
+        let hold = now + retry_after.unwrap_or(Duration::ZERO).max(CALM);
+        pace.hold_until = pace.hold_until.max(hold);
+        if pace.last_cut.is_some_and(|t| now - t < WINDOW) {
+            return;
         }
-        let until = now + delay;
-        if until > pace.paused_until {
-            pace.paused_until = until;
-        }
+        pace.last_cut = Some(now);
+        let accepted = pace.accepted.len() as f64 / WINDOW.as_secs_f64();
+        let current = pace.rate().unwrap_or(f64::INFINITY);
+        pace.adaptive = Some(accepted.min(current).max(MIN_RATE));
+    }
+
+    /// The adaptive rate in force (for tests and the verbose report).
+    #[cfg(test)]
+    async fn rate(&self) -> Option<f64> {
+        self.pace.lock().await.rate()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// Times (from the start) at which `n` turns are granted, one after another.
     async fn turns(pacing: &Pacing, n: usize) -> Vec<Duration> {
@@ -136,23 +191,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn throttling_pauses_then_calms_back() {
-        let pacing = Pacing::new(None, None);
-        pacing.throttled(Duration::from_secs(2)).await;
-        let start = Instant::now();
-        pacing.wait_for_turn().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
-        // Spacing widened to 50 ms; successes narrow it until it disappears.
-        let at = turns(&pacing, 2).await;
-        assert_eq!(at[1] - at[0], Duration::from_millis(50));
-        for _ in 0..100 {
-            pacing.calm().await;
-        }
-        let at = turns(&pacing, 3).await;
-        assert_eq!(at[2] - at[1], Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn concurrency_is_bounded() {
         let pacing = Pacing::new(Some(2), None);
         let a = pacing.permit().await;
@@ -165,5 +203,126 @@ mod tests {
         );
         drop(a);
         assert!(pacing.permit().await.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_throttles_cuts_once() {
+        let pacing = Pacing::new(None, None);
+        for _ in 0..50 {
+            pacing.accepted().await;
+        }
+        for _ in 0..8 {
+            pacing.throttled(Some(Duration::from_secs(1))).await;
+        }
+        assert_eq!(pacing.rate().await, Some(50.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_configured_rate_stays_an_upper_bound() {
+        let pacing = Pacing::new(None, Some(20.0));
+        for _ in 0..10_000 {
+            pacing.accepted().await;
+        }
+        assert_eq!(pacing.rate().await, Some(20.0));
+    }
+
+    /// A registry behind a token bucket: `rate` tokens a second, at most `burst` saved.
+    struct Bucket {
+        rate: f64,
+        burst: f64,
+        tokens: f64,
+        at: Instant,
+    }
+
+    impl Bucket {
+        fn take(&mut self) -> bool {
+            let now = Instant::now();
+            self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.burst);
+            self.at = now;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        }
+    }
+
+    /// Counts over a simulated run: (accepted, throttled).
+    #[derive(Default)]
+    struct Tally {
+        accepted: u64,
+        throttled: u64,
+    }
+
+    /// `workers` clients sending as fast as the pacing lets them for `run`, each request
+    /// taking 5 ms; a refused one waits its `Retry-After` (1 s) and goes again.
+    async fn simulate(
+        pacing: Arc<Pacing>,
+        bucket: Arc<std::sync::Mutex<Bucket>>,
+        workers: usize,
+        run: Duration,
+    ) -> Tally {
+        let end = Instant::now() + run;
+        let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let (pacing, bucket, tally) = (pacing.clone(), bucket.clone(), tally.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    pacing.wait_for_turn().await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let ok = bucket.lock().unwrap().take();
+                    if ok {
+                        tally.lock().unwrap().accepted += 1;
+                        pacing.accepted().await;
+                    } else {
+                        tally.lock().unwrap().throttled += 1;
+                        pacing.throttled(Some(Duration::from_secs(1))).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let t = tally.lock().unwrap();
+        Tally {
+            accepted: t.accepted,
+            throttled: t.throttled,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn converges_under_a_token_bucket_and_recovers_when_it_lifts() {
+        let pacing = Arc::new(Pacing::new(None, None));
+        let bucket = Arc::new(std::sync::Mutex::new(Bucket {
+            rate: 100.0,
+            burst: 20.0,
+            tokens: 20.0,
+            at: Instant::now(),
+        }));
+        // 32 workers of 5 ms could send 6400 requests a second; the bucket allows 100.
+        let run = Duration::from_secs(30);
+        let t = simulate(pacing.clone(), bucket.clone(), 32, run).await;
+        let allowed = 100.0 * run.as_secs_f64() + 20.0;
+        let used = t.accepted as f64 / allowed;
+        let refused = t.throttled as f64 / (t.accepted + t.throttled) as f64;
+        assert!(used >= 0.8, "used {used:.2} of the allowed rate");
+        assert!(refused <= 0.10, "{refused:.3} of the requests were refused");
+        let rate = pacing.rate().await.expect("still limited");
+        assert!((80.0..=130.0).contains(&rate), "settled at {rate:.1}/s");
+
+        // The limit lifts: within ten seconds the rate is back above 1000/s.
+        bucket.lock().unwrap().rate = 1_000_000.0;
+        bucket.lock().unwrap().burst = 1_000_000.0;
+        let t = simulate(pacing.clone(), bucket, 32, Duration::from_secs(10)).await;
+        assert_eq!(t.throttled, 0);
+        assert!(
+            pacing.rate().await.is_none_or(|r| r > 1000.0),
+            "rate after the limit lifted: {:?}",
+            pacing.rate().await
+        );
     }
 }

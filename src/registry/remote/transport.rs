@@ -211,12 +211,13 @@ impl Registry {
         }
     }
 
-    /// Sleeps before a retry; a throttled registry is paused for every request to it.
+    /// Sleeps before a retry. A throttled answer also slows the registry's rate down;
+    /// its `Retry-After` delays only this request.
     async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: bool) {
-        let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
         if throttled {
-            self.pacing.throttled(delay).await;
+            self.pacing.throttled(retry_after).await;
         }
+        let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
         tokio::time::sleep(delay).await;
     }
 
@@ -355,7 +356,7 @@ impl Attempts for RegistryAttempts<'_> {
                 registry.auth.learned_open().await;
             }
             if status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND {
-                registry.pacing.calm().await;
+                registry.pacing.accepted().await;
                 return Attempt::Done(Ok(answer));
             }
             let (codes, message) = error_body(&answer.body);
@@ -367,10 +368,13 @@ impl Attempts for RegistryAttempts<'_> {
                 .and_then(|v| retry::parse_retry_after(&v, SystemTime::now()));
             let mut last = registry.unexpected(&answer, "complete a request");
             last.message = format!("{} (after {} attempts)", last.message, number + 1);
+            // A 503 that says when to come back is the registry asking to slow down.
+            let throttled = verdict == Verdict::Throttled
+                || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
             return Attempt::Again {
                 last: Err(last),
                 retry_after,
-                throttled: verdict == Verdict::Throttled,
+                throttled,
                 budget: registry.backoff.attempts,
                 counted: true,
             };
@@ -475,15 +479,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_throttled_answer_holds_back_other_requests() {
+    async fn retry_after_delays_only_the_request_that_got_it() {
         let r = registry();
         let mut attempts = flaky(1);
         attempts.retry_after = Some(Duration::from_secs(2));
         attempts.throttled = true;
-        r.drive(&mut attempts).await.unwrap();
-        let start = Instant::now();
-        r.pacing.wait_for_turn().await;
-        // The pause has passed; only the widened spacing (50 ms) may remain.
-        assert!(start.elapsed() <= Duration::from_millis(50));
+        let other = async {
+            // Another request to the same registry, while the refused one waits.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let start = Instant::now();
+            r.pacing.wait_for_turn().await;
+            start.elapsed()
+        };
+        let (done, waited) = tokio::join!(r.drive(&mut attempts), other);
+        done.unwrap();
+        assert!(waited < Duration::from_millis(100), "{waited:?}");
     }
 }
