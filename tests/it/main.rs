@@ -21,3 +21,4 @@ mod faults;
 mod lock;
 mod progress;
 mod security;
+mod transport;
