@@ -25,7 +25,6 @@ use std::sync::RwLock;
 use base64::Engine as _;
 
 use crate::diagnostic::{Label, Problem, SourceFile};
-use crate::registry::credentials::{Credential, Secret};
 
 /// What a redacted secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -38,21 +37,6 @@ pub const REGISTRY_TEXT_LIMIT: usize = 1000;
 const MIN_GENERIC_TOKEN: usize = 16;
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// Remembers a credential's secrets for the rest of the run, in every form they travel in.
-pub fn register_credential(credential: &Credential) {
-    let forms = match &credential.secret {
-        Secret::Basic { username, password } => {
-            let mut forms = forms_of(password);
-            if !password.is_empty() {
-                forms.extend(forms_of(&format!("{username}:{password}")));
-            }
-            forms
-        }
-        Secret::IdentityToken(token) => forms_of(token),
-    };
-    add(forms);
-}
 
 /// Remembers one secret string (a token, a password) for the rest of the run.
 pub fn register(secret: &str) {

@@ -43,7 +43,7 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
         },
         origin: "eigenpub login".into(),
     };
-    crate::sanitize::register_credential(&credential);
+    credential.register_secrets();
     let registry = open_registry(
         &host,
         &connection(&ctx.project_dir(), &settings),

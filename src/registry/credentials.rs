@@ -79,12 +79,29 @@ pub fn docker_config_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
 }
 
+impl Credential {
+    /// Tells the sanitiser this credential's secrets, in every form they travel in (the
+    /// password, `user:password`, and their base64 forms are derived there), so that no
+    /// output of the run can show them.
+    pub fn register_secrets(&self) {
+        match &self.secret {
+            Secret::Basic { username, password } => {
+                if !password.is_empty() {
+                    crate::sanitize::register(password);
+                    crate::sanitize::register(&format!("{username}:{password}"));
+                }
+            }
+            Secret::IdentityToken(token) => crate::sanitize::register(token),
+        }
+    }
+}
+
 /// Finds credentials for a registry, and registers their secrets with the sanitiser so
 /// that no output of the run can show them. Blocking (may run a credential helper).
 pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
     let found = find(registry)?;
     if let Some(credential) = &found {
-        crate::sanitize::register_credential(credential);
+        credential.register_secrets();
     }
     Ok(found)
 }
