@@ -1,13 +1,17 @@
 //! Saved plans: `plan --out FILE` writes the plan a reviewer approved; `apply FILE` applies
 //! exactly that plan, and refuses (pushing nothing) when it has gone stale.
 //!
-//! A saved plan records a hash of every input (the project file's text, and for every
-//! artifact its spec path, repository, tag, digest and mutability, which between them cover
-//! the specs' bytes and every resolved setting), the selection and overwrite flag it was
-//! made with, and the digest each tag held when it was planned. [`check`] is pure: it
-//! compares a saved plan with a fresh one and names every difference.
+//! A saved plan records a hash of every input (the project file's text, for every artifact
+//! its spec path, repository, tag, digest and mutability, which between them cover the
+//! specs' bytes and every resolved setting, and the selection and overwrite flag it was
+//! made with), every artifact with its action and digest, the digest each tag held when it
+//! was planned, and a hash of the whole document (`plan_hash`), so that an edit to the file
+//! is seen. `apply PLAN` makes the plan again with the saved options and [`check`] (pure)
+//! compares the two: every artifact, action, digest and option must be the same, or nothing
+//! is pushed. The one allowed difference: a tag that already holds what the plan wanted
+//! (an earlier apply of this plan got that far).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -60,8 +64,11 @@ impl PlannedArtifact {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanDocument {
     pub format_version: u32,
-    /// sha256 of every input; see the module docs.
+    /// sha256 of every input, options included; see the module docs.
     pub inputs_hash: String,
+    /// sha256 of this document without this field: an edited file no longer matches it.
+    #[serde(default)]
+    pub plan_hash: Option<String>,
     pub allow_overwrite: bool,
     #[serde(default)]
     pub select: Vec<String>,
@@ -79,16 +86,56 @@ impl PlanDocument {
         select: &[String],
         exclude: &[String],
     ) -> Self {
-        PlanDocument {
+        let mut document = PlanDocument {
             format_version: FORMAT_VERSION,
-            inputs_hash: inputs_hash.to_string(),
+            inputs_hash: with_options(inputs_hash, allow_overwrite, select, exclude),
+            plan_hash: None,
             allow_overwrite,
             select: select.to_vec(),
             exclude: exclude.to_vec(),
             artifacts: plan.changes.iter().map(PlannedArtifact::of).collect(),
             summary: plan.summary(),
+        };
+        document.plan_hash = Some(document.content_hash());
+        document
+    }
+
+    /// The hash of the document's contents (everything but `plan_hash`), in a canonical
+    /// encoding: the same contents give the same hash however the file is formatted.
+    pub fn content_hash(&self) -> String {
+        let mut contents = self.clone();
+        contents.plan_hash = None;
+        let value = serde_json::to_value(&contents).expect("plan documents serialize");
+        let mut h = Sha256::new();
+        h.update(b"eigenpub-plan-v1\0");
+        h.update(value.to_string().as_bytes());
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+}
+
+/// Mixes the options a plan was made with into its inputs hash, so that a saved plan whose
+/// options were edited no longer matches the plan made again with them.
+fn with_options(
+    inputs_hash: &str,
+    allow_overwrite: bool,
+    select: &[String],
+    exclude: &[String],
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"eigenpub-options-v1\0");
+    let overwrite = if allow_overwrite { "allow" } else { "refuse" };
+    for field in [inputs_hash, overwrite] {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    for list in [select, exclude] {
+        h.update((list.len() as u64).to_le_bytes());
+        for item in list {
+            h.update((item.len() as u64).to_le_bytes());
+            h.update(item.as_bytes());
         }
     }
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 /// The hash of every input of a plan.
@@ -115,14 +162,32 @@ pub fn inputs_hash(project_text: &str, publications: &[Publication]) -> String {
 /// Why a saved plan can no longer be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stale {
+    /// The file does not match its `plan_hash` (or has none): it was edited.
+    Edited,
     /// An artifact's wanted digest changed (a spec or a setting changed).
     Input {
         reference: String,
         saved: Option<String>,
         now: Option<String>,
     },
-    /// The inputs hash differs but no artifact changed (e.g. the project file was edited).
+    /// The inputs hash differs but no artifact changed: the project file, or the saved
+    /// plan's options, changed.
     ProjectFile,
+    /// An artifact is in only one of the two plans.
+    Artifact { reference: String, in_saved: bool },
+    /// The same artifact, another action (e.g. `refused` then, `update` now).
+    Action {
+        reference: String,
+        saved: String,
+        now: String,
+    },
+    /// The same artifact with another field (AVS, operator set, spec, mutability).
+    Field {
+        reference: String,
+        field: &'static str,
+        saved: String,
+        now: String,
+    },
     /// The registry's tag moved since the plan was made.
     Tag {
         reference: String,
@@ -135,6 +200,10 @@ impl std::fmt::Display for Stale {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let d = |x: &Option<String>| x.clone().unwrap_or_else(|| "absent".into());
         match self {
+            Stale::Edited => write!(
+                f,
+                "the file was changed after `eigenpub plan --out` wrote it (its plan_hash does not match its contents)"
+            ),
             Stale::Input {
                 reference,
                 saved,
@@ -145,7 +214,41 @@ impl std::fmt::Display for Stale {
                 d(saved),
                 d(now)
             ),
-            Stale::ProjectFile => write!(f, "the project file changed since the plan was made"),
+            Stale::ProjectFile => write!(
+                f,
+                "the project file, or the saved plan's options (allow_overwrite, select, exclude), changed since the plan was made"
+            ),
+            Stale::Artifact {
+                reference,
+                in_saved: true,
+            } => write!(
+                f,
+                "{reference} is in the saved plan but not in the plan made now"
+            ),
+            Stale::Artifact {
+                reference,
+                in_saved: false,
+            } => write!(
+                f,
+                "{reference} is not in the saved plan: it was not reviewed"
+            ),
+            Stale::Action {
+                reference,
+                saved,
+                now,
+            } => write!(
+                f,
+                "{reference}: the saved plan says `{saved}`, now it is `{now}`"
+            ),
+            Stale::Field {
+                reference,
+                field,
+                saved,
+                now,
+            } => write!(
+                f,
+                "{reference}: {field} is `{saved}` in the saved plan, `{now}` now"
+            ),
             Stale::Tag {
                 reference,
                 saved,
@@ -160,50 +263,93 @@ impl std::fmt::Display for Stale {
     }
 }
 
-/// Compares a saved plan with the plan made now from the same project; empty when the
-/// saved plan still holds.
+/// Compares a saved plan with the plan made now from the same project and the saved
+/// options; empty when the saved plan still holds, else every difference.
 pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
     let mut stale = Vec::new();
+    if saved.plan_hash.as_deref() != Some(saved.content_hash().as_str()) {
+        stale.push(Stale::Edited);
+    }
     let key = |a: &PlannedArtifact| format!("{}:{}", a.repository, a.tag);
     let saved_map: BTreeMap<String, &PlannedArtifact> =
         saved.artifacts.iter().map(|a| (key(a), a)).collect();
     let now_map: BTreeMap<String, &PlannedArtifact> =
         now.artifacts.iter().map(|a| (key(a), a)).collect();
-    if saved.inputs_hash != now.inputs_hash {
-        for reference in saved_map
-            .keys()
-            .chain(now_map.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let s = saved_map.get(reference).map(|a| a.digest.clone());
-            let n = now_map.get(reference).map(|a| a.digest.clone());
-            if s != n {
-                stale.push(Stale::Input {
-                    reference: reference.clone(),
-                    saved: s,
-                    now: n,
+    let references: BTreeSet<&String> = saved_map.keys().chain(now_map.keys()).collect();
+    let mut inputs_changed = false;
+    for reference in &references {
+        let (s, n) = (saved_map.get(*reference), now_map.get(*reference));
+        let (Some(s), Some(n)) = (s, n) else {
+            stale.push(Stale::Artifact {
+                reference: reference.to_string(),
+                in_saved: s.is_some(),
+            });
+            continue;
+        };
+        if s.digest != n.digest {
+            inputs_changed = true;
+            stale.push(Stale::Input {
+                reference: reference.to_string(),
+                saved: Some(s.digest.clone()),
+                now: Some(n.digest.clone()),
+            });
+            continue;
+        }
+        let fields = [
+            ("the AVS", s.avs.clone(), n.avs.clone()),
+            (
+                "the operator set",
+                s.operator_set.to_string(),
+                n.operator_set.to_string(),
+            ),
+            ("the spec", s.spec.clone(), n.spec.clone()),
+            ("mutable", s.mutable.to_string(), n.mutable.to_string()),
+            (
+                "equivalent",
+                s.equivalent.clone().unwrap_or_default(),
+                n.equivalent.clone().unwrap_or_default(),
+            ),
+        ];
+        for (field, saved_value, now_value) in fields {
+            if saved_value != now_value {
+                stale.push(Stale::Field {
+                    reference: reference.to_string(),
+                    field,
+                    saved: saved_value,
+                    now: now_value,
                 });
             }
         }
-        if stale.is_empty() {
-            stale.push(Stale::ProjectFile);
-        }
-    }
-    for (reference, s) in &saved_map {
         // A tag that now holds exactly what was planned is not stale: an earlier apply of
         // this plan got that far (the re-run it suggests after a partial failure).
-        if let Some(n) = now_map.get(reference)
-            && s.observed_digest != n.observed_digest
-            && n.observed_digest.as_deref() != Some(s.digest.as_str())
-        {
+        let done = n.observed_digest.as_deref() == Some(s.digest.as_str());
+        if s.observed_digest != n.observed_digest && !done {
             stale.push(Stale::Tag {
-                reference: reference.clone(),
+                reference: reference.to_string(),
                 saved: s.observed_digest.clone(),
                 now: n.observed_digest.clone(),
             });
+        } else if s.action != n.action
+            && !(done && n.action == "unchanged")
+            && !same_outcome(&s.action, &n.action)
+        {
+            stale.push(Stale::Action {
+                reference: reference.to_string(),
+                saved: s.action.clone(),
+                now: n.action.clone(),
+            });
         }
     }
+    if saved.inputs_hash != now.inputs_hash && !inputs_changed {
+        stale.push(Stale::ProjectFile);
+    }
     stale
+}
+
+/// `update` and `retag` both point the tag at the planned manifest; which one it is depends
+/// on whether the registry already holds that manifest, which may change in between.
+fn same_outcome(a: &str, b: &str) -> bool {
+    matches!((a, b), ("update", "retag") | ("retag", "update"))
 }
 
 #[cfg(test)]
@@ -254,6 +400,103 @@ mod tests {
         let planned = a.artifacts[0].digest.clone();
         let b = doc(&["x: 1", "x: 2"], &[Some(&planned), None], "p");
         assert!(check(&a, &b).is_empty());
+    }
+
+    /// `doc` edited by `edit`, with its plan_hash made to match again (a careful editor).
+    fn edited(doc: &PlanDocument, edit: impl FnOnce(&mut PlanDocument)) -> PlanDocument {
+        let mut d = doc.clone();
+        edit(&mut d);
+        d.plan_hash = Some(d.content_hash());
+        d
+    }
+
+    #[test]
+    fn an_edit_to_the_file_is_seen() {
+        let a = doc(&["x: 1"], &[None], "p");
+        let mut b = a.clone();
+        b.summary.create = 7;
+        assert_eq!(check(&b, &a), [Stale::Edited]);
+        let mut c = a.clone();
+        c.plan_hash = None;
+        assert_eq!(check(&c, &a), [Stale::Edited]);
+    }
+
+    #[test]
+    fn every_artifact_action_digest_and_option_must_match() {
+        let refusing = {
+            let p = publication("avs0", "t", "x: 1", false);
+            let hash = inputs_hash("p", std::slice::from_ref(&p));
+            let plan = diff(
+                vec![p],
+                vec![Observation::tag(Some("sha256:old"))],
+                Overwrite::Refuse,
+            );
+            PlanDocument::new(&plan, &hash, false, &[], &[])
+        };
+        assert_eq!(refusing.artifacts[0].action, "refused");
+        // The plan made again with an edited allow_overwrite: its hash and action differ.
+        let overwriting = {
+            let p = publication("avs0", "t", "x: 1", false);
+            let hash = inputs_hash("p", std::slice::from_ref(&p));
+            let plan = diff(
+                vec![p],
+                vec![Observation::tag(Some("sha256:old"))],
+                Overwrite::Allow,
+            );
+            PlanDocument::new(&plan, &hash, true, &[], &[])
+        };
+        let flipped = edited(&refusing, |d| d.allow_overwrite = true);
+        let stale = check(&flipped, &overwriting);
+        assert!(stale.contains(&Stale::ProjectFile), "{stale:?}");
+        assert!(
+            stale.iter().any(|s| matches!(s, Stale::Action { saved, now, .. } if saved == "refused" && now == "update")),
+            "{stale:?}"
+        );
+
+        let a = doc(&["x: 1", "x: 2"], &[None, None], "p");
+        // An artifact removed from the file is still in the plan made now: not reviewed.
+        let removed = edited(&a, |d| {
+            d.artifacts.pop();
+        });
+        assert_eq!(
+            check(&removed, &a),
+            [Stale::Artifact {
+                reference: "r.example/avs1:t".into(),
+                in_saved: false
+            }]
+        );
+        // An artifact's digest, action, spec or mutability edited in the file.
+        let digest = edited(&a, |d| d.artifacts[0].digest = "sha256:0000".into());
+        assert!(matches!(&check(&digest, &a)[..], [Stale::Input { .. }]));
+        let action = edited(&a, |d| d.artifacts[0].action = "unchanged".into());
+        assert!(matches!(&check(&action, &a)[..], [Stale::Action { .. }]));
+        let mutable = edited(&a, |d| d.artifacts[0].mutable = true);
+        assert!(matches!(
+            &check(&mutable, &a)[..],
+            [Stale::Field {
+                field: "mutable",
+                ..
+            }]
+        ));
+        let spec = edited(&a, |d| d.artifacts[0].spec = "other.yaml".into());
+        assert!(matches!(
+            &check(&spec, &a)[..],
+            [Stale::Field {
+                field: "the spec",
+                ..
+            }]
+        ));
+        // A selection edited in the file: the plan made again with it differs in its
+        // options hash even where it holds the same artifacts.
+        let selected = edited(&a, |d| d.select = vec!["avs0".into()]);
+        let now = {
+            let ps = vec![publication("avs0", "t", "x: 1", false)];
+            let hash = inputs_hash("p", &ps);
+            let plan = diff(ps, vec![Observation::tag(None)], Overwrite::Refuse);
+            PlanDocument::new(&plan, &hash, false, &["avs0".into()], &[])
+        };
+        let stale = check(&selected, &now);
+        assert!(stale.contains(&Stale::ProjectFile), "{stale:?}");
     }
 
     #[test]

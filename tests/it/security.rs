@@ -664,3 +664,101 @@ fn two_avs_on_one_repository_and_tag_is_an_error_naming_both() {
         "{out}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Saved plans are enforced
+// ---------------------------------------------------------------------------
+
+/// Applies `plan.json` after `edit`; asserts it is refused as stale and pushes nothing.
+#[track_caller]
+fn assert_edit_refused(p: &Project, what: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let original = p.read("plan.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    edit(&mut doc);
+    p.write("plan.json", serde_json::to_vec_pretty(&doc).unwrap());
+    let before = walk(&p.join("out"));
+    let out = p.run(&["apply", "plan.json", "--diagnostics", "json"]);
+    out.no_panic();
+    p.write("plan.json", original);
+    assert_eq!(
+        out.code, 1,
+        "{what}: the edited plan was not refused\n{out}"
+    );
+    assert!(
+        out.stderr.contains("eigenpub::apply::stale-plan"),
+        "{what}: refused for another reason\n{out}"
+    );
+    assert_eq!(
+        walk(&p.join("out")),
+        before,
+        "{what}: something was written\n{out}"
+    );
+}
+
+#[test]
+fn a_saved_plan_edited_in_any_field_is_refused_and_pushes_nothing() {
+    let p = project_with(
+        "[[avs]]\nname = \"alpha\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n\n[[avs]]\nname = \"beta\"\n[avs.operator-sets]\n0 = \"b.yaml\"\n",
+    );
+    p.run(&["plan", "--out", "plan.json"]).success();
+    let set = |pointer: &'static str, value: serde_json::Value| {
+        move |doc: &mut serde_json::Value| *doc.pointer_mut(pointer).unwrap() = value
+    };
+    assert_edit_refused(&p, "allow_overwrite", set("/allow_overwrite", true.into()));
+    assert_edit_refused(&p, "select", set("/select", serde_json::json!(["alpha"])));
+    assert_edit_refused(&p, "exclude", set("/exclude", serde_json::json!(["beta"])));
+    assert_edit_refused(&p, "an artifact removed", |doc| {
+        doc["artifacts"].as_array_mut().unwrap().pop();
+    });
+    assert_edit_refused(
+        &p,
+        "digest",
+        set(
+            "/artifacts/0/digest",
+            format!("sha256:{}", "0".repeat(64)).into(),
+        ),
+    );
+    assert_edit_refused(&p, "action", set("/artifacts/0/action", "unchanged".into()));
+    assert_edit_refused(
+        &p,
+        "observed_digest",
+        set(
+            "/artifacts/0/observed_digest",
+            format!("sha256:{}", "1".repeat(64)).into(),
+        ),
+    );
+    assert_edit_refused(&p, "mutable", set("/artifacts/0/mutable", true.into()));
+    assert_edit_refused(&p, "spec", set("/artifacts/0/spec", "b.yaml".into()));
+    assert_edit_refused(&p, "tag", set("/artifacts/0/tag", "other".into()));
+    assert_edit_refused(&p, "summary", set("/summary/create", 0.into()));
+    assert_edit_refused(
+        &p,
+        "inputs_hash",
+        set("/inputs_hash", format!("sha256:{}", "2".repeat(64)).into()),
+    );
+    assert_edit_refused(&p, "plan_hash removed", |doc| {
+        doc.as_object_mut().unwrap().remove("plan_hash");
+    });
+    // The unedited plan applies, and applies again (every tag already holds what it wanted).
+    p.run(&["apply", "plan.json"]).success();
+    p.run(&["apply", "plan.json"]).success();
+}
+
+#[test]
+fn a_refused_overwrite_stays_refused_when_the_saved_plan_says_allow_overwrite() {
+    let p = project_with("[[avs]]\nname = \"alpha\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n");
+    p.run(&["apply"]).success();
+    let index = p.read("out/alpha/index.json");
+    // Same tag, other content: the plan refuses the overwrite.
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "changed"));
+    let out = p.run(&["plan", "--format", "json", "--out", "plan.json"]);
+    assert!(out.stdout.contains("\"refused\""), "{out}");
+    assert_edit_refused(&p, "allow_overwrite on a refused plan", |doc| {
+        doc["allow_overwrite"] = true.into();
+    });
+    assert_eq!(
+        p.read("out/alpha/index.json"),
+        index,
+        "the immutable tag moved"
+    );
+}
