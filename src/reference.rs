@@ -4,10 +4,92 @@
 //! A project's `registry = "ghcr.io/acme"` plus an AVS name becomes a [`Repository`];
 //! `registry = "oci:out"` becomes an OCI image layout under `out/`. Names are checked here,
 //! once, so that a bad name is a clear error at load time and a layout repository can never
-//! escape its folder (`..`, absolute paths and the like are not in the grammar).
+//! escape its folder (`..`, absolute paths and the like are not in the grammar). Digests
+//! are a [`Digest`]: checked once where they come in (a registry's answer, a lock file, a
+//! command-line reference), so that a malformed one is an error there, never a value that
+//! travels into a URL or a file path.
 
 use std::fmt;
 use std::path::PathBuf;
+
+/// A content digest as eigenpub reads and writes them: `sha256:` and 64 lowercase hex
+/// digits (the only algorithm eigenpub computes, so the only one it can verify).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Checks a digest from outside (a registry header, a manifest, a lock, an argument).
+    pub fn parse(text: &str) -> Result<Digest, String> {
+        if is_sha256(text) {
+            Ok(Digest(text.to_string()))
+        } else {
+            Err("not a sha256 digest (`sha256:` and 64 lowercase hex digits)".to_string())
+        }
+    }
+
+    /// The digest of bytes eigenpub hashed itself (always well formed).
+    pub fn of_hex(hex: &str) -> Digest {
+        debug_assert!(hex.len() == 64);
+        Digest(format!("sha256:{hex}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Any text as a digest, for tests of the pure core that use short stand-ins.
+    #[cfg(test)]
+    pub fn for_tests(text: &str) -> Digest {
+        Digest(text.to_string())
+    }
+
+    /// The 64 hex digits (e.g. a blob's file name in an OCI layout).
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for Digest {
+    fn from(text: &str) -> Digest {
+        Digest::for_tests(text)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(digest: Digest) -> String {
+        digest.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Digest {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// True for `sha256:` and 64 lowercase hex digits.
+pub fn is_sha256(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
 
 /// Docker Hub, as users write it.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -207,6 +289,24 @@ pub fn is_loopback(registry: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_are_checked_once_where_they_come_in() {
+        let hex = "a".repeat(64);
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(d.hex(), hex);
+        assert_eq!(d, format!("sha256:{hex}").as_str());
+        for bad in [
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha512:{hex}"),
+            format!("sha256:{hex}\r\nX-Evil: 1"),
+            "sha256:../../etc/passwd".to_string(),
+            String::new(),
+        ] {
+            assert!(Digest::parse(&bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn prefixes() {

@@ -43,18 +43,10 @@ struct Ref {
     digest: Option<String>,
 }
 
-fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// Parses REF (pure).
 fn parse_ref(text: &str) -> Result<Ref, String> {
     let (rest, digest) = match text.rsplit_once('@') {
-        Some((r, d)) if is_digest(d) => (r, Some(d.to_string())),
+        Some((r, d)) if crate::reference::is_sha256(d) => (r, Some(d.to_string())),
         Some((_, d)) => {
             return Err(format!(
                 "`{d}` is not a sha256 digest (sha256: and 64 lowercase hex digits)"
@@ -157,7 +149,7 @@ async fn open(ctx: &Context, r: &Ref) -> Result<Target, Failure> {
 async fn verified_blob(target: &Target, descriptor: &Value, what: &str) -> Result<Bytes, Failure> {
     let digest = descriptor["digest"]
         .as_str()
-        .filter(|d| is_digest(d))
+        .filter(|d| crate::reference::is_sha256(d))
         .ok_or_else(|| problem(format!("the manifest's {what} has no sha256 digest")))?;
     let size = descriptor["size"]
         .as_u64()
@@ -195,10 +187,10 @@ async fn read(ctx: &Context, text: &str) -> Result<Read, Failure> {
         (None, Some(tag)) => target.manifest_digest(tag).await.map_err(target_problem)?.ok_or_else(|| {
             Problem::error("eigenpub::inspect::not-found", format!("{text}: no such tag"))
                 .help("check the repository and tag (`eigenpub plan -v` lists what the project publishes)")
-        })?,
+        })?.into(),
         (None, None) => unreachable!("parse_ref requires a tag or a digest"),
     };
-    if !is_digest(&digest) {
+    if !crate::reference::is_sha256(&digest) {
         return Err(problem(format!(
             "the tag points at `{}`, not a sha256 digest",
             clean(&digest)

@@ -11,10 +11,10 @@ use serde_json::json;
 use super::{Context, Exit, Failure, Outcome, connection, report_requests};
 use crate::cli::VerifyArgs;
 use crate::diagnostic::{Problem, SourceFile};
-use crate::plan::equivalence::is_sha256;
 use crate::project::file;
 use crate::project::lock::{self, Lock, LockEntry};
 use crate::reference::Repository;
+use crate::reference::{Digest, is_sha256};
 use crate::registry::remote::Access;
 use crate::registry::{TargetError, Targets};
 use crate::report::Format;
@@ -67,7 +67,7 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     });
     let targets = Targets::connect(connections, Access::Pull).await?;
     let concurrency = ctx.concurrency(file::DEFAULT_CONCURRENCY);
-    let results: Vec<(usize, Result<Option<String>, TargetError>)> =
+    let results: Vec<(usize, Result<Option<Digest>, TargetError>)> =
         futures::stream::iter(entries.iter().enumerate())
             .map(|(i, (e, repository))| {
                 let target = targets.target(repository);
@@ -81,8 +81,8 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     for (i, result) in results {
         match result {
             Ok(None) => statuses[i] = Status::Missing,
-            Ok(Some(d)) if d == entries[i].0.digest => statuses[i] = Status::Locked,
-            Ok(Some(d)) => statuses[i] = Status::Moved(shown(&d)),
+            Ok(Some(d)) if d == entries[i].0.digest.as_str() => statuses[i] = Status::Locked,
+            Ok(Some(d)) => statuses[i] = Status::Moved(shown(d.as_str())),
             Err(e) => errors.push((i, e)),
         }
     }

@@ -137,17 +137,6 @@ pub fn compare(
     })
 }
 
-/// True for `sha256:` and 64 lowercase hex digits: the only digests eigenpub reads back
-/// (a digest from a registry's manifest goes into a URL, so it is checked first).
-pub fn is_sha256(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// `YYYY-MM-DD` from an RFC 3339 time, when it starts with one.
 fn date(created: &str) -> Option<String> {
     let d = created.get(..10)?;

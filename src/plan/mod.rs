@@ -15,6 +15,7 @@ use futures::StreamExt;
 
 use crate::plan::equivalence::Provenance;
 use crate::project::Publication;
+use crate::reference::Digest;
 use crate::registry::{Target, TargetError, Targets};
 
 /// What to do with one artifact.
@@ -23,15 +24,15 @@ pub enum Action {
     /// The tag does not exist yet.
     Create,
     /// The tag exists with another digest and may be overwritten.
-    Update { from: String },
+    Update { from: Digest },
     /// The manifest is already in the repository (under another tag, or by digest): only
     /// the tag is written, no blob is uploaded. `from` is what the tag held, if anything.
-    Retag { from: Option<String> },
+    Retag { from: Option<Digest> },
     /// The tag already holds exactly this artifact, or an equivalent one (see
     /// [`equivalence`]; then [`Change::equivalent`] says who published it).
     Unchanged,
     /// The tag exists with another digest and is immutable: the plan refuses to overwrite it.
-    Refused { from: String },
+    Refused { from: Digest },
 }
 
 impl Action {
@@ -59,7 +60,7 @@ impl Action {
 pub struct Change {
     pub publication: Publication,
     /// The digest the tag pointed at when observed.
-    pub observed: Option<String>,
+    pub observed: Option<Digest>,
     pub action: Action,
     /// Set when the tag holds other bytes with the same content: the tag is adopted as it
     /// is (never re-pushed), and its digest is the one that counts.
@@ -71,7 +72,7 @@ impl Change {
     /// adopted (equivalent) tag, else the wanted one. Release records and the lock use it.
     pub fn digest(&self) -> &str {
         match (&self.action, &self.observed) {
-            (Action::Unchanged, Some(observed)) => observed,
+            (Action::Unchanged, Some(observed)) => observed.as_str(),
             _ => self.publication.artifact.digest(),
         }
     }
@@ -124,7 +125,7 @@ impl Plan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observation {
     /// The digest the tag points at, if the tag exists.
-    pub tag: Option<String>,
+    pub tag: Option<Digest>,
     /// True when the wanted manifest is already in the repository (checked only when the
     /// tag does not already hold it).
     pub manifest_present: bool,
@@ -137,7 +138,7 @@ impl Observation {
     #[cfg(test)]
     pub fn tag(digest: Option<&str>) -> Observation {
         Observation {
-            tag: digest.map(str::to_string),
+            tag: digest.map(Digest::for_tests),
             ..Observation::default()
         }
     }
@@ -324,24 +325,21 @@ pub fn observe_problems(
 async fn equivalent(
     target: &Target,
     publication: &Publication,
-    digest: &str,
+    digest: &Digest,
 ) -> Result<Option<Provenance>, TargetError> {
-    if !equivalence::is_sha256(digest) {
-        return Ok(None);
-    }
-    let Some(manifest) = target.fetch_manifest(digest).await? else {
+    let Some(manifest) = target.fetch_manifest(digest.as_str()).await? else {
         return Ok(None);
     };
     let config_digest = serde_json::from_slice::<serde_json::Value>(&manifest)
         .ok()
         .and_then(|m| m.pointer("/config/digest")?.as_str().map(str::to_string));
-    let Some(config_digest) = config_digest.filter(|d| equivalence::is_sha256(d)) else {
+    let Some(config_digest) = config_digest.filter(|d| crate::reference::is_sha256(d)) else {
         return Ok(None);
     };
     let Some(config) = target.fetch_blob(&config_digest).await? else {
         return Ok(None);
     };
-    Ok(equivalence::compare(&publication.artifact, digest, &manifest, &config).ok())
+    Ok(equivalence::compare(&publication.artifact, digest.as_str(), &manifest, &config).ok())
 }
 
 #[cfg(test)]
@@ -453,7 +451,7 @@ pub(crate) mod tests {
         let b = publication("b", "t", "x: 2", true);
         let c = publication("c", "t", "x: 3", false);
         let present = |tag: Option<&str>| Observation {
-            tag: tag.map(str::to_string),
+            tag: tag.map(Digest::for_tests),
             manifest_present: true,
             equivalent: None,
         };

@@ -108,7 +108,7 @@ pub async fn for_review(
     let results: Vec<_> = futures::stream::iter(wanted)
         .map(|(i, c, from)| async move {
             let target = targets.target(&c.publication.repository);
-            let before = fetch(&target, &from).await?.unwrap_or_default();
+            let before = fetch(&target, from.as_str()).await?.unwrap_or_default();
             Ok::<_, TargetError>((i, (before, Contents::of(&c.publication.artifact))))
         })
         .buffer_unordered(concurrency.max(1))

@@ -53,7 +53,7 @@ impl PlannedArtifact {
             tag: p.tag.clone(),
             action: c.action.name().to_string(),
             digest: p.artifact.digest().to_string(),
-            observed_digest: c.observed.clone(),
+            observed_digest: c.observed.as_ref().map(ToString::to_string),
             mutable: p.mutable,
             equivalent: c.equivalent.as_ref().map(ToString::to_string),
         }

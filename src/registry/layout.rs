@@ -55,7 +55,7 @@ impl Layout {
     fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
         let hex = digest
             .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|_| crate::reference::is_sha256(digest))
             .ok_or_else(|| self.error(format!("`{digest}` is not a sha256 digest")))?;
         Ok(self.dir.join("blobs").join("sha256").join(hex))
     }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use crate::artifact::{ARTIFACT_TYPE, Blob};
 use crate::diagnostic::Problem;
-use crate::reference::{Repository, is_loopback};
+use crate::reference::{Digest, Repository, is_loopback};
 use layout::Layout;
 pub use remote::BlobState;
 use remote::{Access, Registry, RegistryError, RegistryOptions, Stats};
@@ -101,7 +101,7 @@ pub enum Target {
 impl Target {
     /// The digest a tag points at, or `None` when the tag does not exist.
     /// A digest that is not one (a hostile registry's header) is an error, never shown raw.
-    pub async fn manifest_digest(&self, tag: &str) -> Result<Option<String>, TargetError> {
+    pub async fn manifest_digest(&self, tag: &str) -> Result<Option<Digest>, TargetError> {
         let digest = match self {
             Target::Remote {
                 registry,
@@ -109,20 +109,24 @@ impl Target {
             } => registry.manifest_digest(repository, tag).await?,
             Target::Layout(l) => l.manifest_digest(tag)?,
         };
-        match digest {
-            Some(d) if !is_digest(&d) => Err(TargetError {
+        match digest.as_deref().map(Digest::parse) {
+            Some(Err(_)) => Err(TargetError {
                 target: self.registry().unwrap_or("OCI layout").to_string(),
                 code: "eigenpub::registry::protocol",
                 message: format!(
                     "the digest of tag {tag} is not a digest: {}",
-                    crate::sanitize::registry_text(&crate::sanitize::truncate(&d, 100))
+                    crate::sanitize::registry_text(&crate::sanitize::truncate(
+                        digest.as_deref().unwrap_or_default(),
+                        100
+                    ))
                 ),
                 help: "the registry (or what answers in its place) sent a malformed Docker-Content-Digest; check what is serving this host".into(),
                 transient: false,
                 kind: Some(remote::ErrorKind::Protocol),
                 status: None,
             }),
-            other => Ok(other),
+            Some(Ok(d)) => Ok(Some(d)),
+            None => Ok(None),
         }
     }
 
@@ -234,22 +238,6 @@ impl Target {
             Target::Layout(l) => Ok(l.fetch_blob(digest)?),
         }
     }
-}
-
-/// True for an OCI digest: `algorithm:encoded` (`sha256:` and 64 hex digits, typically).
-pub fn is_digest(d: &str) -> bool {
-    let Some((algorithm, encoded)) = d.split_once(':') else {
-        return false;
-    };
-    d.len() <= 255
-        && !algorithm.is_empty()
-        && !encoded.is_empty()
-        && algorithm
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-        && encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
 }
 
 /// Runs blocking layout work on tokio's blocking threads.

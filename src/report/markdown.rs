@@ -37,15 +37,21 @@ fn row(change: &Change) -> Option<String> {
     let digest = p.artifact.digest();
     let (action, digests) = match &change.action {
         Action::Create => ("➕ create", short(digest)),
-        Action::Update { from } => ("🔄 update", format!("{} → {}", short(from), short(digest))),
+        Action::Update { from } => (
+            "🔄 update",
+            format!("{} → {}", short(from.as_str()), short(digest)),
+        ),
         Action::Retag { from } => (
             "🏷️ retag",
             match from {
-                Some(f) => format!("{} → {}", short(f), short(digest)),
+                Some(f) => format!("{} → {}", short(f.as_str()), short(digest)),
                 None => short(digest),
             },
         ),
-        Action::Refused { from } => ("⛔ refused", format!("{} → {}", short(from), short(digest))),
+        Action::Refused { from } => (
+            "⛔ refused",
+            format!("{} → {}", short(from.as_str()), short(digest)),
+        ),
         Action::Unchanged => return None,
     };
     Some(format!(

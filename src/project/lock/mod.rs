@@ -26,9 +26,9 @@ pub use update::{EntryChange, Published, update};
 
 use crate::artifact::sha256_digest;
 use crate::diagnostic::{Problem, SourceFile};
-use crate::plan::equivalence::is_sha256;
 use crate::project::Publication;
 use crate::project::created::{Created, parse_created};
+use crate::reference::is_sha256;
 use crate::reference::{self, RegistryPrefix, Repository};
 
 /// The lock format this eigenpub reads and writes.
