@@ -282,8 +282,12 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
             ledger.ensure(&key, &target, blob).await?;
         }
     }
+    let guard = crate::registry::layout::TagGuard {
+        observed: change.observed.clone(),
+        immutable: !p.mutable,
+    };
     let reported = target
-        .push_manifest(&p.tag, &p.artifact.manifest, &p.artifact.blobs())
+        .push_manifest(&p.tag, &p.artifact.manifest, &p.artifact.blobs(), &guard)
         .await?;
     if reported != p.artifact.digest() {
         return Err(TargetError {

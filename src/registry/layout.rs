@@ -6,10 +6,16 @@
 //! file in the same folder, then a rename), blobs are written before the index names them,
 //! and `index.json` is rewritten under a lock (in-process and across processes), so an
 //! interrupted or concurrent run never leaves a tag naming a missing or partial blob.
+//! Under that lock the tag is read again: an immutable tag that another run wrote since
+//! this one planned is refused, not overwritten ([`TagGuard`]). Temporary files that an
+//! interrupted run left (`.eigenpub-*`, older than [`STALE_TEMP_AGE`]) are removed on the
+//! next write.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -18,10 +24,25 @@ use crate::artifact::{self, Blob};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// A temporary file this old is left over from an interrupted run (a write in progress
+/// takes seconds), so the next write removes it.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(15 * 60);
+
 /// One repository stored as an OCI image layout.
 pub struct Layout {
     dir: PathBuf,
     index_lock: Mutex<()>,
+    /// Stale temporary files are looked for once per run.
+    swept: AtomicBool,
+}
+
+/// What a tag must still hold when it is written.
+#[derive(Debug, Clone, Default)]
+pub struct TagGuard {
+    /// The digest the tag held when the plan was made (`None`: absent).
+    pub observed: Option<String>,
+    /// An immutable tag that moved since is refused; a mutable one is written.
+    pub immutable: bool,
 }
 
 /// A layout failure: which folder, and what happened.
@@ -29,6 +50,8 @@ pub struct Layout {
 pub struct LayoutError {
     pub dir: PathBuf,
     pub message: String,
+    /// True when another run wrote an immutable tag since this one planned it.
+    pub tag_moved: bool,
 }
 
 impl std::fmt::Display for LayoutError {
@@ -42,6 +65,7 @@ impl Layout {
         Layout {
             dir,
             index_lock: Mutex::new(()),
+            swept: AtomicBool::new(false),
         }
     }
 
@@ -49,6 +73,7 @@ impl Layout {
         LayoutError {
             dir: self.dir.clone(),
             message: message.into(),
+            tag_moved: false,
         }
     }
 
@@ -118,13 +143,16 @@ impl Layout {
         Ok(true)
     }
 
-    /// Writes the manifest blob, then points the tag at it in `index.json`.
+    /// Writes the manifest blob, then points the tag at it in `index.json`, unless the tag
+    /// is immutable and moved since it was planned (`guard`).
     pub fn push_manifest(
         &self,
         tag: &str,
         manifest: &Blob,
         artifact_type: &str,
+        guard: &TagGuard,
     ) -> Result<String, LayoutError> {
+        self.sweep_stale_temporaries();
         self.push_blob(manifest)?;
         let _guard = self.index_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Lock the layout's folder itself: unlike `oci-layout`, it is never replaced, so
@@ -135,6 +163,22 @@ impl Layout {
             .lock()
             .map_err(|e| self.error(format!("cannot lock the layout: {e}")))?;
         let mut index = self.read_index()?;
+        // Read again under the lock: another run may have written the tag since the plan.
+        let current = find_tag(&index, tag).and_then(|m| m["digest"].as_str().map(str::to_string));
+        if guard.immutable
+            && current != guard.observed
+            && current.as_deref() != Some(manifest.digest.as_str())
+        {
+            let d = |x: &Option<String>| x.clone().unwrap_or_else(|| "nothing".into());
+            return Err(LayoutError {
+                tag_moved: true,
+                ..self.error(format!(
+                    "tag {tag} was written by another run while this one ran (it held {} when planned, {} now); an immutable tag is not overwritten, so it was left as it is",
+                    d(&guard.observed),
+                    d(&current)
+                ))
+            });
+        }
         let entry = json!({
             "mediaType": manifest.media_type,
             "digest": manifest.digest,
@@ -164,6 +208,36 @@ impl Layout {
             .map_err(|e| self.error(format!("cannot write index.json: {e}")))?;
         drop(lock_file);
         Ok(manifest.digest.clone())
+    }
+
+    /// Removes `.eigenpub-*` temporary files older than [`STALE_TEMP_AGE`] from the layout
+    /// folder and its blob folder: what an interrupted run left. Younger ones may belong to
+    /// a run in progress and are kept. Failures are ignored (the files are harmless).
+    fn sweep_stale_temporaries(&self) {
+        if self.swept.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for dir in [self.dir.clone(), self.dir.join("blobs").join("sha256")] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let stale = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".eigenpub-")
+                    && entry.metadata().is_ok_and(|m| {
+                        m.file_type().is_file()
+                            && m.modified()
+                                .ok()
+                                .and_then(|t| t.elapsed().ok())
+                                .is_some_and(|age| age > STALE_TEMP_AGE)
+                    });
+                if stale {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     fn ensure_layout(&self) -> Result<(), LayoutError> {
@@ -205,7 +279,12 @@ mod tests {
         assert!(layout.blob_exists(&blob.digest).unwrap());
         let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{}".to_vec());
         layout
-            .push_manifest("t", &manifest, artifact::ARTIFACT_TYPE)
+            .push_manifest(
+                "t",
+                &manifest,
+                artifact::ARTIFACT_TYPE,
+                &TagGuard::default(),
+            )
             .unwrap();
         assert_eq!(
             layout.manifest_digest("t").unwrap(),
@@ -214,7 +293,7 @@ mod tests {
         // Re-pointing a tag replaces its entry instead of adding a second one.
         let other = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{\"a\":1}".to_vec());
         layout
-            .push_manifest("t", &other, artifact::ARTIFACT_TYPE)
+            .push_manifest("t", &other, artifact::ARTIFACT_TYPE, &TagGuard::default())
             .unwrap();
         let index = layout.read_index().unwrap();
         assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
@@ -230,7 +309,12 @@ mod tests {
             for tag in order {
                 let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, tag.as_bytes().to_vec());
                 layout
-                    .push_manifest(tag, &manifest, artifact::ARTIFACT_TYPE)
+                    .push_manifest(
+                        tag,
+                        &manifest,
+                        artifact::ARTIFACT_TYPE,
+                        &TagGuard::default(),
+                    )
                     .unwrap();
             }
             fs::read(dir.path().join(name).join("index.json")).unwrap()
@@ -246,6 +330,76 @@ mod tests {
             .map(|m| m["annotations"][REF_NAME].as_str().unwrap())
             .collect();
         assert_eq!(tags, ["v1", "v10", "v2"]);
+    }
+
+    #[test]
+    fn an_immutable_tag_written_by_another_run_meanwhile_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two runs (two handles, as two processes have) both planned the tag as absent.
+        let first = Layout::new(dir.path().join("repo"));
+        let second = Layout::new(dir.path().join("repo"));
+        let planned_absent = TagGuard {
+            observed: None,
+            immutable: true,
+        };
+        let a = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{\"a\":1}".to_vec());
+        let b = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{\"b\":1}".to_vec());
+        first
+            .push_manifest("t", &a, artifact::ARTIFACT_TYPE, &planned_absent)
+            .unwrap();
+        let refused = second
+            .push_manifest("t", &b, artifact::ARTIFACT_TYPE, &planned_absent)
+            .unwrap_err();
+        assert!(refused.tag_moved, "{refused}");
+        assert_eq!(second.manifest_digest("t").unwrap(), Some(a.digest.clone()));
+        // The same content is no conflict; a mutable tag is written.
+        second
+            .push_manifest("t", &a, artifact::ARTIFACT_TYPE, &planned_absent)
+            .unwrap();
+        let mutable = TagGuard {
+            observed: None,
+            immutable: false,
+        };
+        second
+            .push_manifest("t", &b, artifact::ARTIFACT_TYPE, &mutable)
+            .unwrap();
+        assert_eq!(second.manifest_digest("t").unwrap(), Some(b.digest));
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_on_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        fs::create_dir_all(repo.join("blobs/sha256")).unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(60);
+        let make = |path: PathBuf, modified| {
+            let f = File::create(&path).unwrap();
+            f.set_modified(modified).unwrap();
+            path
+        };
+        let stale_index = make(repo.join(".eigenpub-old1"), old);
+        let stale_blob = make(repo.join("blobs/sha256/.eigenpub-old2"), old);
+        let fresh = make(repo.join(".eigenpub-fresh"), std::time::SystemTime::now());
+        let foreign = make(repo.join("notes-old"), old);
+        let layout = Layout::new(repo.clone());
+        let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{}".to_vec());
+        layout
+            .push_manifest(
+                "t",
+                &manifest,
+                artifact::ARTIFACT_TYPE,
+                &TagGuard::default(),
+            )
+            .unwrap();
+        assert!(!stale_index.exists() && !stale_blob.exists());
+        assert!(
+            fresh.exists(),
+            "a temporary file of a run in progress is kept"
+        );
+        assert!(
+            foreign.exists(),
+            "only eigenpub's temporary files are removed"
+        );
     }
 
     #[test]

@@ -76,11 +76,22 @@ impl From<RegistryError> for TargetError {
 
 impl From<layout::LayoutError> for TargetError {
     fn from(e: layout::LayoutError) -> Self {
+        let (code, help) = if e.tag_moved {
+            (
+                "eigenpub::layout::tag-moved",
+                "another run published this tag meanwhile; run `eigenpub plan` to see what it holds now, and bump `version` if yours should be published too",
+            )
+        } else {
+            (
+                "eigenpub::layout::io",
+                "check the folder's permissions and free space",
+            )
+        };
         TargetError {
             target: crate::sanitize::text(&e.dir.display().to_string()),
-            code: "eigenpub::layout::io",
+            code,
             message: crate::sanitize::text(&e.to_string()),
-            help: "check the folder's permissions and free space".into(),
+            help: help.into(),
             transient: false,
             kind: None,
             status: None,
@@ -197,11 +208,14 @@ impl Target {
     /// Pushes the manifest's exact bytes under a tag; returns the digest the target reports.
     /// `blobs` are those the manifest names: a registry that says one is unknown gets it
     /// again (see [`Registry::push_manifest`]).
+    /// `guard` says what the tag held when planned: a layout refuses an immutable tag that
+    /// moved since (a registry cannot: it has no compare-and-swap).
     pub async fn push_manifest(
         &self,
         tag: &str,
         manifest: &Blob,
         blobs: &[&Blob],
+        guard: &layout::TagGuard,
     ) -> Result<String, TargetError> {
         match self {
             Target::Remote {
@@ -214,7 +228,8 @@ impl Target {
             // cancelled run is not held up by them.
             Target::Layout(l) => {
                 let (l, tag, manifest) = (l.clone(), tag.to_string(), manifest.clone());
-                blocking(move || l.push_manifest(&tag, &manifest, ARTIFACT_TYPE)).await
+                let guard = guard.clone();
+                blocking(move || l.push_manifest(&tag, &manifest, ARTIFACT_TYPE, &guard)).await
             }
         }
     }

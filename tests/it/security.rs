@@ -762,3 +762,85 @@ fn a_refused_overwrite_stays_refused_when_the_saved_plan_says_allow_overwrite() 
         "the immutable tag moved"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Layouts under concurrency
+// ---------------------------------------------------------------------------
+
+#[test]
+fn two_concurrent_applies_with_different_content_never_both_push_an_immutable_tag() {
+    let shared = tempfile::tempdir().unwrap();
+    let projects: Vec<Project> = ["one", "two"]
+        .iter()
+        .map(|seed| {
+            let p = Project::new();
+            p.write("spec.yaml", spec_yaml("oracle", "aggregator", seed));
+            p
+        })
+        .collect();
+    let mut both_raced = 0;
+    for round in 0..8 {
+        // Each round publishes into a fresh layout folder, shared by the two projects.
+        for p in &projects {
+            p.write(
+                "eigenruntime.toml",
+                format!(
+                    "[defaults]\nregistry = \"oci:{}\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n0 = \"spec.yaml\"\n",
+                    shared.path().join(format!("ROUND{round}")).display()
+                ),
+            );
+        }
+        let outputs: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = projects
+                .iter()
+                .map(|p| scope.spawn(|| p.run(&["apply", "--format", "json"])))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let pushed: Vec<String> = outputs
+            .iter()
+            .filter(|o| o.code == 0)
+            .map(|o| {
+                let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+                doc["artifacts"][0]["digest"].as_str().unwrap().to_string()
+            })
+            .collect();
+        for o in &outputs {
+            o.no_panic();
+            assert!(o.code == 0 || o.code == 1, "{o}");
+            if o.code == 1 {
+                assert!(
+                    o.stdout.contains("eigenpub::layout::tag-moved")
+                        || o.stdout.contains("\"refused\"")
+                        || o.stderr.contains("refused-overwrite"),
+                    "round {round}: the losing run should say why\n{o}"
+                );
+                if o.stdout.contains("eigenpub::layout::tag-moved") {
+                    both_raced += 1;
+                }
+            }
+        }
+        assert_eq!(
+            pushed.len(),
+            1,
+            "round {round}: exactly one run may publish the tag\n{}\n{}",
+            outputs[0],
+            outputs[1]
+        );
+        let index: serde_json::Value = serde_json::from_slice(
+            &fs::read(
+                shared
+                    .path()
+                    .join(format!("ROUND{round}/oracle/index.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            index["manifests"][0]["digest"].as_str(),
+            Some(pushed[0].as_str()),
+            "round {round}: the tag holds what the successful run reported"
+        );
+    }
+    eprintln!("rounds in which both runs planned before either wrote: {both_raced}");
+}
