@@ -283,7 +283,7 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
         }
     }
     let guard = crate::registry::layout::TagGuard {
-        observed: change.observed.clone(),
+        observed: change.observed.as_ref().map(|d| d.as_str().to_string()),
         immutable: !p.mutable,
     };
     let reported = target
