@@ -72,6 +72,24 @@ pub fn env_prefix(registry: &str) -> String {
     format!("EIGENPUB_REGISTRY_{host}")
 }
 
+/// Registries whose `EIGENPUB_REGISTRY_*` names are the same (`my-reg.io`, `my.reg.io`):
+/// each such name with the hosts that share it.
+pub fn shared_env_prefixes<'a>(
+    hosts: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Vec<String>)> {
+    let mut by_prefix: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for host in hosts {
+        let hosts = by_prefix.entry(env_prefix(host)).or_default();
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_string());
+        }
+    }
+    by_prefix
+        .into_iter()
+        .filter(|(_, hosts)| hosts.len() > 1)
+        .collect()
+}
+
 /// Docker's config folder.
 pub fn docker_config_dir() -> Option<PathBuf> {
     std::env::var_os("DOCKER_CONFIG")
@@ -306,9 +324,24 @@ pub fn store(registry: &str, username: &str, password: &str) -> Result<String, S
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
-    crate::atomic::write(&path, &bytes, 0o600)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_config(&path, &bytes)?;
     Ok(where_)
+}
+
+/// Writes Docker's `config.json` atomically, readable only by its owner. When it is a
+/// symlink (a dotfiles repository, a mounted secret), the file it points at is written, as
+/// Docker does, and the link stays.
+fn write_config(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let target = match std::fs::read_link(path) {
+        Ok(link) => {
+            // Relative links are relative to the link's folder.
+            let target = path.parent().map_or(link.clone(), |dir| dir.join(&link));
+            std::fs::canonicalize(&target).unwrap_or(target)
+        }
+        Err(_) => path.to_path_buf(),
+    };
+    crate::atomic::write(&target, bytes, 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))
 }
 
 fn run_helper_store(helper: &str, key: &str, username: &str, password: &str) -> Result<(), String> {
@@ -370,31 +403,16 @@ pub fn erase(registry: &str) -> Result<Option<String>, String> {
     }
     if removed.is_some() {
         let bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
-        crate::atomic::write(&path, &bytes, 0o600)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        write_config(&path, &bytes)?;
     }
     Ok(removed)
 }
 
 /// `docker-credential-<helper> erase`; false when the helper holds nothing for `key`.
 fn run_helper_erase(helper: &str, key: &str) -> Result<bool, String> {
-    use std::io::Write;
     let program = format!("docker-credential-{helper}");
-    let mut child = std::process::Command::new(&program)
-        .arg("erase")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(key.as_bytes())
-            .map_err(|e| format!("cannot talk to {program}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{program} failed: {e}"))?;
+    let out = super::helper::run(&program, "erase", key.as_bytes(), super::helper::timeout())
+        .map_err(|e| format!("{program} erase failed: {e}"))?;
     if out.status.success() {
         return Ok(true);
     }
@@ -411,7 +429,8 @@ fn run_helper_erase(helper: &str, key: &str) -> Result<bool, String> {
 
 /// Helper output, made safe to print: one line, printable characters, bounded.
 fn sanitize_line(text: &str) -> String {
-    text.chars()
+    crate::sanitize::text(text)
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(200)
         .collect::<String>()
@@ -430,6 +449,36 @@ mod tests {
             env_prefix("127.0.0.1:5000"),
             "EIGENPUB_REGISTRY_127_0_0_1_5000"
         );
+    }
+
+    #[test]
+    fn hosts_differing_in_punctuation_share_a_variable_name() {
+        assert_eq!(
+            shared_env_prefixes(["my-reg.io", "my.reg.io", "ghcr.io", "my.reg.io"]),
+            [(
+                "EIGENPUB_REGISTRY_MY_REG_IO".to_string(),
+                vec!["my-reg.io".to_string(), "my.reg.io".to_string()]
+            )]
+        );
+        assert!(shared_env_prefixes(["a.io", "b.io"]).is_empty());
+    }
+
+    #[test]
+    fn login_writes_through_a_symlinked_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles/docker.json");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, "{}").unwrap();
+        let link = dir.path().join("config.json");
+        std::os::unix::fs::symlink("dotfiles/docker.json", &link).unwrap();
+        write_config(&link, b"{\"auths\":{}}").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), b"{\"auths\":{}}");
     }
 
     #[test]

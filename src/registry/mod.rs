@@ -350,6 +350,31 @@ pub async fn lookup_credential(
     })
 }
 
+/// Two registries of a run whose `EIGENPUB_REGISTRY_*` variable names are the same, while
+/// those variables are set: the credentials would go to both hosts, so this is an error.
+fn shared_credential_variables<'a>(hosts: impl IntoIterator<Item = &'a str>) -> Vec<Problem> {
+    credentials::shared_env_prefixes(hosts)
+        .into_iter()
+        .filter(|(prefix, _)| {
+            ["USERNAME", "PASSWORD"]
+                .iter()
+                .any(|v| std::env::var_os(format!("{prefix}_{v}")).is_some())
+        })
+        .map(|(prefix, hosts)| {
+            Problem::error(
+                "eigenpub::registry::shared-credentials",
+                format!(
+                    "registries {} share the credential variables {prefix}_USERNAME/_PASSWORD, so their credentials would be sent to each of them",
+                    hosts.join(" and ")
+                ),
+            )
+            .help(format!(
+                "unset {prefix}_USERNAME and {prefix}_PASSWORD and log in to each registry separately (`eigenpub login HOST` or `docker login HOST`)"
+            ))
+        })
+        .collect()
+}
+
 /// Every registry and layout a run talks to.
 pub struct Targets {
     registries: HashMap<String, Arc<Registry>>,
@@ -367,6 +392,13 @@ impl Targets {
         let stats = Arc::new(Stats::default());
         let mut registries = HashMap::new();
         let mut problems = Vec::new();
+        let hosts: Vec<(String, Connection)> = hosts.into_iter().collect();
+        problems.extend(shared_credential_variables(
+            hosts.iter().map(|(h, _)| h.as_str()),
+        ));
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         for (host, connection) in hosts {
             let opened = match lookup_credential(&host).await {
                 Ok(credential) => {

@@ -844,3 +844,71 @@ fn two_concurrent_applies_with_different_content_never_both_push_an_immutable_ta
     }
     eprintln!("rounds in which both runs planned before either wrote: {both_raced}");
 }
+
+// ---------------------------------------------------------------------------
+// Login and credential variable names
+// ---------------------------------------------------------------------------
+
+#[test]
+fn login_writes_through_a_symlinked_docker_config() {
+    let registry = Hostile::start(|req: &Seen| {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        );
+        if req.header("authorization") == Some(expected.as_str()) {
+            Reply::new(200)
+        } else {
+            Reply::new(401).with_header("WWW-Authenticate", "Basic realm=\"r\"")
+        }
+    });
+    let p = Project::new();
+    let docker = p.join("docker");
+    let dotfiles = p.join("dotfiles");
+    fs::create_dir_all(&docker).unwrap();
+    fs::create_dir_all(&dotfiles).unwrap();
+    fs::write(
+        dotfiles.join("docker.json"),
+        r#"{"auths": {"other.example": {"auth": "eDp5"}}}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../dotfiles/docker.json", docker.join("config.json")).unwrap();
+    let mut cmd = p.eigenpub(&["login", &registry.host(), "-u", USER, "--password-stdin"]);
+    cmd.env("DOCKER_CONFIG", &docker);
+    let out = crate::harness::run_with_stdin(cmd, &format!("{PASSWORD}\n"));
+    out.no_panic().success();
+    let link = fs::symlink_metadata(docker.join("config.json")).unwrap();
+    assert!(
+        link.file_type().is_symlink(),
+        "login replaced the symlinked config.json with a file"
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&fs::read(dotfiles.join("docker.json")).unwrap()).unwrap();
+    assert!(
+        written["auths"][registry.host()]["auth"].is_string()
+            && written["auths"]["other.example"]["auth"] == "eDp5",
+        "the linked file holds the new login and keeps the old one: {written}"
+    );
+}
+
+#[test]
+fn registries_sharing_a_credential_variable_name_are_an_error_before_any_request() {
+    let p = project_with(
+        "[[avs]]\nname = \"alpha\"\nrepository = \"my-reg.io/acme/alpha\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n\n[[avs]]\nname = \"beta\"\nrepository = \"my.reg.io/acme/beta\"\n[avs.operator-sets]\n0 = \"b.yaml\"\n",
+    );
+    // With the shared variables set, both hosts would get them: refused before any
+    // connection (these hosts are never contacted).
+    let mut cmd = p.eigenpub(&["plan", "--diagnostics", "json"]);
+    cmd.env("EIGENPUB_REGISTRY_MY_REG_IO_USERNAME", USER)
+        .env("EIGENPUB_REGISTRY_MY_REG_IO_PASSWORD", PASSWORD);
+    let out = run(cmd);
+    out.no_panic().expect_code(1);
+    assert!(
+        out.stderr
+            .contains("eigenpub::registry::shared-credentials")
+            && out.stderr.contains("my-reg.io")
+            && out.stderr.contains("my.reg.io"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains(PASSWORD) && !out.stdout.contains(PASSWORD));
+}
