@@ -374,6 +374,14 @@ pub(crate) mod tests {
             adopt_equivalent: true,
             artifact: Artifact::build(&input),
             input,
+            origin: crate::project::Origin {
+                declared: crate::project::Declared::Avs {
+                    index: 0,
+                    key: 0..0,
+                },
+                span: 0..0,
+                label: format!("{avs} operator set 0"),
+            },
         }
     }
 

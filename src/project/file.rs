@@ -2,12 +2,11 @@
 //! value kept, so that a later error (a bad tag, a duplicate, a missing file) can point at
 //! the line that caused it.
 //!
-//! Parsing is pure (text in, [`ProjectFile`] or problems out). [`Settings::for_avs`] and
-//! [`Settings::for_discover`] layer `[defaults]` under per-AVS and per-`[[discover]]`
-//! overrides; the result says exactly which value won and where it was written.
+//! Parsing is pure (text in, [`ProjectFile`] or problems out). What the values mean for
+//! each entry (defaults under overrides, tag templates, repositories) is decided in
+//! `project::resolve`.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -322,138 +321,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// A setting's value and where it was written (for error labels).
-#[derive(Debug, Clone)]
-pub struct Setting<T> {
-    pub value: T,
-    pub span: Option<Range<usize>>,
-}
-
-impl<T> Setting<T> {
-    fn default(value: T) -> Self {
-        Setting { value, span: None }
-    }
-}
-
-fn pick(over: &Option<Spanned<String>>, base: &Option<Spanned<String>>) -> Option<Setting<String>> {
-    over.as_ref().or(base.as_ref()).map(|s| Setting {
-        value: s.get_ref().clone(),
-        span: Some(s.span()),
-    })
-}
-
-fn pick_or(
-    over: &Option<Spanned<String>>,
-    base: &Option<Spanned<String>>,
-    default: &str,
-) -> Setting<String> {
-    pick(over, base).unwrap_or_else(|| Setting::default(default.to_string()))
-}
-
-/// The settings in force for one AVS or one `[[discover]]` block, defaults applied.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `registry` (a prefix) or, for an AVS with `repository`, the full repository.
-    pub registry: Option<Setting<String>>,
-    /// True when `registry` is a full repository (`repository = …`), not a prefix.
-    pub registry_is_repository: bool,
-    pub source: Option<Setting<String>>,
-    pub kind: Setting<String>,
-    pub schema: Setting<String>,
-    pub devkit_version: Setting<String>,
-    pub created: Option<Setting<String>>,
-    pub tag: Setting<String>,
-    pub layer_title: bool,
-    /// `adopt-equivalent` (`[defaults]` only; default true).
-    pub adopt_equivalent: bool,
-}
-
-impl Settings {
-    pub fn for_avs(defaults: &Defaults, avs: &AvsEntry) -> Settings {
-        let (registry, registry_is_repository) = match &avs.repository {
-            Some(r) => (
-                Some(Setting {
-                    value: r.get_ref().clone(),
-                    span: Some(r.span()),
-                }),
-                true,
-            ),
-            None => (pick(&None, &defaults.registry), false),
-        };
-        Settings {
-            registry,
-            registry_is_repository,
-            source: pick(&avs.source, &defaults.source),
-            kind: pick_or(&avs.kind, &defaults.kind, DEFAULT_KIND),
-            schema: pick_or(&avs.schema, &defaults.schema, DEFAULT_SCHEMA),
-            devkit_version: pick_or(
-                &avs.devkit_version,
-                &defaults.devkit_version,
-                DEFAULT_DEVKIT_VERSION,
-            ),
-            created: pick(&avs.created, &defaults.created),
-            tag: pick_or(&avs.tag, &defaults.tag, DEFAULT_TAG),
-            layer_title: avs.layer_title.or(defaults.layer_title).unwrap_or(true),
-            adopt_equivalent: defaults.adopt_equivalent.unwrap_or(true),
-        }
-    }
-
-    pub fn for_discover(defaults: &Defaults, d: &DiscoverEntry) -> Settings {
-        Settings {
-            registry: pick(&d.registry, &defaults.registry),
-            registry_is_repository: false,
-            source: pick(&d.source, &defaults.source),
-            kind: pick_or(&d.kind, &defaults.kind, DEFAULT_KIND),
-            schema: pick_or(&d.schema, &defaults.schema, DEFAULT_SCHEMA),
-            devkit_version: pick_or(
-                &d.devkit_version,
-                &defaults.devkit_version,
-                DEFAULT_DEVKIT_VERSION,
-            ),
-            created: pick(&d.created, &defaults.created),
-            tag: pick_or(&d.tag, &defaults.tag, DEFAULT_TAG),
-            layer_title: d.layer_title.or(defaults.layer_title).unwrap_or(true),
-            adopt_equivalent: defaults.adopt_equivalent.unwrap_or(true),
-        }
-    }
-}
-
-/// Fills a tag template. Unknown placeholders and unbalanced braces are errors.
-pub fn render_tag(template: &str, avs: &str, opset: u32, version: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '}']) {
-        out.push_str(&rest[..open]);
-        if rest[open..].starts_with('}') {
-            return Err(format!("tag template `{template}` has a `}}` with no `{{`"));
-        }
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("tag template `{template}` has a `{{` with no `}}`"))?;
-        let name = &after[..close];
-        match name {
-            "avs" => out.push_str(avs),
-            "opset" => out.push_str(&opset.to_string()),
-            "version" => out.push_str(version),
-            other => {
-                return Err(format!(
-                    "tag template `{template}` uses `{{{other}}}`; the placeholders are {{avs}}, {{opset}} and {{version}}"
-                ));
-            }
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod agreement;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::resolve::Settings;
 
     fn file(text: &str) -> SourceFile {
         SourceFile::new("eigenruntime.toml", text)
@@ -511,34 +385,6 @@ specs = "fleet/{avs}/opset-{opset}.yaml"
         let f = file("[defaults]\nregistry = \n");
         let problem = parse(&f).unwrap_err();
         assert!(problem.message.contains("line 2"), "{}", problem.message);
-    }
-
-    #[test]
-    fn per_avs_settings_override_defaults() {
-        let f = file(
-            "[defaults]\nregistry = \"ghcr.io/a\"\nkind = \"K\"\nlayer-title = false\n[[avs]]\nname = \"x\"\nkind = \"L\"\nrepository = \"ghcr.io/b/y\"\n",
-        );
-        let p = parse(&f).unwrap();
-        let s = Settings::for_avs(&p.defaults, p.avs[0].get_ref());
-        assert_eq!(s.kind.value, "L");
-        assert!(s.registry_is_repository);
-        assert_eq!(s.registry.unwrap().value, "ghcr.io/b/y");
-        assert!(!s.layer_title);
-        assert_eq!(s.schema.value, DEFAULT_SCHEMA);
-        assert_eq!(s.devkit_version.value, DEFAULT_DEVKIT_VERSION);
-    }
-
-    #[test]
-    fn tag_templates() {
-        assert_eq!(render_tag(DEFAULT_TAG, "a", 1, "3").unwrap(), "opset-1-v3");
-        assert_eq!(render_tag("{avs}-{opset}", "a", 0, "3").unwrap(), "a-0");
-        assert!(
-            render_tag("v{ver}", "a", 0, "3")
-                .unwrap_err()
-                .contains("{ver}")
-        );
-        assert!(render_tag("v{version", "a", 0, "3").is_err());
-        assert!(render_tag("v}", "a", 0, "3").is_err());
     }
 
     #[test]

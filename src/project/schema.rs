@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use crate::artifact::Artifact;
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::project::file::Setting;
+use crate::project::resolve::Setting;
 use crate::project::spec::SpecDocument;
 use crate::project::yaml::{Positions, escape};
 

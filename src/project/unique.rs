@@ -4,12 +4,13 @@
 //! set, so a project that names an operator set twice would silently lose one of them. Here
 //! every operator set has exactly one spelling (`0`, `1`, … : not `00`, `+0` or `1.0`), an
 //! AVS name is listed once, and two entries (from `[[avs]]` or `[[discover]]`) for the same
-//! AVS and operator set are an error naming both places. Two entries on one
+//! AVS and operator set are an error naming both places. Two publications on one
 //! `repository:tag` are caught after the repositories are resolved (`check_duplicates`).
 
 use std::collections::HashMap;
 
-use super::Entry;
+use super::Publication;
+use super::entries::Entry;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::file::ProjectFile;
 
@@ -120,18 +121,18 @@ pub(super) fn check_operator_sets(file: &SourceFile, entries: &[Entry], problems
                     entry.avs,
                     entry.operator_set,
                     first.spec,
-                    first.origin_label,
+                    first.origin.label,
                     entry.spec,
-                    entry.origin_label
+                    entry.origin.label
                 ),
             )
             .at(
                 file,
-                entry.origin.clone(),
+                entry.origin.span.clone(),
                 format!("second: {}", entry.spec),
             );
-            if first.origin != entry.origin {
-                problem = problem.also(first.origin.clone(), format!("first: {}", first.spec));
+            if first.origin.span != entry.origin.span {
+                problem = problem.also(first.origin.span.clone(), format!("first: {}", first.spec));
             }
             problems.push(problem.help(
                 "an operator set has one artifact (the release record keeps one digest per operator set): keep one of the two",
@@ -139,6 +140,37 @@ pub(super) fn check_operator_sets(file: &SourceFile, entries: &[Entry], problems
             continue;
         }
         index.insert(key, entry);
+    }
+}
+
+/// Two publications on one `repository:tag` is an error naming both.
+pub(super) fn check_duplicates(
+    file: &SourceFile,
+    publications: &[Publication],
+    problems: &mut Problems,
+) {
+    let mut seen: HashMap<String, &Publication> = HashMap::new();
+    for p in publications {
+        let key = p.reference();
+        let Some(first) = seen.get(&key) else {
+            seen.insert(key, p);
+            continue;
+        };
+        let (a, b) = (&first.origin, &p.origin);
+        let mut problem = Problem::error(
+            "eigenpub::project::duplicate",
+            format!(
+                "two artifacts on {key}: {} ({}) and {} ({})",
+                a.label, first.spec, b.label, p.spec
+            ),
+        )
+        .at(file, b.span.clone(), format!("second: {}", p.spec));
+        if a.span != b.span {
+            problem = problem.also(a.span.clone(), format!("first: {}", first.spec));
+        }
+        problems.push(problem.help(
+            "give one of them another AVS name, operator set, `repository` or `tag` template",
+        ));
     }
 }
 

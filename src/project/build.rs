@@ -1,0 +1,186 @@
+//! One entry, from its spec file to its [`Publication`]: the spec read from disk (inside
+//! the project, a regular file, within the size limit), parsed and validated against its
+//! schema; then the version, tag, repository and creation time resolved, the artifact
+//! built, and its config blob checked against the config schema.
+//!
+//! [`Resolver`] holds what every entry shares (the project file, its folder, the schemas,
+//! the mutable-tag globs, the [`Clock`]); the rules themselves are in [`super::resolve`]
+//! and [`super::created_time`], and return a value or a [`Problem`]. The two methods here
+//! are where those problems are reported.
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use crate::artifact::{Artifact, ArtifactInput};
+use crate::diagnostic::{Problem, Problems, SourceFile};
+use crate::project::created_time::{self, Clock};
+use crate::project::entries::Entry;
+use crate::project::resolve::{self, MutableTags};
+use crate::project::schema::SchemaSet;
+use crate::project::spec::{self, SpecDocument};
+use crate::project::{Publication, paths};
+
+/// A spec as read and parsed: the exact bytes the layer carries, and their YAML.
+#[derive(Debug)]
+pub struct Spec {
+    pub bytes: Bytes,
+    pub document: SpecDocument,
+}
+
+/// What building a publication needs from the whole project, gathered once.
+pub struct Resolver<'a> {
+    pub file: &'a SourceFile,
+    pub dir: &'a Path,
+    pub schemas: &'a SchemaSet,
+    pub mutable: &'a MutableTags,
+    pub clock: Clock,
+}
+
+impl Resolver<'_> {
+    /// Reads an entry's spec: inside the project folder, a regular file, within the size
+    /// limit (see [`paths`]); nothing of a refused file is read, so nothing of it can be
+    /// shown. `None` when the spec cannot be used; why is in `problems` (with the schema's
+    /// advice when it can).
+    pub fn read_spec(&self, entry: &Entry, problems: &mut Problems) -> Option<Spec> {
+        let (bytes, source, document) = match self.parse_spec(entry) {
+            Ok(parsed) => parsed,
+            Err(problem) => {
+                problems.push(problem);
+                return None;
+            }
+        };
+        let before = problems.error_count();
+        self.schemas.validate(
+            &source,
+            &document,
+            &entry.settings.schema,
+            self.file,
+            problems,
+        );
+        (problems.error_count() == before).then(|| Spec {
+            bytes: Bytes::from(bytes),
+            document,
+        })
+    }
+
+    fn parse_spec(&self, entry: &Entry) -> Result<(Vec<u8>, SourceFile, SpecDocument), Problem> {
+        let bytes = paths::read_inside(self.dir, &entry.spec_path, paths::MAX_FILE_SIZE)
+            .map_err(|e| {
+                let (code, label, help) = match &e {
+                    paths::ReadError::Outside { .. } => (
+                        "eigenpub::spec::outside-project",
+                        "outside the project",
+                        "spec paths must stay inside the folder that holds the project file, also after following symlinks: move the spec into the project",
+                    ),
+                    paths::ReadError::NotRegular { .. } => (
+                        "eigenpub::spec::not-a-file",
+                        "not a regular file",
+                        "point the operator set at a YAML file",
+                    ),
+                    paths::ReadError::TooLarge { .. } => (
+                        "eigenpub::spec::too-large",
+                        "too large",
+                        "a runtime spec is a small YAML file; check that the path names the right file",
+                    ),
+                    _ => (
+                        "eigenpub::spec::missing",
+                        "this spec file",
+                        "paths are relative to the project file; fix the path or add the file",
+                    ),
+                };
+                Problem::error(
+                    code,
+                    format!("spec file {} ({}): {e}", entry.spec, entry.origin.label),
+                )
+                .at(self.file, entry.origin.span.clone(), label)
+                .help(help)
+            })?;
+        let source = spec::source(&entry.spec_path.display().to_string(), &bytes)?;
+        let document = spec::parse(&source)?;
+        Ok((bytes, source, document))
+    }
+
+    /// Builds the publication of an entry whose spec was read, its creation time being
+    /// `locked` when the lock's inputs are unchanged. `None` when a setting is wrong; what
+    /// is wrong (everything that can be found at once) is in `problems`.
+    pub fn publication(
+        &self,
+        entry: &Entry,
+        spec: Spec,
+        locked: Option<String>,
+        problems: &mut Problems,
+    ) -> Option<Publication> {
+        let file = self.file;
+        let tag = resolve::version(file, entry, &spec.document)
+            .and_then(|version| resolve::tag(file, entry, &version));
+        let tag = match tag {
+            Ok(tag) => tag,
+            Err(problem) => {
+                problems.push(problem);
+                return None;
+            }
+        };
+        // The repository and the time do not depend on each other: both are reported.
+        let repository = resolve::repository(file, self.dir, entry);
+        let created = self.clock.created(file, entry, locked);
+        let (repository, created) = match (repository, created) {
+            (Ok(repository), Ok(created)) => (repository, created),
+            (repository, created) => {
+                for problem in repository.err().into_iter().chain(created.err()) {
+                    problems.push(problem);
+                }
+                return None;
+            }
+        };
+        if created.uncommitted {
+            problems.push(created_time::uncommitted_warning(file, entry));
+        }
+
+        let s = &entry.settings;
+        let input = ArtifactInput {
+            avs: entry.avs.clone(),
+            tag: tag.clone(),
+            kind: s.kind.value.clone(),
+            schema: s.schema.value.clone(),
+            devkit_version: s.devkit_version.value.clone(),
+            created: created.time,
+            source: s.source.as_ref().map(|v| v.value.clone()),
+            layer_title: s.layer_title.then(|| {
+                entry
+                    .spec_path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
+            spec: spec.bytes,
+        };
+        let artifact = Artifact::build(&input);
+        let publication = Publication {
+            avs: entry.avs.clone(),
+            operator_set: entry.operator_set,
+            spec: entry.spec.clone(),
+            spec_path: entry.spec_path.clone(),
+            mutable: self.mutable.matches(&tag),
+            adopt_equivalent: s.adopt_equivalent,
+            repository,
+            tag,
+            input,
+            artifact,
+            origin: entry.origin.clone(),
+        };
+        // The config blob is checked against its schema before anything is pushed.
+        if let Err(m) = self.schemas.check_config(&publication.artifact) {
+            problems.push(
+                Problem::error(
+                    "eigenpub::artifact::config",
+                    format!("{}: the config blob eigenpub would push is invalid: {m}", publication.reference()),
+                )
+                .at(file, entry.origin.span.clone(), "this artifact")
+                .help("check `kind`, `schema` and `devkit-version` for this AVS: they must be non-empty, and the schema a URL"),
+            );
+            return None;
+        }
+        Some(publication)
+    }
+}

@@ -1,0 +1,354 @@
+//! The settings in force for each entry, and what they resolve to: `[defaults]` layered
+//! under per-`[[avs]]` and per-`[[discover]]` overrides ([`Settings`]), the version, the tag
+//! (a template filled in, [`render_tag`]), whether that tag is mutable ([`MutableTags`]),
+//! and the repository (`registry` + the AVS name, or an AVS's `repository` as written).
+//!
+//! Every rule here is pure: it reads the parsed project file and returns a value, or the
+//! [`Problem`] that points at the setting to fix. Reading files and asking git happen in
+//! [`super::build`] and [`super::created_time`].
+
+use std::ops::Range;
+use std::path::Path;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use toml::Spanned;
+
+use crate::diagnostic::{Problem, Problems, SourceFile};
+use crate::project::created;
+use crate::project::created_time;
+use crate::project::entries::Entry;
+use crate::project::file::{
+    AvsEntry, DEFAULT_DEVKIT_VERSION, DEFAULT_KIND, DEFAULT_SCHEMA, DEFAULT_TAG, Defaults,
+    DiscoverEntry,
+};
+use crate::project::spec::SpecDocument;
+use crate::reference::{self, RegistryPrefix, Repository};
+
+/// A setting's value and where it was written (for error labels).
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub span: Option<Range<usize>>,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting { value, span: None }
+    }
+}
+
+fn pick(over: &Option<Spanned<String>>, base: &Option<Spanned<String>>) -> Option<Setting<String>> {
+    over.as_ref().or(base.as_ref()).map(|s| Setting {
+        value: s.get_ref().clone(),
+        span: Some(s.span()),
+    })
+}
+
+fn pick_or(
+    over: &Option<Spanned<String>>,
+    base: &Option<Spanned<String>>,
+    default: &str,
+) -> Setting<String> {
+    pick(over, base).unwrap_or_else(|| Setting::default(default.to_string()))
+}
+
+/// The settings in force for one AVS or one `[[discover]]` block, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `registry` (a prefix) or, for an AVS with `repository`, the full repository.
+    pub registry: Option<Setting<String>>,
+    /// True when `registry` is a full repository (`repository = …`), not a prefix.
+    pub registry_is_repository: bool,
+    pub source: Option<Setting<String>>,
+    pub kind: Setting<String>,
+    pub schema: Setting<String>,
+    pub devkit_version: Setting<String>,
+    pub created: Option<Setting<String>>,
+    pub tag: Setting<String>,
+    pub layer_title: bool,
+    /// `adopt-equivalent` (`[defaults]` only; default true).
+    pub adopt_equivalent: bool,
+}
+
+impl Settings {
+    pub fn for_avs(defaults: &Defaults, avs: &AvsEntry) -> Settings {
+        let (registry, registry_is_repository) = match &avs.repository {
+            Some(r) => (
+                Some(Setting {
+                    value: r.get_ref().clone(),
+                    span: Some(r.span()),
+                }),
+                true,
+            ),
+            None => (pick(&None, &defaults.registry), false),
+        };
+        Settings {
+            registry,
+            registry_is_repository,
+            source: pick(&avs.source, &defaults.source),
+            kind: pick_or(&avs.kind, &defaults.kind, DEFAULT_KIND),
+            schema: pick_or(&avs.schema, &defaults.schema, DEFAULT_SCHEMA),
+            devkit_version: pick_or(
+                &avs.devkit_version,
+                &defaults.devkit_version,
+                DEFAULT_DEVKIT_VERSION,
+            ),
+            created: pick(&avs.created, &defaults.created),
+            tag: pick_or(&avs.tag, &defaults.tag, DEFAULT_TAG),
+            layer_title: avs.layer_title.or(defaults.layer_title).unwrap_or(true),
+            adopt_equivalent: defaults.adopt_equivalent.unwrap_or(true),
+        }
+    }
+
+    pub fn for_discover(defaults: &Defaults, d: &DiscoverEntry) -> Settings {
+        Settings {
+            registry: pick(&d.registry, &defaults.registry),
+            registry_is_repository: false,
+            source: pick(&d.source, &defaults.source),
+            kind: pick_or(&d.kind, &defaults.kind, DEFAULT_KIND),
+            schema: pick_or(&d.schema, &defaults.schema, DEFAULT_SCHEMA),
+            devkit_version: pick_or(
+                &d.devkit_version,
+                &defaults.devkit_version,
+                DEFAULT_DEVKIT_VERSION,
+            ),
+            created: pick(&d.created, &defaults.created),
+            tag: pick_or(&d.tag, &defaults.tag, DEFAULT_TAG),
+            layer_title: d.layer_title.or(defaults.layer_title).unwrap_or(true),
+            adopt_equivalent: defaults.adopt_equivalent.unwrap_or(true),
+        }
+    }
+}
+
+/// Fills a tag template. Unknown placeholders and unbalanced braces are errors.
+pub fn render_tag(template: &str, avs: &str, opset: u32, version: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        out.push_str(&rest[..open]);
+        if rest[open..].starts_with('}') {
+            return Err(format!("tag template `{template}` has a `}}` with no `{{`"));
+        }
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("tag template `{template}` has a `{{` with no `}}`"))?;
+        let name = &after[..close];
+        match name {
+            "avs" => out.push_str(avs),
+            "opset" => out.push_str(&opset.to_string()),
+            "version" => out.push_str(version),
+            other => {
+                return Err(format!(
+                    "tag template `{template}` uses `{{{other}}}`; the placeholders are {{avs}}, {{opset}} and {{version}}"
+                ));
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `mutable-tags` globs of `[defaults]`: tags matching one may be overwritten.
+#[derive(Debug)]
+pub struct MutableTags(GlobSet);
+
+impl MutableTags {
+    /// Compiles the globs; an invalid one is reported and left out.
+    pub fn new(file: &SourceFile, globs: &[Spanned<String>], problems: &mut Problems) -> Self {
+        let mut builder = GlobSetBuilder::new();
+        for glob in globs {
+            match Glob::new(glob.get_ref()) {
+                Ok(g) => {
+                    builder.add(g);
+                }
+                Err(e) => problems.push(
+                    Problem::error(
+                        "eigenpub::project::glob",
+                        format!("`{}` is not a valid glob: {e}", glob.get_ref()),
+                    )
+                    .at(file, glob.span(), "invalid glob")
+                    .help("use globs like \"latest\" or \"opset-*-dev\""),
+                ),
+            }
+        }
+        MutableTags(builder.build().unwrap_or_else(|_| GlobSet::empty()))
+    }
+
+    pub fn matches(&self, tag: &str) -> bool {
+        self.0.is_match(tag)
+    }
+}
+
+/// The version an entry publishes: the project file's, else the spec's own field. It
+/// must not be empty.
+pub fn version(
+    file: &SourceFile,
+    entry: &Entry,
+    document: &SpecDocument,
+) -> Result<String, Problem> {
+    let Some(version) = entry.version.clone().or_else(|| document.version()) else {
+        return Err(Problem::error(
+            "eigenpub::spec::no-version",
+            format!(
+                "{}: no version for {} (the spec has no `version` field and the project sets none)",
+                entry.spec, entry.origin.label
+            ),
+        )
+        .at(file, entry.origin.span.clone(), "needs a version")
+        .help("add `version: …` to the spec, or `version = …` to its [[avs]] entry"));
+    };
+    if version.trim().is_empty() {
+        let (span, label) = match &entry.version_span {
+            Some(span) => (span.clone(), "empty version"),
+            None => (entry.origin.span.clone(), "this spec's `version` is empty"),
+        };
+        return Err(Problem::error(
+            "eigenpub::project::version",
+            format!("{}: the version is empty", entry.origin.label),
+        )
+        .at(file, span, label)
+        .help("set a version such as `version = 3` or `version = \"1.4.0\"` (or the spec's `version: …`)"));
+    }
+    Ok(version)
+}
+
+/// The tag an entry publishes: its template filled in, and valid as a tag.
+pub fn tag(file: &SourceFile, entry: &Entry, version: &str) -> Result<String, Problem> {
+    let s = &entry.settings;
+    let tag = render_tag(&s.tag.value, &entry.avs, entry.operator_set, version)
+        .map_err(|m| template_problem(file, entry, m))?;
+    reference::check_tag(&tag).map_err(|m| {
+        // Point at what made the tag invalid: the template when it is written, else the
+        // version (from the project file, or from the spec).
+        let (span, label) = if let Some(span) = &s.tag.span {
+            (span.clone(), "tag template".to_string())
+        } else if let Some(span) = &entry.version_span {
+            (span.clone(), format!("version `{version}`"))
+        } else {
+            (
+                entry.origin.span.clone(),
+                format!("the spec's version `{version}`"),
+            )
+        };
+        Problem::error("eigenpub::project::tag", format!("{}: {m}", entry.origin.label))
+            .at(file, span, label)
+            .help("tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -; choose a version (or tag template) that gives one")
+    })?;
+    Ok(tag)
+}
+
+/// The checks of an entry's settings that need no spec (`created` and the tag template),
+/// for entries whose spec could not be used, so that one run reports every problem.
+pub fn check_without_spec(file: &SourceFile, entry: &Entry) -> Vec<Problem> {
+    let s = &entry.settings;
+    let mut problems = Vec::new();
+    if let Some(c) = &s.created
+        && let Err(m) = created::parse_created(&c.value)
+    {
+        problems.push(created_time::invalid_problem(file, entry, &c.span, m));
+    }
+    if let Err(m) = render_tag(&s.tag.value, &entry.avs, entry.operator_set, "0") {
+        problems.push(template_problem(file, entry, m));
+    }
+    problems
+}
+
+fn template_problem(file: &SourceFile, entry: &Entry, message: String) -> Problem {
+    Problem::error(
+        "eigenpub::project::tag-template",
+        format!("{}: {message}", entry.origin.label),
+    )
+    .at(
+        file,
+        entry
+            .settings
+            .tag
+            .span
+            .clone()
+            .unwrap_or(entry.origin.span.clone()),
+        "tag template",
+    )
+    .help("the placeholders are {avs}, {opset} and {version}, e.g. tag = \"opset-{opset}-v{version}\"")
+}
+
+/// The repository an entry publishes to, as a problem pointing at the setting to fix.
+pub fn repository(file: &SourceFile, dir: &Path, entry: &Entry) -> Result<Repository, Problem> {
+    derive_repository(dir, entry).map_err(|(m, span)| {
+        Problem::error("eigenpub::project::repository", format!("{}: {m}", entry.origin.label))
+            .at(file, span, "not a valid repository name")
+            .help("repository names are lowercase letters, digits and . _ - separators; set `repository = \"…\"` on the [[avs]] to choose another name")
+    })
+}
+
+/// The repository an entry publishes to: `registry` (a prefix) + the AVS name, or the
+/// AVS's own `repository` as written. An error says why, and where to point.
+pub fn derive_repository(dir: &Path, entry: &Entry) -> Result<Repository, (String, Range<usize>)> {
+    let s = &entry.settings;
+    let Some(registry) = &s.registry else {
+        return Err((
+            "no registry: set `registry` in [defaults] (e.g. \"ghcr.io/acme\" or \"oci:out\")"
+                .into(),
+            entry.origin.span.clone(),
+        ));
+    };
+    let span = registry.span.clone().unwrap_or(entry.origin.span.clone());
+    let parsed = if s.registry_is_repository {
+        reference::parse_repository(&registry.value)
+    } else {
+        reference::parse_prefix(&registry.value)
+    }
+    .map_err(|m| (m, span.clone()))?;
+    let (repository, path) = match parsed {
+        RegistryPrefix::Remote { registry, path } => {
+            let path = if s.registry_is_repository {
+                path
+            } else if path.is_empty() {
+                entry.avs.clone()
+            } else {
+                format!("{path}/{}", entry.avs)
+            };
+            (
+                Repository::Remote {
+                    registry,
+                    path: path.clone(),
+                },
+                path,
+            )
+        }
+        RegistryPrefix::Layout { display_root } => {
+            let (root, path) = if s.registry_is_repository {
+                match display_root.trim_end_matches('/').rsplit_once('/') {
+                    // `oci:/abs` is the layout `abs` at the file system's root: written
+                    // there and reported so, not written under the project folder.
+                    Some(("", name)) => ("/".to_string(), name.to_string()),
+                    Some((root, name)) => (root.to_string(), name.to_string()),
+                    None => (".".to_string(), display_root.clone()),
+                }
+            } else {
+                (display_root.clone(), entry.avs.clone())
+            };
+            (
+                Repository::Layout {
+                    root: dir.join(&root),
+                    display_root: root,
+                    path: path.clone(),
+                },
+                path,
+            )
+        }
+    };
+    // Blame the AVS name when the prefix alone is fine (it was checked when parsed).
+    let span = if !s.registry_is_repository && reference::check_repository_path(&entry.avs).is_err()
+    {
+        entry.name_span.clone()
+    } else {
+        span
+    };
+    reference::check_repository_path(&path).map_err(|m| (m, span))?;
+    Ok(repository)
+}
+
+#[cfg(test)]
+mod tests;
