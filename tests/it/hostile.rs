@@ -18,9 +18,18 @@ pub struct Hostile {
 }
 
 impl Hostile {
-    /// Starts a server answering every request with `handler`.
+    /// Starts a server on loopback answering every request with `handler`.
     pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Hostile {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        Hostile::start_on("127.0.0.1".parse().unwrap(), handler)
+    }
+
+    /// Starts a server on `ip`: loopback, or this machine's own non-loopback address (to
+    /// play a host that eigenpub must treat as another machine; no packet leaves it).
+    pub fn start_on(
+        ip: std::net::IpAddr,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Hostile {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a local port");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let server = serve(listener, move |request, _stream| {
@@ -30,7 +39,7 @@ impl Hostile {
         Hostile { server, seen }
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<ip>:<port>`.
     pub fn host(&self) -> String {
         self.server.host()
     }

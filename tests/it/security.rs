@@ -912,3 +912,140 @@ fn registries_sharing_a_credential_variable_name_are_an_error_before_any_request
     );
     assert!(!out.stderr.contains(PASSWORD) && !out.stdout.contains(PASSWORD));
 }
+
+// ---------------------------------------------------------------------------
+// Where credentials may go
+// ---------------------------------------------------------------------------
+
+/// A token service that records who asked, and answers with a token.
+fn token_service_on(ip: std::net::IpAddr) -> Hostile {
+    Hostile::start_on(ip, |_req: &Seen| {
+        Reply::new(200)
+            .with_header("Content-Type", "application/json")
+            .with_body(r#"{"token":"tok-from-the-wrong-place-0123456789","expires_in":300}"#)
+    })
+}
+
+/// Runs `plan` against `host` with the secret in the environment.
+fn plan_with_env_credentials(p: &Project, host: &str, extra_args: &[&str]) -> Output {
+    let mut args = vec!["plan", "--diagnostics", "json"];
+    args.extend_from_slice(extra_args);
+    let out = run_with(p, host, &Channel::Env, &args);
+    assert_clean("plan", &out, p.path());
+    out
+}
+
+#[track_caller]
+fn assert_no_credentials_reached(server: &Hostile, what: &str) {
+    let carrying: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.header("authorization").is_some() || r.body.windows(8).any(|w| w == b"password")
+        })
+        .collect();
+    assert!(
+        carrying.is_empty(),
+        "{what} received credentials: {carrying:?}"
+    );
+}
+
+#[test]
+fn a_realm_spelled_with_an_upper_case_http_scheme_gets_no_credentials() {
+    let ip = crate::auth::clear_text::non_loopback_local_ip();
+    let tokens = token_service_on(ip);
+    let realm = format!("HTTP://{}/token", tokens.host());
+    let registry = Hostile::start(move |req: &Seen| {
+        if req.header("authorization").is_none() {
+            Reply::new(401).with_header(
+                "WWW-Authenticate",
+                &format!("Bearer realm=\"{realm}\",service=\"hostile\""),
+            )
+        } else {
+            Reply::new(404)
+        }
+    });
+    let p = project_for(&registry.host());
+    let out = plan_with_env_credentials(&p, &registry.host(), &[]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("refusing") && out.stderr.contains("plain HTTP"),
+        "{out}"
+    );
+    assert_no_credentials_reached(&tokens, "a plain-HTTP token service on another address");
+    assert!(tokens.requests().is_empty(), "nothing at all is sent there");
+}
+
+#[test]
+fn a_plain_http_registry_on_another_machine_gets_no_token_fetched_with_credentials() {
+    // The registry is on this machine's non-loopback address with plain-http = true; its
+    // token service is on loopback (where credentials may go over plain HTTP). The
+    // credentials must not be sent to the token service for a token the registry could not
+    // be given anyway.
+    let tokens = token_service_on("127.0.0.1".parse().unwrap());
+    let realm = format!("http://{}/token", tokens.host());
+    let ip = crate::auth::clear_text::non_loopback_local_ip();
+    let registry = Hostile::start_on(ip, move |_req: &Seen| {
+        Reply::new(401).with_header(
+            "WWW-Authenticate",
+            &format!("Bearer realm=\"{realm}\",service=\"hostile\""),
+        )
+    });
+    let host = registry.host();
+    let p = project_for(&host);
+    let toml = String::from_utf8(p.read("eigenruntime.toml")).unwrap()
+        + &format!("\n[registries.\"{host}\"]\nplain-http = true\n");
+    p.write("eigenruntime.toml", toml);
+    let out = plan_with_env_credentials(&p, &host, &[]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("plain HTTP"), "{out}");
+    assert_no_credentials_reached(&tokens, "the token service");
+    assert_no_credentials_reached(&registry, "the plain-HTTP registry");
+}
+
+#[test]
+fn a_challenge_from_a_redirect_target_is_not_learned() {
+    // An open registry redirects a tag to another origin, which challenges with its own
+    // realm: the credentials must not go to that realm (nor to the redirect target).
+    let tokens = token_service_on("127.0.0.1".parse().unwrap());
+    let realm = format!("http://{}/token", tokens.host());
+    let elsewhere = Hostile::start(move |_req: &Seen| {
+        Reply::new(401).with_header(
+            "WWW-Authenticate",
+            &format!("Bearer realm=\"{realm}\",service=\"elsewhere\""),
+        )
+    });
+    let target = format!("http://{}", elsewhere.host());
+    let registry = Hostile::start(move |req: &Seen| {
+        Reply::new(307).with_header("Location", &format!("{target}{}", req.target))
+    });
+    let p = project_for(&registry.host());
+    let out = plan_with_env_credentials(&p, &registry.host(), &[]);
+    out.expect_code(1);
+    assert_no_credentials_reached(&tokens, "the redirect target's token service");
+    assert_no_credentials_reached(&elsewhere, "the redirect target");
+    assert!(
+        !elsewhere.requests().is_empty(),
+        "the redirect was followed (the test exercised it)"
+    );
+}
+
+#[test]
+fn basic_credentials_are_not_carried_across_a_redirect() {
+    let elsewhere = Hostile::start(|_req: &Seen| Reply::new(404));
+    let target = format!("http://{}", elsewhere.host());
+    let registry = Hostile::start(move |req: &Seen| {
+        if req.header("authorization").is_none() {
+            Reply::new(401).with_header("WWW-Authenticate", "Basic realm=\"r\"")
+        } else {
+            Reply::new(307).with_header("Location", &format!("{target}{}", req.target))
+        }
+    });
+    let p = project_for(&registry.host());
+    let _ = plan_with_env_credentials(&p, &registry.host(), &[]);
+    assert!(
+        !elsewhere.requests().is_empty(),
+        "the redirect was followed"
+    );
+    assert_no_credentials_reached(&elsewhere, "the redirect target");
+}

@@ -1,7 +1,7 @@
 //! Authentication with a registry: which scheme it wants (learned from its first 401
 //! challenge), bearer tokens per repository scope (fetched once however many requests want
-//! one, cached, renewed before they expire), and where credentials may go (only to the
-//! registry's own origin, never in clear text to another machine).
+//! one, cached, renewed before they expire). Where credentials may go is decided in one
+//! place, [`super::routing::may_send`], before anything is sent.
 //!
 //! Token requests go through the same retry driver as every other request
 //! ([`super::transport`]); challenge parsing and the same-origin rule are pure and tested
@@ -18,8 +18,8 @@ use tokio::sync::Mutex;
 
 use super::Registry;
 use super::error::{self, ErrorKind, RegistryError, error_body};
+use super::routing::{self, Refusal};
 use super::transport::{Attempt, Attempts, SMALL_BODY, header};
-use crate::reference::is_loopback;
 use crate::registry::credentials::{Credential, Secret};
 use crate::registry::retry::{self, Verdict};
 
@@ -89,10 +89,11 @@ impl Registry {
         )
     }
 
-    /// Adds the Authorization header this registry wants, if any.
+    /// Adds the Authorization header this registry wants, if any, to a request for `url`.
     pub(super) async fn authorize(
         &self,
         request: reqwest::RequestBuilder,
+        url: &str,
         scope: &str,
     ) -> Result<reqwest::RequestBuilder, RegistryError> {
         let scheme = self.auth.scheme.lock().await.clone();
@@ -103,7 +104,7 @@ impl Registry {
                     secret: Secret::Basic { username, password },
                     ..
                 }) => {
-                    self.check_transport_for_credentials()?;
+                    self.route(url, None)?;
                     Ok(request.basic_auth(username, Some(password)))
                 }
                 _ => Ok(request),
@@ -119,8 +120,9 @@ impl Registry {
                     .entry(scope.to_string())
                     .or_default()
                     .clone();
+                // A token bought with credentials is a credential: it goes where they may.
                 if self.credential.is_some() {
-                    self.check_transport_for_credentials()?;
+                    self.route(url, None)?;
                 }
                 let _held = lock.lock().await;
                 let token = self.auth.tokens.lock().await.get(scope).cloned();
@@ -137,21 +139,40 @@ impl Registry {
         }
     }
 
-    /// Refuses to send credentials in clear text to anything but this machine.
-    fn check_transport_for_credentials(&self) -> Result<(), RegistryError> {
-        if self.base.starts_with("http://") && !is_loopback(&self.host) && self.credential.is_some()
-        {
-            return Err(self.error(
-                ErrorKind::Auth,
+    /// Where credentials may go ([`routing::may_send`]), as a registry error when nowhere.
+    fn route(
+        &self,
+        url: &str,
+        realm: Option<&reqwest::Url>,
+    ) -> Result<routing::Destination, RegistryError> {
+        let base = reqwest::Url::parse(&self.base).map_err(|_| {
+            self.error(
+                ErrorKind::Protocol,
                 None,
-                "refusing to send credentials over plain HTTP to a host that is not this machine",
-                format!(
-                    "serve the registry over HTTPS (with ca-file for a private CA), or remove plain-http for {}",
+                "the registry's address is not a URL",
+                "",
+            )
+        })?;
+        routing::may_send(url, &base, realm).map_err(|refusal| {
+            let help = match &refusal {
+                Refusal::PlainHttp(_) => format!(
+                    "serve the registry and its token service over HTTPS (with ca-file for a private CA); plain-http never carries credentials to another machine, so remove it for {} or use it without credentials",
                     self.host
                 ),
-            ));
-        }
-        Ok(())
+                Refusal::OtherOrigin(_) => "credentials go only to the registry and to the token service it names itself; nothing was sent".to_string(),
+                Refusal::NotHttp(_) => "the registry named a token service that is not an HTTPS URL; nothing was sent".to_string(),
+            };
+            let what = match refusal {
+                Refusal::PlainHttp(_) => "over plain HTTP to a host that is not this machine: ",
+                _ => "",
+            };
+            self.error(
+                ErrorKind::Auth,
+                None,
+                format!("refusing to send credentials {what}{refusal}"),
+                help,
+            )
+        })
     }
 
     /// Reads a 401's challenge; returns true when a retry with credentials makes sense.
@@ -182,6 +203,11 @@ impl Registry {
                 realm,
                 service: params.get("service").cloned(),
             };
+            // The token would be sent to the registry: when the registry may not have
+            // credentials (plain HTTP to another machine), none go to its realm either.
+            if self.credential.is_some() {
+                self.route(&self.base, None)?;
+            }
             self.fetch_token(scope).await?;
             return Ok(true);
         }
@@ -193,6 +219,22 @@ impl Registry {
         let Scheme::Bearer { realm, service } = self.auth.scheme.lock().await.clone() else {
             return Err(self.error(ErrorKind::Protocol, None, "no token service known", ""));
         };
+        // Checked before anything is built or sent: the realm, parsed (scheme and host case
+        // do not matter), over HTTPS unless it is this machine.
+        if self.credential.is_some() {
+            let named = reqwest::Url::parse(&realm).map_err(|_| {
+                self.error(
+                    ErrorKind::Protocol,
+                    None,
+                    format!(
+                        "the registry named a token service that is not a URL: {}",
+                        crate::sanitize::text(&realm)
+                    ),
+                    "",
+                )
+            })?;
+            self.route(&realm, Some(&named))?;
+        }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if !scope.is_empty() {
             query.push(("scope", scope));
@@ -228,19 +270,6 @@ impl Registry {
                 .basic_auth(username, Some(password)),
             None => self.http.get(&realm).query(&query),
         };
-        if realm.starts_with("http://")
-            && self.credential.is_some()
-            && !is_loopback(host_of(&realm))
-        {
-            return Err(self.error(
-                ErrorKind::Auth,
-                None,
-                format!(
-                    "the registry's token service {realm} is plain HTTP; refusing to send credentials there"
-                ),
-                "use a registry whose token service is served over HTTPS",
-            ));
-        }
         // The token service gets the same retries as the registry; only a refusal (or
         // another client error) is final.
         let (status, body) = self
@@ -367,12 +396,6 @@ pub(super) fn same_origin(url: &str, base: &str) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The `host[:port]` part of a URL.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest)
-}
-
 /// Parses `Bearer realm="…",service="…",scope="…"`.
 pub(super) fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
     let header = header.trim();
@@ -468,11 +491,5 @@ mod tests {
         let (kind, p) = parse_challenge("Basic");
         assert_eq!(kind, "Basic");
         assert!(p.is_empty());
-    }
-
-    #[test]
-    fn hosts_of_urls() {
-        assert_eq!(host_of("http://127.0.0.1:5001/token"), "127.0.0.1:5001");
-        assert_eq!(host_of("https://auth.example"), "auth.example");
     }
 }

@@ -337,6 +337,7 @@ mod tests {
             status: StatusCode::BAD_REQUEST,
             headers: HeaderMap::new(),
             body: Bytes::from_static(body),
+            url: None,
         }
     }
 

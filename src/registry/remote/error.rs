@@ -266,6 +266,7 @@ mod tests {
             status: StatusCode::FORBIDDEN,
             headers: Default::default(),
             body: bytes::Bytes::from_static(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
+            url: None,
         };
         let e = unexpected("r.example", None, &answer, "push a manifest");
         assert_eq!(e.kind, ErrorKind::Denied);

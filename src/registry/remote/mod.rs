@@ -19,6 +19,7 @@ mod body;
 mod endpoints;
 mod error;
 mod pacing;
+mod routing;
 mod transport;
 
 use std::sync::Arc;
@@ -91,6 +92,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Where the answer came from after redirects (`None` in tests).
+    pub url: Option<reqwest::Url>,
 }
 
 /// Counters a run reports (and the benchmark reads).

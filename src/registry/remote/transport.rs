@@ -118,6 +118,7 @@ impl Registry {
             })?;
             let status = response.status();
             let headers = response.headers().clone();
+            let final_url = response.url().clone();
             let success = status.is_success();
             let limit = if success { limit } else { SMALL_BODY };
             let body = body::read(&mut response, limit, !success)
@@ -134,6 +135,7 @@ impl Registry {
                 status,
                 headers,
                 body,
+                url: Some(final_url),
             })
         };
         tokio::time::timeout(self.deadline, exchange)
@@ -318,7 +320,7 @@ impl Attempts for RegistryAttempts<'_> {
             // Credentials and tokens go only to the registry itself, never to another host
             // an upload `Location` may name.
             if same_origin(self.url, &registry.base) {
-                request = match registry.authorize(request, &self.scope).await {
+                request = match registry.authorize(request, self.url, &self.scope).await {
                     Ok(r) => r,
                     Err(e) => return Attempt::Done(Err(e)),
                 };
@@ -334,9 +336,15 @@ impl Attempts for RegistryAttempts<'_> {
             };
             let status = answer.status;
             drop(permit);
+            // A challenge is learned only from the registry itself: not from a host a
+            // redirect led to (its realm would then get the credentials).
             if status == StatusCode::UNAUTHORIZED
                 && !self.authenticated_retry
                 && same_origin(self.url, &registry.base)
+                && answer
+                    .url
+                    .as_ref()
+                    .is_none_or(|u| same_origin(u.as_str(), &registry.base))
             {
                 self.authenticated_retry = true;
                 let challenge = header(&answer.headers, "www-authenticate");

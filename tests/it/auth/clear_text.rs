@@ -16,7 +16,7 @@ use crate::harness::{self, Auth, Registry, http_get};
 /// A local IPv4 address that is not loopback (the one the default route uses).
 /// A machine without one cannot run these tests, and they fail saying so rather
 /// than pass without testing anything.
-fn non_loopback_local_ip() -> IpAddr {
+pub(crate) fn non_loopback_local_ip() -> IpAddr {
     local_route_ip().expect(
         "this machine has no non-loopback IPv4 address with a route (needed to serve a \
          registry that eigenpub must treat as remote); give it a network interface",

@@ -21,7 +21,7 @@
 //! fixtures the topics share: the project, the full publishing round, and the
 //! checks of messages and pushed manifests.
 
-mod clear_text;
+pub(crate) mod clear_text;
 mod login;
 mod sources;
 mod tls;

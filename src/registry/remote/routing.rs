@@ -1,0 +1,222 @@
+//! Where credentials may go: one decision, made on parsed URLs before anything is sent.
+//!
+//! Credentials (a password, an identity token, and the bearer tokens they buy) may go to:
+//!
+//! - the registry's own origin (scheme, host and port of the registry as configured);
+//! - the token service (realm) the registry itself named in a `WWW-Authenticate`
+//!   challenge, and only there: a challenge that came from another origin (a redirect
+//!   target, an upload `Location`) is never learned. Docker does the same: it sends Basic
+//!   credentials to whatever realm the registry names, so a registry can direct them to
+//!   any HTTPS host it likes; that is trusting the registry, not anyone else;
+//!
+//! and never over plain HTTP to a host that is not this machine, whatever `plain-http`
+//! says. Schemes are compared case-insensitively and hosts normalised (lower case, no
+//! trailing dot) because URLs are parsed, not matched as strings. Redirects never change
+//! where credentials go: the HTTP client drops the `Authorization` header whenever a
+//! redirect leaves the origin, and challenges are learned only from answers whose final URL
+//! is the registry's own.
+
+use reqwest::Url;
+
+use crate::reference::is_loopback;
+
+/// Why credentials may be sent to a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Destination {
+    /// The registry's own origin.
+    Registry,
+    /// The token service the registry named.
+    Realm,
+}
+
+/// Why credentials may not be sent to a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Not a URL, or not HTTP(S).
+    NotHttp(String),
+    /// Plain HTTP to a host that is not this machine.
+    PlainHttp(String),
+    /// Neither the registry nor the token service it named.
+    OtherOrigin(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotHttp(url) => write!(f, "{url} is not an HTTP or HTTPS URL"),
+            Refusal::PlainHttp(host) => write!(
+                f,
+                "{host} would get them over plain HTTP, and it is not this machine"
+            ),
+            Refusal::OtherOrigin(origin) => write!(
+                f,
+                "{origin} is neither the registry nor the token service it named"
+            ),
+        }
+    }
+}
+
+/// `scheme://host:port` of a URL, host normalised, for comparing and for messages.
+fn origin(url: &Url) -> Option<(String, String, u16)> {
+    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    Some((
+        url.scheme().to_ascii_lowercase(),
+        host,
+        url.port_or_known_default()?,
+    ))
+}
+
+fn origin_text(url: &Url) -> String {
+    match origin(url) {
+        Some((scheme, host, port)) => format!("{scheme}://{host}:{port}"),
+        None => "a URL without a host".to_string(),
+    }
+}
+
+/// Decides whether credentials may be sent to `url`, for a registry at `registry` whose
+/// token service (named by the registry itself) is `realm`.
+pub(super) fn may_send(
+    url: &str,
+    registry: &Url,
+    realm: Option<&Url>,
+) -> Result<Destination, Refusal> {
+    let parsed = Url::parse(url).map_err(|_| Refusal::NotHttp(crate::sanitize::text(url)))?;
+    let Some((scheme, host, port)) = origin(&parsed) else {
+        return Err(Refusal::NotHttp(crate::sanitize::text(url)));
+    };
+    match scheme.as_str() {
+        "https" => {}
+        "http" => {
+            let authority = if host.contains(':') {
+                format!("[{}]", host.trim_start_matches('[').trim_end_matches(']'))
+            } else {
+                host.clone()
+            };
+            if !is_loopback(&authority) {
+                return Err(Refusal::PlainHttp(format!("{authority}:{port}")));
+            }
+        }
+        _ => return Err(Refusal::NotHttp(crate::sanitize::text(url))),
+    }
+    let target = Some((scheme, host, port));
+    if target == origin(registry) {
+        return Ok(Destination::Registry);
+    }
+    if realm.is_some_and(|r| target == origin(r)) {
+        return Ok(Destination::Realm);
+    }
+    Err(Refusal::OtherOrigin(origin_text(&parsed)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_registry_itself() {
+        let reg = url("https://ghcr.io");
+        assert_eq!(
+            may_send("https://ghcr.io/v2/a/manifests/t", &reg, None),
+            Ok(Destination::Registry)
+        );
+        // Scheme and host case, default port and a trailing dot do not make another origin.
+        assert_eq!(
+            may_send("HTTPS://GHCR.IO:443/v2/", &reg, None),
+            Ok(Destination::Registry)
+        );
+        assert_eq!(
+            may_send("https://ghcr.io./v2/", &reg, None),
+            Ok(Destination::Registry)
+        );
+        // Another port, another host, a look-alike, a user-info trick: other origins.
+        for other in [
+            "https://ghcr.io:8443/v2/",
+            "https://uploads.example/x",
+            "https://ghcr.io.evil.example/v2/",
+            "https://ghcr.io@evil.example/v2/",
+        ] {
+            assert!(
+                matches!(may_send(other, &reg, None), Err(Refusal::OtherOrigin(_))),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_realm_only_when_the_registry_named_it() {
+        let reg = url("https://registry.example");
+        let realm = url("https://auth.example/token");
+        assert_eq!(
+            may_send("https://auth.example/token?scope=x", &reg, Some(&realm)),
+            Ok(Destination::Realm)
+        );
+        assert!(may_send("https://auth.example/token", &reg, None).is_err());
+        assert!(may_send("https://other.example/token", &reg, Some(&realm)).is_err());
+    }
+
+    #[test]
+    fn never_plain_http_to_another_machine() {
+        // Whatever the scheme's case, and even when it is the registry itself (plain-http).
+        let plain = url("http://registry.example");
+        for target in [
+            "http://registry.example/v2/",
+            "HTTP://registry.example/v2/",
+            "Http://auth.example/token",
+        ] {
+            let realm = url("http://auth.example/token");
+            assert!(
+                matches!(
+                    may_send(target, &plain, Some(&realm)),
+                    Err(Refusal::PlainHttp(_))
+                ),
+                "{target}"
+            );
+        }
+        // A realm spelled with an upper-case scheme is still plain HTTP.
+        let reg = url("https://registry.example");
+        let realm = url("HTTP://auth.example/token");
+        assert!(matches!(
+            may_send("HTTP://auth.example/token", &reg, Some(&realm)),
+            Err(Refusal::PlainHttp(_))
+        ));
+        // This machine is fine over plain HTTP.
+        let local = url("http://127.0.0.1:5000");
+        assert_eq!(
+            may_send("http://127.0.0.1:5000/v2/", &local, None),
+            Ok(Destination::Registry)
+        );
+        let v6 = url("http://[::1]:5000");
+        assert_eq!(
+            may_send("http://[::1]:5000/v2/", &v6, None),
+            Ok(Destination::Registry)
+        );
+        assert_eq!(
+            may_send(
+                "http://LOCALHOST:5001/token",
+                &local,
+                Some(&url("http://localhost:5001/token"))
+            ),
+            Ok(Destination::Realm)
+        );
+    }
+
+    #[test]
+    fn nothing_but_http() {
+        let reg = url("https://ghcr.io");
+        for bad in [
+            "ftp://ghcr.io/x",
+            "file:///etc/passwd",
+            "not a url",
+            "data:,x",
+        ] {
+            assert!(
+                matches!(may_send(bad, &reg, None), Err(Refusal::NotHttp(_))),
+                "{bad}"
+            );
+        }
+    }
+}
