@@ -959,7 +959,7 @@ fn a_realm_spelled_with_an_upper_case_http_scheme_gets_no_credentials() {
         if req.header("authorization").is_none() {
             Reply::new(401).with_header(
                 "WWW-Authenticate",
-                &format!("Bearer realm=\"{realm}\",service=\"hostile\""),
+                format!("Bearer realm=\"{realm}\",service=\"hostile\""),
             )
         } else {
             Reply::new(404)
@@ -988,7 +988,7 @@ fn a_plain_http_registry_on_another_machine_gets_no_token_fetched_with_credentia
     let registry = Hostile::start_on(ip, move |_req: &Seen| {
         Reply::new(401).with_header(
             "WWW-Authenticate",
-            &format!("Bearer realm=\"{realm}\",service=\"hostile\""),
+            format!("Bearer realm=\"{realm}\",service=\"hostile\""),
         )
     });
     let host = registry.host();
@@ -1012,12 +1012,12 @@ fn a_challenge_from_a_redirect_target_is_not_learned() {
     let elsewhere = Hostile::start(move |_req: &Seen| {
         Reply::new(401).with_header(
             "WWW-Authenticate",
-            &format!("Bearer realm=\"{realm}\",service=\"elsewhere\""),
+            format!("Bearer realm=\"{realm}\",service=\"elsewhere\""),
         )
     });
     let target = format!("http://{}", elsewhere.host());
     let registry = Hostile::start(move |req: &Seen| {
-        Reply::new(307).with_header("Location", &format!("{target}{}", req.target))
+        Reply::new(307).with_header("Location", format!("{target}{}", req.target))
     });
     let p = project_for(&registry.host());
     let out = plan_with_env_credentials(&p, &registry.host(), &[]);
@@ -1038,7 +1038,7 @@ fn basic_credentials_are_not_carried_across_a_redirect() {
         if req.header("authorization").is_none() {
             Reply::new(401).with_header("WWW-Authenticate", "Basic realm=\"r\"")
         } else {
-            Reply::new(307).with_header("Location", &format!("{target}{}", req.target))
+            Reply::new(307).with_header("Location", format!("{target}{}", req.target))
         }
     });
     let p = project_for(&registry.host());
