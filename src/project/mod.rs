@@ -110,9 +110,10 @@ pub struct Project {
 /// Loads and checks a project. Errors and warnings come back together, sorted.
 pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
     let name = config.display().to_string();
-    // A regular file within the size limit: a project file swapped for a link to /dev/zero
-    // is refused, not read until memory runs out.
-    let text = match paths::read_regular(config, paths::MAX_FILE_SIZE) {
+    // A regular file within the size limit, in its own folder: a project file swapped for
+    // a link to /dev/zero, or to a file elsewhere (whose lines a parse error would quote),
+    // is refused before it is read.
+    let text = match paths::read_beside(config, paths::MAX_FILE_SIZE) {
         Ok(bytes) => bytes,
         Err(paths::ReadError::Missing) => {
             return Err(Problem::error(
@@ -127,6 +128,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
                 "eigenpub::project::unreadable",
                 format!("cannot read project file {name}: {e}"),
             )
+            .help("the project file is a regular UTF-8 file of at most 16 MiB inside the folder it is named in (a symlink to a file elsewhere is refused)")
             .into());
         }
     };

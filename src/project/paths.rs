@@ -5,7 +5,9 @@
 //! such as `~/.docker/config.json`, nor read `/dev/zero` until memory runs out. So a spec
 //! path (written in an operator set or found by `[[discover]]`) must resolve inside the
 //! project folder after following symlinks, and every file eigenpub reads from a project is
-//! a regular file of at most [`MAX_FILE_SIZE`] bytes, checked before it is read.
+//! a regular file of at most [`MAX_FILE_SIZE`] bytes, checked before it is read. The
+//! project file, its lock and the schema files it maps are held to the same rule (the
+//! project file and the lock: inside the folder they are named in).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -70,6 +72,20 @@ pub fn read_inside(root: &Path, path: &Path, limit: u64) -> Result<Vec<u8>, Read
         return Err(ReadError::Outside { resolved });
     }
     read_regular(&resolved, limit)
+}
+
+/// The folder a file is named in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Reads a file that must resolve (after symlinks) inside the folder it is named in: the
+/// project file and its lock, which a pull request could otherwise link to any file.
+pub fn read_beside(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    read_inside(&folder_of(path), path, limit)
 }
 
 /// Reads a regular file of at most `limit` bytes; anything else is refused before reading.

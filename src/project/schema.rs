@@ -62,8 +62,12 @@ impl SchemaSet {
         }
         for (url, path) in mapped {
             let full = dir.join(path.get_ref());
-            let loaded = std::fs::read_to_string(&full)
+            // Schema files are project files: inside the project, regular, bounded.
+            let loaded = super::paths::read_inside(dir, &full, super::paths::MAX_FILE_SIZE)
                 .map_err(|e| format!("cannot read {}: {e}", full.display()))
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| format!("{} is not UTF-8", full.display()))
+                })
                 .and_then(|t| {
                     serde_json::from_str::<Value>(&t)
                         .map_err(|e| format!("{} is not JSON: {e}", full.display()))

@@ -1049,3 +1049,56 @@ fn basic_credentials_are_not_carried_across_a_redirect() {
     );
     assert_no_credentials_reached(&elsewhere, "the redirect target");
 }
+
+#[test]
+fn a_project_file_lock_or_schema_linked_out_of_the_project_is_not_quoted() {
+    // A file outside that a TOML or JSON parser would reject, quoting its lines.
+    let outer = tempfile::tempdir().unwrap();
+    let secret = outer.path().join("config.json");
+    fs::write(
+        &secret,
+        format!("{{\"auths\": \"{OUTSIDE_CONTENT}\"\n  [broken"),
+    )
+    .unwrap();
+    let dir = outer.path().join("project");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("spec.yaml"),
+        spec_yaml("oracle", "aggregator", "1"),
+    )
+    .unwrap();
+    let toml = "[defaults]\nregistry = \"oci:out\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n0 = \"spec.yaml\"\n";
+    for (what, setup) in [("project file", 0), ("lock file", 1), ("schema file", 2)] {
+        let _ = fs::remove_file(dir.join("eigenruntime.toml"));
+        let _ = fs::remove_file(dir.join("eigenruntime.lock"));
+        match setup {
+            0 => std::os::unix::fs::symlink(&secret, dir.join("eigenruntime.toml")).unwrap(),
+            1 => {
+                fs::write(dir.join("eigenruntime.toml"), toml).unwrap();
+                std::os::unix::fs::symlink(&secret, dir.join("eigenruntime.lock")).unwrap();
+            }
+            _ => fs::write(
+                dir.join("eigenruntime.toml"),
+                toml.replace(
+                    "[defaults]\n",
+                    "[defaults]\nschema = \"https://example.invalid/s.json\"\n",
+                ) + "\n[schemas]\n\"https://example.invalid/s.json\" = \"../config.json\"\n",
+            )
+            .unwrap(),
+        }
+        let mut cmd = crate::harness::eigenpub(&dir);
+        cmd.arg("validate");
+        let out = run(cmd);
+        out.no_panic();
+        assert_eq!(out.code, 1, "{what}: {out}");
+        assert!(
+            !out.stdout.contains("TOP-SECRET") && !out.stderr.contains("TOP-SECRET"),
+            "{what}: the outside file was quoted\n{out}"
+        );
+        assert!(out.stderr.contains("outside"), "{what}: {out}");
+        assert!(
+            !out.stderr.contains("eigenpub::project::operator-set"),
+            "{what}: the project file itself is wrong\n{out}"
+        );
+    }
+}
