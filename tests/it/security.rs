@@ -206,10 +206,21 @@ fn a_registry_echoing_credentials_and_escapes_gets_neither_printed_nor_written()
         let registry = echoing_registry();
         let host = registry.host();
         let p = project_for(&host);
+        // Plans (saved, and as a pull-request comment) succeed: nothing to echo, but what
+        // they print and write is checked too.
+        for args in [
+            &["plan", "--out", "plan.json"][..],
+            &["-v", "plan", "--format", "markdown"][..],
+        ] {
+            let out = run_with(&p, &host, &channel, args);
+            out.success();
+            assert_clean(&format!("{name} {args:?}"), &out, p.path());
+        }
         for args in [
             &["apply", "--release-json", "release.json"][..],
             &["apply", "--format", "json", "--diagnostics", "json"][..],
             &["apply", "--diagnostics", "github"][..],
+            &["-v", "apply", "plan.json"][..],
         ] {
             let out = run_with(&p, &host, &channel, args);
             out.expect_code(1);
