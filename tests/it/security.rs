@@ -1116,3 +1116,35 @@ fn a_project_file_lock_or_schema_linked_out_of_the_project_is_not_quoted() {
         );
     }
 }
+
+#[test]
+fn a_signed_upload_url_in_a_connection_error_loses_its_query() {
+    // The registry hands out an upload Location on a port where nothing listens, signed
+    // like an S3 URL: the connection error names the URL, without its signature.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let registry = Hostile::start(move |req: &Seen| {
+        if req.method == "POST" {
+            Reply::new(202).with_header(
+                "Location",
+                format!(
+                    "http://127.0.0.1:{closed}/upload?X-Amz-Credential=AKIA-SIG-LEAK&X-Amz-Signature=SIG-LEAK"
+                ),
+            )
+        } else {
+            Reply::new(404)
+        }
+    });
+    let p = project_for(&registry.host());
+    for args in [&["apply"][..], &["apply", "--format", "json"][..]] {
+        let out = p.run(args);
+        out.no_panic().expect_code(1);
+        assert!(
+            format!("{}{}", out.stdout, out.stderr).contains(&format!("127.0.0.1:{closed}")),
+            "the failing upload should be named\n{out}"
+        );
+        assert_clean(&format!("{args:?}"), &out, p.path());
+    }
+}
