@@ -203,7 +203,10 @@ fn walk(root: &Path, dir: &Path, depth: usize, files: &mut usize, found: &mut Ve
 /// The AVS name of an EigenRuntime spec (its `name`, usable as a repository name), or
 /// `None` for any other YAML.
 fn spec_name(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = String::from_utf8(
+        crate::project::paths::read_regular(path, crate::project::paths::MAX_FILE_SIZE).ok()?,
+    )
+    .ok()?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
     let api = value.get("apiVersion")?.as_str()?;
     if !api.starts_with("eigenruntime.io/") {

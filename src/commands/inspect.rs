@@ -124,7 +124,7 @@ async fn open(ctx: &Context, r: &Ref) -> Result<Target, Failure> {
     match &r.location {
         Location::Layout(dir) => Ok(Target::Layout(Arc::new(Layout::new(dir.clone())))),
         Location::Remote { registry, path } => {
-            let settings = std::fs::read_to_string(&ctx.config)
+            let settings = crate::project::paths::project_text(&ctx.config)
                 .ok()
                 .and_then(|text| toml::from_str::<ProjectFile>(&text).ok())
                 .and_then(|p| p.registries.get(registry).cloned())

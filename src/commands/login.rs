@@ -31,7 +31,7 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
         prompt_password(&host, &args.username)?
     };
     // The project's settings for this registry (plain-http, ca-file), when there are some.
-    let settings = std::fs::read_to_string(&ctx.config)
+    let settings = crate::project::paths::project_text(&ctx.config)
         .ok()
         .and_then(|text| toml::from_str::<ProjectFile>(&text).ok())
         .and_then(|p| p.registries.get(&host).cloned())

@@ -185,7 +185,7 @@ fn registry_settings(
     config: &std::path::Path,
 ) -> Result<std::collections::BTreeMap<String, file::RegistrySettings>, Failure> {
     let name = config.display().to_string();
-    let text = std::fs::read_to_string(config).map_err(|e| {
+    let text = crate::project::paths::project_text(config).map_err(|e| {
         Problem::error(
             "eigenpub::project::unreadable",
             format!("cannot read project file {name}: {e}"),

@@ -88,6 +88,18 @@ pub fn read_beside(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     read_inside(&folder_of(path), path, limit)
 }
 
+/// The project file's text, read as [`read_beside`] reads it (for commands that only want
+/// its settings).
+pub fn project_text(config: &Path) -> Result<String, ReadError> {
+    let bytes = read_beside(config, MAX_FILE_SIZE)?;
+    String::from_utf8(bytes).map_err(|_| {
+        ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
+}
+
 /// Reads a regular file of at most `limit` bytes; anything else is refused before reading.
 pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     check(&std::fs::metadata(path)?, limit)?;

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::artifact::{self, Blob};
+use crate::project::paths::ReadError;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -85,14 +86,13 @@ impl Layout {
         Ok(self.dir.join("blobs").join("sha256").join(hex))
     }
 
-    /// Reads `index.json`; a missing layout is an empty one.
+    /// Reads `index.json`; a missing layout is an empty one. A layout may be committed in
+    /// a pull request: what it holds is read as a regular file, bounded.
     fn read_index(&self) -> Result<Value, LayoutError> {
-        match fs::read(self.dir.join("index.json")) {
+        match read_bounded(&self.dir.join("index.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| self.error(format!("index.json is not valid JSON: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(json!({"schemaVersion": 2, "manifests": []}))
-            }
+            Err(ReadError::Missing) => Ok(json!({"schemaVersion": 2, "manifests": []})),
             Err(e) => Err(self.error(format!("cannot read index.json: {e}"))),
         }
     }
@@ -107,10 +107,15 @@ impl Layout {
         Ok(self.blob_path(digest)?.is_file())
     }
 
+    /// A blob's bytes, which must hash to its name: a file placed under another digest's
+    /// name (a link to a file elsewhere, say) is never shown as the blob.
     pub fn fetch_blob(&self, digest: &str) -> Result<Option<Bytes>, LayoutError> {
-        match fs::read(self.blob_path(digest)?) {
-            Ok(b) => Ok(Some(Bytes::from(b))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        match read_bounded(&self.blob_path(digest)?) {
+            Ok(b) if artifact::sha256_digest(&b) == digest => Ok(Some(Bytes::from(b))),
+            Ok(_) => Err(self.error(format!(
+                "blob {digest} does not hold what its name says (its bytes hash to another digest)"
+            ))),
+            Err(ReadError::Missing) => Ok(None),
             Err(e) => Err(self.error(format!("cannot read blob {digest}: {e}"))),
         }
     }
@@ -134,7 +139,7 @@ impl Layout {
         self.ensure_layout()?;
         let path = self.blob_path(&blob.digest)?;
         if path.is_file()
-            && artifact::sha256_digest(&fs::read(&path).unwrap_or_default()) == blob.digest
+            && artifact::sha256_digest(&read_bounded(&path).unwrap_or_default()) == blob.digest
         {
             return Ok(false);
         }
@@ -250,6 +255,14 @@ impl Layout {
         write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(|e| self.error(format!("cannot write oci-layout: {e}")))
     }
+}
+
+/// The most eigenpub reads of one layout file (index, manifest, config or spec layer).
+const LAYOUT_READ_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads a layout file: a regular file of at most [`LAYOUT_READ_LIMIT`] bytes.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
+    crate::project::paths::read_regular(path, LAYOUT_READ_LIMIT)
 }
 
 fn find_tag<'a>(index: &'a Value, tag: &str) -> Option<&'a Value> {

@@ -297,19 +297,22 @@ pub fn open_registry(
     stats: Arc<Stats>,
 ) -> Result<Registry, Problem> {
     let ca_pem = match &connection.ca_file {
-        Some((written, full)) => match std::fs::read(full) {
-            Ok(pem) => Some((written.clone(), pem)),
-            Err(e) => {
-                return Err(Problem::error(
-                    "eigenpub::registry::ca-file",
-                    format!(
-                        "registry {host}: cannot read ca-file {}: {e}",
-                        full.display()
-                    ),
-                )
-                .help("ca-file is relative to the project file"));
+        // Regular and bounded (not confined: a CA bundle may live in /etc/ssl).
+        Some((written, full)) => {
+            match crate::project::paths::read_regular(full, crate::project::paths::MAX_FILE_SIZE) {
+                Ok(pem) => Some((written.clone(), pem)),
+                Err(e) => {
+                    return Err(Problem::error(
+                        "eigenpub::registry::ca-file",
+                        format!(
+                            "registry {host}: cannot read ca-file {}: {e}",
+                            full.display()
+                        ),
+                    )
+                    .help("ca-file is relative to the project file"));
+                }
             }
-        },
+        }
         None => None,
     };
     let options = RegistryOptions {

@@ -1148,3 +1148,56 @@ fn a_signed_upload_url_in_a_connection_error_loses_its_query() {
         assert_clean(&format!("{args:?}"), &out, p.path());
     }
 }
+
+#[test]
+fn a_layout_committed_with_links_out_shows_nothing_of_their_targets() {
+    let (outer, dir) = project_beside_a_secret("spec.yaml");
+    fs::write(
+        dir.join("spec.yaml"),
+        spec_yaml("oracle", "aggregator", "1"),
+    )
+    .unwrap();
+    let mut cmd = crate::harness::eigenpub(&dir);
+    cmd.arg("apply");
+    run(cmd).success();
+    // The tag's spec layer becomes a link to a file outside (as a pull request could
+    // commit it), and the spec changes so that the Markdown plan shows what the tag holds.
+    let blob_path = |digest: &str| {
+        dir.join(format!(
+            "out/oracle/blobs/sha256/{}",
+            digest.trim_start_matches("sha256:")
+        ))
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("out/oracle/index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob_path(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let blob = blob_path(manifest["layers"][0]["digest"].as_str().unwrap());
+    fs::remove_file(&blob).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("secret.yaml"), &blob).unwrap();
+    fs::write(
+        dir.join("spec.yaml"),
+        spec_yaml("oracle", "aggregator", "2"),
+    )
+    .unwrap();
+    let mut cmd = crate::harness::eigenpub(&dir);
+    cmd.args(["plan", "--format", "markdown", "--allow-overwrite"]);
+    let out = run(cmd);
+    out.no_panic();
+    assert!(
+        !out.stdout.contains("TOP-SECRET") && !out.stderr.contains("TOP-SECRET"),
+        "a linked blob's target was shown\n{out}"
+    );
+    // index.json linked to /dev/zero: refused at once, not read forever.
+    fs::remove_file(dir.join("out/oracle/index.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("out/oracle/index.json")).unwrap();
+    let started = std::time::Instant::now();
+    let mut cmd = crate::harness::eigenpub(&dir);
+    cmd.arg("plan");
+    let out = run(cmd);
+    out.no_panic().expect_code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(out.stderr.contains("not a regular file"), "{out}");
+}
