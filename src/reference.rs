@@ -257,6 +257,36 @@ fn is_path_component(c: &str) -> bool {
     true
 }
 
+/// A tag, checked against the OCI grammar once, where it is made (a template filled in, a
+/// lock or a command-line reference read); it reads as the `str` it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn parse(text: &str) -> Result<Tag, String> {
+        check_tag(text)?;
+        Ok(Tag(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Tag {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn check_tag(tag: &str) -> Result<(), String> {
     let mut chars = tag.chars();

@@ -369,7 +369,7 @@ pub(crate) mod tests {
                 registry: "r.example".into(),
                 path: avs.into(),
             },
-            tag: tag.into(),
+            tag: crate::reference::Tag::parse(tag).expect("a valid test tag"),
             mutable,
             adopt_equivalent: true,
             artifact: Artifact::build(&input),

@@ -50,7 +50,7 @@ impl PlannedArtifact {
             operator_set: p.operator_set,
             spec: p.spec.clone(),
             repository: p.repository.to_string(),
-            tag: p.tag.clone(),
+            tag: p.tag.to_string(),
             action: c.action.name().to_string(),
             digest: p.artifact.digest().to_string(),
             observed_digest: c.observed.as_ref().map(ToString::to_string),

@@ -140,7 +140,7 @@ impl Resolver<'_> {
         let s = &entry.settings;
         let input = ArtifactInput {
             avs: entry.avs.clone(),
-            tag: tag.clone(),
+            tag: tag.to_string(),
             kind: s.kind.value.clone(),
             schema: s.schema.value.clone(),
             devkit_version: s.devkit_version.value.clone(),

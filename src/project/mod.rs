@@ -42,7 +42,7 @@ use crate::project::file::{ProjectFile, RegistrySettings};
 use crate::project::lock::Lock;
 use crate::project::resolve::MutableTags;
 use crate::project::schema::SchemaSet;
-use crate::reference::{self, Repository};
+use crate::reference::{self, Repository, Tag};
 
 pub use entries::{Declared, Origin};
 
@@ -71,7 +71,7 @@ pub struct Publication {
     pub spec: String,
     pub spec_path: PathBuf,
     pub repository: Repository,
-    pub tag: String,
+    pub tag: Tag,
     /// True when the tag matches a `mutable-tags` glob and may be overwritten.
     pub mutable: bool,
     /// True (`adopt-equivalent`, the default) when a tag holding equivalent content under

@@ -22,7 +22,7 @@ use crate::project::file::{
     DiscoverEntry,
 };
 use crate::project::spec::SpecDocument;
-use crate::reference::{self, RegistryPrefix, Repository};
+use crate::reference::{self, RegistryPrefix, Repository, Tag};
 
 /// A setting's value and where it was written (for error labels).
 #[derive(Debug, Clone)]
@@ -215,11 +215,11 @@ pub fn version(
 }
 
 /// The tag an entry publishes: its template filled in, and valid as a tag.
-pub fn tag(file: &SourceFile, entry: &Entry, version: &str) -> Result<String, Problem> {
+pub fn tag(file: &SourceFile, entry: &Entry, version: &str) -> Result<Tag, Problem> {
     let s = &entry.settings;
-    let tag = render_tag(&s.tag.value, &entry.avs, entry.operator_set, version)
+    let rendered = render_tag(&s.tag.value, &entry.avs, entry.operator_set, version)
         .map_err(|m| template_problem(file, entry, m))?;
-    reference::check_tag(&tag).map_err(|m| {
+    Tag::parse(&rendered).map_err(|m| {
         // Point at what made the tag invalid: the template when it is written, else the
         // version (from the project file, or from the spec).
         let (span, label) = if let Some(span) = &s.tag.span {
@@ -235,8 +235,7 @@ pub fn tag(file: &SourceFile, entry: &Entry, version: &str) -> Result<String, Pr
         Problem::error("eigenpub::project::tag", format!("{}: {m}", entry.origin.label))
             .at(file, span, label)
             .help("tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -; choose a version (or tag template) that gives one")
-    })?;
-    Ok(tag)
+    })
 }
 
 /// The checks of an entry's settings that need no spec (`created` and the tag template),

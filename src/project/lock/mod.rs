@@ -76,7 +76,7 @@ impl LockEntry {
             avs: p.avs.clone(),
             operator_set: p.operator_set,
             repository: p.repository.to_string(),
-            tag: p.tag.clone(),
+            tag: p.tag.to_string(),
             spec: p.spec.clone(),
             spec_sha256: spec_sha256(&p.input.spec),
             created: p.input.created.clone(),

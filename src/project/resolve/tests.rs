@@ -101,7 +101,7 @@ fn the_tag_of_an_entry_and_what_its_errors_point_at() {
     let (f, e) = entries_of(
         "[[avs]]\nname = \"x\"\nversion = \"1+build\"\n[avs.operator-sets]\n2 = \"x.yaml\"\n[[avs]]\nname = \"y\"\ntag = \"{nope}\"\n[avs.operator-sets]\n0 = \"y.yaml\"\n[[avs]]\nname = \"z\"\ntag = \"-{avs}\"\n[avs.operator-sets]\n0 = \"z.yaml\"\n",
     );
-    assert_eq!(tag(&f, &e[0], "1.0").unwrap(), "opset-2-v1.0");
+    assert_eq!(tag(&f, &e[0], "1.0").unwrap().as_str(), "opset-2-v1.0");
     // `+` is no tag character: the version that brought it is marked.
     let p = tag(&f, &e[0], "1+build").unwrap_err();
     assert_eq!(p.code, "eigenpub::project::tag");
