@@ -367,7 +367,7 @@ specs = "fleet/{avs}/opset-{opset}.yaml"
         assert_eq!(p.discover.len(), 1);
         assert_eq!(p.registries["localhost:5000"].plain_http, Some(true));
         let s = Settings::for_avs(&p.defaults, p.avs[0].get_ref());
-        assert_eq!(s.registry.unwrap().value, "ghcr.io/acme");
+        assert_eq!(s.registry.unwrap().setting().value, "ghcr.io/acme");
         assert_eq!(s.devkit_version.value, "v0.0.9");
     }
 

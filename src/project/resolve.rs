@@ -52,13 +52,29 @@ fn pick_or(
     pick(over, base).unwrap_or_else(|| Setting::default(default.to_string()))
 }
 
+/// Where an entry's artifacts go, as written.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// `registry = …`: a prefix the AVS name is appended to.
+    Prefix(Setting<String>),
+    /// An AVS's own `repository = …`: the whole repository.
+    Repository(Setting<String>),
+}
+
+impl Destination {
+    /// The setting as written, wherever it came from.
+    pub fn setting(&self) -> &Setting<String> {
+        match self {
+            Destination::Prefix(s) | Destination::Repository(s) => s,
+        }
+    }
+}
+
 /// The settings in force for one AVS or one `[[discover]]` block, defaults applied.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `registry` (a prefix) or, for an AVS with `repository`, the full repository.
-    pub registry: Option<Setting<String>>,
-    /// True when `registry` is a full repository (`repository = …`), not a prefix.
-    pub registry_is_repository: bool,
+    pub registry: Option<Destination>,
     pub source: Option<Setting<String>>,
     pub kind: Setting<String>,
     pub schema: Setting<String>,
@@ -72,19 +88,15 @@ pub struct Settings {
 
 impl Settings {
     pub fn for_avs(defaults: &Defaults, avs: &AvsEntry) -> Settings {
-        let (registry, registry_is_repository) = match &avs.repository {
-            Some(r) => (
-                Some(Setting {
-                    value: r.get_ref().clone(),
-                    span: Some(r.span()),
-                }),
-                true,
-            ),
-            None => (pick(&None, &defaults.registry), false),
+        let registry = match &avs.repository {
+            Some(r) => Some(Destination::Repository(Setting {
+                value: r.get_ref().clone(),
+                span: Some(r.span()),
+            })),
+            None => pick(&None, &defaults.registry).map(Destination::Prefix),
         };
         Settings {
             registry,
-            registry_is_repository,
             source: pick(&avs.source, &defaults.source),
             kind: pick_or(&avs.kind, &defaults.kind, DEFAULT_KIND),
             schema: pick_or(&avs.schema, &defaults.schema, DEFAULT_SCHEMA),
@@ -102,8 +114,7 @@ impl Settings {
 
     pub fn for_discover(defaults: &Defaults, d: &DiscoverEntry) -> Settings {
         Settings {
-            registry: pick(&d.registry, &defaults.registry),
-            registry_is_repository: false,
+            registry: pick(&d.registry, &defaults.registry).map(Destination::Prefix),
             source: pick(&d.source, &defaults.source),
             kind: pick_or(&d.kind, &defaults.kind, DEFAULT_KIND),
             schema: pick_or(&d.schema, &defaults.schema, DEFAULT_SCHEMA),
@@ -285,15 +296,17 @@ pub fn repository(file: &SourceFile, dir: &Path, entry: &Entry) -> Result<Reposi
 /// AVS's own `repository` as written. An error says why, and where to point.
 pub fn derive_repository(dir: &Path, entry: &Entry) -> Result<Repository, (String, Range<usize>)> {
     let s = &entry.settings;
-    let Some(registry) = &s.registry else {
+    let Some(destination) = &s.registry else {
         return Err((
             "no registry: set `registry` in [defaults] (e.g. \"ghcr.io/acme\" or \"oci:out\")"
                 .into(),
             entry.origin.span.clone(),
         ));
     };
+    let registry = destination.setting();
+    let whole = matches!(destination, Destination::Repository(_));
     let span = registry.span.clone().unwrap_or(entry.origin.span.clone());
-    let parsed = if s.registry_is_repository {
+    let parsed = if whole {
         reference::parse_repository(&registry.value)
     } else {
         reference::parse_prefix(&registry.value)
@@ -301,7 +314,7 @@ pub fn derive_repository(dir: &Path, entry: &Entry) -> Result<Repository, (Strin
     .map_err(|m| (m, span.clone()))?;
     let (repository, path) = match parsed {
         RegistryPrefix::Remote { registry, path } => {
-            let path = if s.registry_is_repository {
+            let path = if whole {
                 path
             } else if path.is_empty() {
                 entry.avs.clone()
@@ -317,7 +330,7 @@ pub fn derive_repository(dir: &Path, entry: &Entry) -> Result<Repository, (Strin
             )
         }
         RegistryPrefix::Layout { display_root } => {
-            let (root, path) = if s.registry_is_repository {
+            let (root, path) = if whole {
                 match display_root.trim_end_matches('/').rsplit_once('/') {
                     // `oci:/abs` is the layout `abs` at the file system's root: written
                     // there and reported so, not written under the project folder.
@@ -339,8 +352,7 @@ pub fn derive_repository(dir: &Path, entry: &Entry) -> Result<Repository, (Strin
         }
     };
     // Blame the AVS name when the prefix alone is fine (it was checked when parsed).
-    let span = if !s.registry_is_repository && reference::check_repository_path(&entry.avs).is_err()
-    {
+    let span = if !whole && reference::check_repository_path(&entry.avs).is_err() {
         entry.name_span.clone()
     } else {
         span
