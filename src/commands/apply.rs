@@ -216,13 +216,13 @@ fn read_saved_plan(path: &Path) -> Result<PlanDocument, Failure> {
                 .help("pass a file written by `eigenpub plan --out FILE`, or make a new plan"),
         )
     };
-    let bytes = crate::project::paths::read_regular(path, crate::project::paths::MAX_FILE_SIZE)
+    let bytes = crate::project::paths::read_regular(path, crate::project::paths::max_file_size())
         .map_err(|e| {
-            invalid(format!(
-                "cannot read the saved plan {}: {e}",
-                path.display()
-            ))
-        })?;
+        invalid(format!(
+            "cannot read the saved plan {}: {e}",
+            path.display()
+        ))
+    })?;
     let doc: PlanDocument = serde_json::from_slice(&bytes).map_err(|e| {
         invalid(format!(
             "{} is not a plan saved by `eigenpub plan --out` ({e})",

@@ -204,7 +204,7 @@ fn walk(root: &Path, dir: &Path, depth: usize, files: &mut usize, found: &mut Ve
 /// `None` for any other YAML.
 fn spec_name(path: &Path) -> Option<String> {
     let text = String::from_utf8(
-        crate::project::paths::read_regular(path, crate::project::paths::MAX_FILE_SIZE).ok()?,
+        crate::project::paths::read_regular(path, crate::project::paths::max_file_size()).ok()?,
     )
     .ok()?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;

@@ -65,7 +65,7 @@ impl Resolver<'_> {
     }
 
     fn parse_spec(&self, entry: &Entry) -> Result<(Vec<u8>, SourceFile, SpecDocument), Problem> {
-        let bytes = paths::read_inside(self.dir, &entry.spec_path, paths::MAX_FILE_SIZE)
+        let bytes = paths::read_inside(self.dir, &entry.spec_path, paths::max_file_size())
             .map_err(|e| {
                 let (code, label, help) = match &e {
                     paths::ReadError::Outside { .. } => (

@@ -113,7 +113,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
     // A regular file within the size limit, in its own folder: a project file swapped for
     // a link to /dev/zero, or to a file elsewhere (whose lines a parse error would quote),
     // is refused before it is read.
-    let text = match paths::read_beside(config, paths::MAX_FILE_SIZE) {
+    let text = match paths::read_beside(config, paths::max_file_size()) {
         Ok(bytes) => bytes,
         Err(paths::ReadError::Missing) => {
             return Err(Problem::error(

@@ -12,8 +12,22 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The largest project file or spec eigenpub reads (a 10 MiB spec, with room to spare).
+/// The largest project file or spec eigenpub reads by default (a 10 MiB spec, with room to
+/// spare); `EIGENPUB_MAX_FILE_MIB` sets another limit (the operator's environment, not the
+/// project file, which a pull request could edit).
 pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The limit of this run: `EIGENPUB_MAX_FILE_MIB` (1 to 4096), else [`MAX_FILE_SIZE`].
+pub fn max_file_size() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("EIGENPUB_MAX_FILE_MIB")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|m| (1..=4096).contains(m))
+            .map_or(MAX_FILE_SIZE, |m| m * 1024 * 1024)
+    })
+}
 
 /// Why a project file was not read.
 #[derive(Debug)]
@@ -29,6 +43,7 @@ pub enum ReadError {
     },
     TooLarge {
         size: u64,
+        limit: u64,
     },
     Io(std::io::Error),
 }
@@ -43,10 +58,10 @@ impl std::fmt::Display for ReadError {
                 resolved.display()
             ),
             ReadError::NotRegular { kind } => write!(f, "it is a {kind}, not a regular file"),
-            ReadError::TooLarge { size } => write!(
+            ReadError::TooLarge { size, limit } => write!(
                 f,
-                "it is {size} bytes; files may be at most {} bytes (16 MiB)",
-                MAX_FILE_SIZE
+                "it is {size} bytes; files may be at most {limit} bytes ({} MiB; EIGENPUB_MAX_FILE_MIB sets another limit)",
+                limit / (1024 * 1024)
             ),
             ReadError::Io(e) => write!(f, "{e}"),
         }
@@ -91,7 +106,7 @@ pub fn read_beside(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 /// The project file's text, read as [`read_beside`] reads it (for commands that only want
 /// its settings).
 pub fn project_text(config: &Path) -> Result<String, ReadError> {
-    let bytes = read_beside(config, MAX_FILE_SIZE)?;
+    let bytes = read_beside(config, max_file_size())?;
     String::from_utf8(bytes).map_err(|_| {
         ReadError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -119,6 +134,7 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge {
             size: bytes.len() as u64,
+            limit,
         });
     }
     Ok(bytes)
@@ -134,6 +150,7 @@ fn check(metadata: &std::fs::Metadata, limit: u64) -> Result<(), ReadError> {
     if metadata.len() > limit {
         return Err(ReadError::TooLarge {
             size: metadata.len(),
+            limit,
         });
     }
     Ok(())
@@ -215,7 +232,10 @@ mod tests {
         std::fs::write(dir.path().join("big"), vec![b'x'; 101]).unwrap();
         assert!(matches!(
             read_regular(&dir.path().join("big"), 100),
-            Err(ReadError::TooLarge { size: 101 })
+            Err(ReadError::TooLarge {
+                size: 101,
+                limit: 100
+            })
         ));
     }
 }

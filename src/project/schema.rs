@@ -63,7 +63,7 @@ impl SchemaSet {
         for (url, path) in mapped {
             let full = dir.join(path.get_ref());
             // Schema files are project files: inside the project, regular, bounded.
-            let loaded = super::paths::read_inside(dir, &full, super::paths::MAX_FILE_SIZE)
+            let loaded = super::paths::read_inside(dir, &full, super::paths::max_file_size())
                 .map_err(|e| format!("cannot read {}: {e}", full.display()))
                 .and_then(|b| {
                     String::from_utf8(b).map_err(|_| format!("{} is not UTF-8", full.display()))

@@ -299,7 +299,8 @@ pub fn open_registry(
     let ca_pem = match &connection.ca_file {
         // Regular and bounded (not confined: a CA bundle may live in /etc/ssl).
         Some((written, full)) => {
-            match crate::project::paths::read_regular(full, crate::project::paths::MAX_FILE_SIZE) {
+            match crate::project::paths::read_regular(full, crate::project::paths::max_file_size())
+            {
                 Ok(pem) => Some((written.clone(), pem)),
                 Err(e) => {
                     return Err(Problem::error(

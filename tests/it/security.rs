@@ -1201,3 +1201,28 @@ fn a_layout_committed_with_links_out_shows_nothing_of_their_targets() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(out.stderr.contains("not a regular file"), "{out}");
 }
+
+#[test]
+fn the_file_size_limit_is_set_by_the_environment_not_the_project() {
+    let (_outer, dir) = project_beside_a_secret("big.yaml");
+    let big =
+        spec_yaml("oracle", "aggregator", "1") + &format!("# {}\n", "x".repeat(2 * 1024 * 1024));
+    fs::write(dir.join("big.yaml"), big).unwrap();
+    let validate = |limit: Option<&str>| {
+        let mut cmd = crate::harness::eigenpub(&dir);
+        cmd.args(["validate", "--format", "json"]);
+        if let Some(l) = limit {
+            cmd.env("EIGENPUB_MAX_FILE_MIB", l);
+        }
+        let out = run(cmd);
+        out.no_panic();
+        out
+    };
+    validate(None).success();
+    let out = validate(Some("1"));
+    out.expect_code(1);
+    assert!(
+        codes(&out).contains(&"eigenpub::spec::too-large".to_string()),
+        "{out}"
+    );
+}

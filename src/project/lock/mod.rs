@@ -142,17 +142,19 @@ impl Lock {
     pub fn read(path: &Path) -> Result<Option<Lock>, Problem> {
         let name = path.display().to_string();
         // Inside the project folder, regular, bounded: like the project file.
-        let text =
-            match crate::project::paths::read_beside(path, crate::project::paths::MAX_FILE_SIZE) {
-                Ok(bytes) => bytes,
-                Err(crate::project::paths::ReadError::Missing) => return Ok(None),
-                Err(e) => {
-                    return Err(Problem::error(
-                        "eigenpub::lock::unreadable",
-                        format!("cannot read {name}: {e}"),
-                    ));
-                }
-            };
+        let text = match crate::project::paths::read_beside(
+            path,
+            crate::project::paths::max_file_size(),
+        ) {
+            Ok(bytes) => bytes,
+            Err(crate::project::paths::ReadError::Missing) => return Ok(None),
+            Err(e) => {
+                return Err(Problem::error(
+                    "eigenpub::lock::unreadable",
+                    format!("cannot read {name}: {e}"),
+                ));
+            }
+        };
         let text = String::from_utf8(text).map_err(|_| {
             Problem::error(
                 "eigenpub::lock::invalid",
