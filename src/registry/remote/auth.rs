@@ -4,8 +4,8 @@
 //! place, [`super::routing::may_send`], before anything is sent.
 //!
 //! Token requests go through the same retry driver as every other request
-//! ([`super::transport`]); challenge parsing and the same-origin rule are pure and tested
-//! here.
+//! ([`super::transport`]); challenge parsing is pure and tested here, the origin rules in
+//! [`super::routing`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -386,16 +386,6 @@ impl Attempts for TokenAttempts<'_> {
     }
 }
 
-/// True when `url` is on the registry's own scheme, host and port.
-pub(super) fn same_origin(url: &str, base: &str) -> bool {
-    let (Ok(a), Ok(b)) = (reqwest::Url::parse(url), reqwest::Url::parse(base)) else {
-        return false;
-    };
-    a.scheme() == b.scheme()
-        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
 /// Parses `Bearer realm="…",service="…",scope="…"`.
 pub(super) fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
     let header = header.trim();
@@ -432,33 +422,6 @@ pub(super) fn parse_challenge(header: &str) -> (String, HashMap<String, String>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_stay_on_the_registry() {
-        assert!(same_origin(
-            "https://ghcr.io/v2/a/blobs/uploads/x",
-            "https://ghcr.io"
-        ));
-        assert!(!same_origin(
-            "https://ghcr.io.evil.example/v2/",
-            "https://ghcr.io"
-        ));
-        assert!(!same_origin("https://uploads.example/x", "https://ghcr.io"));
-        assert!(!same_origin("http://ghcr.io/v2/", "https://ghcr.io"));
-        assert!(same_origin(
-            "http://LOCALHOST:5000/v2/x",
-            "http://localhost:5000"
-        ));
-        assert!(same_origin("https://ghcr.io:443/v2/x", "https://ghcr.io"));
-        // Another port of the same host is another origin.
-        assert!(!same_origin("https://ghcr.io:8443/v2/x", "https://ghcr.io"));
-        // A user-info trick does not change the host that is compared.
-        assert!(!same_origin(
-            "https://ghcr.io@evil.example/v2/",
-            "https://ghcr.io"
-        ));
-        assert!(!same_origin("not a url", "https://ghcr.io"));
-    }
 
     #[test]
     fn challenges() {

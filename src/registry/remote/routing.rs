@@ -73,6 +73,15 @@ fn origin_text(url: &Url) -> String {
     }
 }
 
+/// True when `url` is on the registry's own origin (`base`): the test for attaching
+/// credentials to a request at all, and for learning a challenge from an answer.
+pub(super) fn same_origin(url: &str, base: &str) -> bool {
+    let (Ok(a), Ok(b)) = (Url::parse(url), Url::parse(base)) else {
+        return false;
+    };
+    origin(&a).is_some() && origin(&a) == origin(&b)
+}
+
 /// Decides whether credentials may be sent to `url`, for a registry at `registry` whose
 /// token service (named by the registry itself) is `realm`.
 pub(super) fn may_send(
@@ -114,6 +123,33 @@ mod tests {
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registry() {
+        assert!(same_origin(
+            "https://ghcr.io/v2/a/blobs/uploads/x",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin(
+            "https://ghcr.io.evil.example/v2/",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin("https://uploads.example/x", "https://ghcr.io"));
+        assert!(!same_origin("http://ghcr.io/v2/", "https://ghcr.io"));
+        assert!(same_origin(
+            "http://LOCALHOST:5000/v2/x",
+            "http://localhost:5000"
+        ));
+        assert!(same_origin("https://ghcr.io:443/v2/x", "https://ghcr.io"));
+        // Another port of the same host is another origin.
+        assert!(!same_origin("https://ghcr.io:8443/v2/x", "https://ghcr.io"));
+        // A user-info trick does not change the host that is compared.
+        assert!(!same_origin(
+            "https://ghcr.io@evil.example/v2/",
+            "https://ghcr.io"
+        ));
+        assert!(!same_origin("not a url", "https://ghcr.io"));
     }
 
     #[test]

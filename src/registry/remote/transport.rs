@@ -16,9 +16,9 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use tokio::sync::MutexGuard;
 
-use super::auth::same_origin;
 use super::body::{self, BodyError, STALL_MIN_BYTES, STALL_WINDOW};
 use super::error::{self, ErrorKind, RegistryError, error_body};
+use super::routing::same_origin;
 use super::{Access, Answer, Registry};
 use crate::registry::retry::{self, Verdict};
 
