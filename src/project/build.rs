@@ -58,9 +58,10 @@ impl Resolver<'_> {
             self.file,
             problems,
         );
+        // Only `version` is read after validation: the parsed tree is dropped here.
         (problems.error_count() == before).then(|| Spec {
             bytes: Bytes::from(bytes),
-            document,
+            document: document.slim(),
         })
     }
 

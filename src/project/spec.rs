@@ -24,6 +24,20 @@ impl SpecDocument {
             _ => None,
         }
     }
+
+    /// The document as kept after validation: only `version`, which is all that is read
+    /// later (the whole parsed tree of thousands of specs would stay alive for nothing).
+    pub fn slim(self) -> SpecDocument {
+        let mut kept = serde_json::Map::new();
+        if let Value::Object(mut map) = self.value
+            && let Some(version) = map.remove("version")
+        {
+            kept.insert("version".into(), version);
+        }
+        SpecDocument {
+            value: Value::Object(kept),
+        }
+    }
 }
 
 /// Checks that a spec file's bytes are text and returns them as a source for diagnostics.
@@ -199,6 +213,16 @@ mod tests {
 
     fn parse_text(text: &str) -> Result<SpecDocument, Problem> {
         parse(&SourceFile::new("s.yaml", text))
+    }
+
+    #[test]
+    fn a_slim_document_keeps_only_the_version() {
+        let doc = parse_text("version: 0.3.1\nspec:\n  a: [1, 2, 3]\n").unwrap();
+        let slim = doc.slim();
+        assert_eq!(slim.version().as_deref(), Some("0.3.1"));
+        assert_eq!(slim.value, serde_json::json!({"version": "0.3.1"}));
+        let none = parse_text("spec: {}\n").unwrap().slim();
+        assert_eq!(none.version(), None);
     }
 
     #[test]

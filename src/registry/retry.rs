@@ -65,7 +65,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             attempts: 6,
-            base: Duration::from_millis(200),
+            base: Duration::from_millis(100),
             cap: Duration::from_secs(20),
         }
     }
@@ -160,8 +160,9 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let b = Backoff::default();
-        assert!(b.delay(0, None, 1.0) <= Duration::from_millis(200));
-        assert!(b.delay(3, None, 1.0) == Duration::from_millis(1600));
+        assert!(b.delay(0, None, 1.0) <= Duration::from_millis(100));
+        assert!(b.delay(0, None, 0.0) >= Duration::from_millis(50));
+        assert!(b.delay(3, None, 1.0) == Duration::from_millis(800));
         assert_eq!(b.delay(30, None, 1.0), b.cap);
         assert_eq!(b.delay(0, Some(Duration::from_secs(999)), 0.0), b.cap);
         assert_eq!(

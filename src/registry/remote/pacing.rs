@@ -4,7 +4,8 @@
 //! The rate is unlimited until the registry throttles (429, a rate-limit 403, a 503 with
 //! `Retry-After`). Then it drops to the rate the registry accepted over the last second
 //! (a multiplicative decrease by the accepted fraction, at most once per second so that one
-//! burst of refusals counts once), and climbs back while requests succeed: additively, by
+//! burst of refusals counts once; the first three cuts after an unlimited spell may come a
+//! quarter second apart, as a first burst says little about the registry's rate), and climbs back while requests succeed: additively, by
 //! 5% a second, probing just above the limit; after two calm seconds (and not before a
 //! `Retry-After` has passed) multiplicatively, so a lifted limit is found again within
 //! seconds. A configured `requests-per-second` is an upper bound throughout. `Retry-After`
@@ -27,6 +28,10 @@ const UNLIMITED: f64 = 100_000.0;
 const WINDOW: Duration = Duration::from_secs(1);
 /// Calm this long after the last throttle before the rate climbs fast again.
 const CALM: Duration = Duration::from_secs(2);
+/// The least time between the first few cuts after an unlimited spell.
+const QUICK: Duration = Duration::from_millis(250);
+/// How many cuts may come [`QUICK`]ly after an unlimited spell.
+const QUICK_CUTS: u32 = 3;
 /// Probing growth per second near the limit (fraction of the rate).
 const PROBE: f64 = 0.05;
 /// Growth per second once calm (fraction of the rate).
@@ -54,6 +59,9 @@ struct Pace {
     last_cut: Option<Instant>,
     /// No fast growth before this (a throttle's `Retry-After`, or [`CALM`] after it).
     hold_until: Instant,
+    /// Cuts left that may follow each other after [`QUICK`] rather than [`WINDOW`]: the
+    /// first refusals after an unlimited spell measure a burst, not the registry's rate.
+    quick_cuts: u32,
 }
 
 impl Pace {
@@ -84,6 +92,7 @@ impl Pacing {
                 accepted: VecDeque::new(),
                 last_cut: None,
                 hold_until: now,
+                quick_cuts: QUICK_CUTS,
             }),
         }
     }
@@ -132,6 +141,9 @@ impl Pacing {
         };
         let grown = rate * (1.0 + growth / rate.max(1.0));
         pace.adaptive = (grown < UNLIMITED).then_some(grown);
+        if pace.adaptive.is_none() {
+            pace.quick_cuts = QUICK_CUTS;
+        }
     }
 
     /// The registry throttled: the rate drops to what it accepted over the last second
@@ -142,11 +154,20 @@ impl Pacing {
         pace.forget_before(now);
         let hold = now + retry_after.unwrap_or(Duration::ZERO).max(CALM);
         pace.hold_until = pace.hold_until.max(hold);
-        if pace.last_cut.is_some_and(|t| now - t < WINDOW) {
+        let guard = if pace.quick_cuts > 0 { QUICK } else { WINDOW };
+        if pace.last_cut.is_some_and(|t| now - t < guard) {
             return;
         }
         pace.last_cut = Some(now);
-        let accepted = pace.accepted.len() as f64 / WINDOW.as_secs_f64();
+        pace.quick_cuts = pace.quick_cuts.saturating_sub(1);
+        // The accepted rate over the window, or over the part of it since the first of
+        // its requests (a run's first burst, after an idle spell), at least 100 ms.
+        let span = pace
+            .accepted
+            .front()
+            .map_or(WINDOW, |first| now - *first)
+            .clamp(WINDOW / 10, WINDOW);
+        let accepted = pace.accepted.len() as f64 / span.as_secs_f64();
         let current = pace.rate().unwrap_or(f64::INFINITY);
         pace.adaptive = Some(accepted.min(current).max(MIN_RATE));
     }
@@ -208,13 +229,29 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_throttles_cuts_once() {
         let pacing = Pacing::new(None, None);
+        // 50 accepted a second, then a burst of eight 429s.
         for _ in 0..50 {
             pacing.accepted().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for _ in 0..8 {
             pacing.throttled(Some(Duration::from_secs(1))).await;
         }
-        assert_eq!(pacing.rate().await, Some(50.0));
+        let rate = pacing.rate().await.unwrap();
+        assert!((49.0..=52.0).contains(&rate), "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_burst_is_measured_over_its_own_span() {
+        let pacing = Pacing::new(None, None);
+        // 20 accepted within 100 ms of the start, then refused: 200 a second, not 20.
+        for _ in 0..20 {
+            pacing.accepted().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pacing.throttled(None).await;
+        let rate = pacing.rate().await.unwrap();
+        assert!((190.0..=210.0).contains(&rate), "{rate}");
     }
 
     #[tokio::test(start_paused = true)]
