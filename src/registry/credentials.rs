@@ -186,7 +186,7 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
                 "credential helper docker-credential-{helper} (credHelpers in {})",
                 path.display()
             );
-            match from_helper(helper, &key, origin)? {
+            match super::helper::credential(helper, &key, origin)? {
                 Some(c) => return Ok(Some(c)),
                 None => continue,
             }
@@ -217,61 +217,13 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
                 "credential store docker-credential-{store} (credsStore in {})",
                 path.display()
             );
-            match from_helper(store, &key, origin)? {
+            match super::helper::credential(store, &key, origin)? {
                 Some(c) => return Ok(Some(c)),
                 None => continue,
             }
         }
     }
     Ok(None)
-}
-
-/// Asks `docker-credential-<helper> get` for a key's credentials, within the helper
-/// deadline. `None` when it has none (then the next spelling is tried, and in the end the
-/// registry is used anonymously, as Docker does). Never echoes what the helper printed.
-fn from_helper(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
-    let program = format!("docker-credential-{helper}");
-    let timeout = super::helper::timeout();
-    let out = super::helper::run(&program, "get", key.as_bytes(), timeout)
-        .map_err(|e| format!("credential helper {program} failed for {key}: {e}"))?;
-    if !out.status.success() {
-        let said = |b: &[u8]| {
-            String::from_utf8_lossy(b)
-                .to_ascii_lowercase()
-                .contains("credentials not found")
-        };
-        if said(&out.stdout) || said(&out.stderr) {
-            return Ok(None);
-        }
-        let status = out
-            .status
-            .code()
-            .map_or("a signal".to_string(), |c| format!("status {c}"));
-        // What it printed may hold the secret, so it is not shown here.
-        return Err(format!(
-            "credential helper {program} failed for {key} (exit {status}); its output is not shown, since it may hold a secret: run `printf {key} | {program} get` to see it"
-        ));
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Answer {
-        username: String,
-        secret: String,
-    }
-    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
-        format!(
-            "credential helper {program} answered something that is not credentials for {key} (expected JSON with Username and Secret)"
-        )
-    })?;
-    let secret = if answer.username == "<token>" {
-        Secret::IdentityToken(answer.secret)
-    } else {
-        Secret::Basic {
-            username: answer.username,
-            password: answer.secret,
-        }
-    };
-    Ok(Some(Credential { secret, origin }))
 }
 
 /// Stores credentials the way `docker login` does, so that Docker and eigenpub share them:

@@ -1,5 +1,5 @@
-//! Running Docker credential helpers (`docker-credential-<name> get|store`) so that none
-//! outlives eigenpub or floods it.
+//! Running Docker credential helpers (`docker-credential-<name> get|store|erase`), and
+//! reading credentials from `get`, so that no helper outlives eigenpub or floods it.
 //!
 //! A helper may hang (waiting for a prompt nobody sees, a locked keychain): it gets a
 //! deadline, and when the deadline passes it is killed together with every process it
@@ -10,6 +10,8 @@ use std::io::{Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::credentials::{Credential, Secret};
 
 /// How long a credential helper may take unless `EIGENPUB_CREDENTIAL_HELPER_TIMEOUT` (in
 /// seconds) says otherwise.
@@ -131,6 +133,54 @@ fn kill_group(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Asks `docker-credential-<helper> get` for a key's credentials, within the helper
+/// deadline. `None` when it has none (then the next spelling is tried, and in the end the
+/// registry is used anonymously, as Docker does). Never echoes what the helper printed.
+pub fn credential(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
+    let program = format!("docker-credential-{helper}");
+    let timeout = timeout();
+    let out = run(&program, "get", key.as_bytes(), timeout)
+        .map_err(|e| format!("credential helper {program} failed for {key}: {e}"))?;
+    if !out.status.success() {
+        let said = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .to_ascii_lowercase()
+                .contains("credentials not found")
+        };
+        if said(&out.stdout) || said(&out.stderr) {
+            return Ok(None);
+        }
+        let status = out
+            .status
+            .code()
+            .map_or("a signal".to_string(), |c| format!("status {c}"));
+        // What it printed may hold the secret, so it is not shown here.
+        return Err(format!(
+            "credential helper {program} failed for {key} (exit {status}); its output is not shown, since it may hold a secret: run `printf {key} | {program} get` to see it"
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        username: String,
+        secret: String,
+    }
+    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
+        format!(
+            "credential helper {program} answered something that is not credentials for {key} (expected JSON with Username and Secret)"
+        )
+    })?;
+    let secret = if answer.username == "<token>" {
+        Secret::IdentityToken(answer.secret)
+    } else {
+        Secret::Basic {
+            username: answer.username,
+            password: answer.secret,
+        }
+    };
+    Ok(Some(Credential { secret, origin }))
 }
 
 #[cfg(all(test, unix))]

@@ -82,6 +82,17 @@ pub(super) fn same_origin(url: &str, base: &str) -> bool {
     origin(&a).is_some() && origin(&a) == origin(&b)
 }
 
+/// True when an answer to a request for `url` came from the registry itself (`base`), after
+/// any redirects: only then is its challenge learned (a redirect target's realm would
+/// otherwise get the credentials).
+pub(super) fn answered_by_registry(url: &str, answer: &super::Answer, base: &str) -> bool {
+    same_origin(url, base)
+        && answer
+            .url
+            .as_ref()
+            .is_none_or(|u| same_origin(u.as_str(), base))
+}
+
 /// Decides whether credentials may be sent to `url`, for a registry at `registry` whose
 /// token service (named by the registry itself) is `realm`.
 pub(super) fn may_send(

@@ -18,7 +18,7 @@ use tokio::sync::MutexGuard;
 
 use super::body::{self, BodyError, STALL_MIN_BYTES, STALL_WINDOW};
 use super::error::{self, ErrorKind, RegistryError, error_body};
-use super::routing::same_origin;
+use super::routing::{answered_by_registry, same_origin};
 use super::{Access, Answer, Registry};
 use crate::registry::retry::{self, Verdict};
 
@@ -336,15 +336,9 @@ impl Attempts for RegistryAttempts<'_> {
             };
             let status = answer.status;
             drop(permit);
-            // A challenge is learned only from the registry itself: not from a host a
-            // redirect led to (its realm would then get the credentials).
             if status == StatusCode::UNAUTHORIZED
                 && !self.authenticated_retry
-                && same_origin(self.url, &registry.base)
-                && answer
-                    .url
-                    .as_ref()
-                    .is_none_or(|u| same_origin(u.as_str(), &registry.base))
+                && answered_by_registry(self.url, &answer, &registry.base)
             {
                 self.authenticated_retry = true;
                 let challenge = header(&answer.headers, "www-authenticate");

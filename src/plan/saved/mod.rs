@@ -11,13 +11,14 @@
 //! is pushed. The one allowed difference: a tag that already holds what the plan wanted
 //! (an earlier apply of this plan got that far).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::plan::{Change, Plan, Summary};
 use crate::project::Publication;
+
+mod stale;
+pub use stale::{Stale, check};
 
 /// The version of the JSON documents eigenpub writes (plans, apply results, diagnostics);
 /// a saved plan of another version is refused.
@@ -157,199 +158,6 @@ pub fn inputs_hash(project_text: &str, publications: &[Publication]) -> String {
         }
     }
     format!("sha256:{}", hex::encode(h.finalize()))
-}
-
-/// Why a saved plan can no longer be applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stale {
-    /// The file does not match its `plan_hash` (or has none): it was edited.
-    Edited,
-    /// An artifact's wanted digest changed (a spec or a setting changed).
-    Input {
-        reference: String,
-        saved: Option<String>,
-        now: Option<String>,
-    },
-    /// The inputs hash differs but no artifact changed: the project file, or the saved
-    /// plan's options, changed.
-    ProjectFile,
-    /// An artifact is in only one of the two plans.
-    Artifact { reference: String, in_saved: bool },
-    /// The same artifact, another action (e.g. `refused` then, `update` now).
-    Action {
-        reference: String,
-        saved: String,
-        now: String,
-    },
-    /// The same artifact with another field (AVS, operator set, spec, mutability).
-    Field {
-        reference: String,
-        field: &'static str,
-        saved: String,
-        now: String,
-    },
-    /// The registry's tag moved since the plan was made.
-    Tag {
-        reference: String,
-        saved: Option<String>,
-        now: Option<String>,
-    },
-}
-
-impl std::fmt::Display for Stale {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = |x: &Option<String>| x.clone().unwrap_or_else(|| "absent".into());
-        match self {
-            Stale::Edited => write!(
-                f,
-                "the file was changed after `eigenpub plan --out` wrote it (its plan_hash does not match its contents)"
-            ),
-            Stale::Input {
-                reference,
-                saved,
-                now,
-            } => write!(
-                f,
-                "{reference}: the inputs changed since the plan was made (planned {}, now {})",
-                d(saved),
-                d(now)
-            ),
-            Stale::ProjectFile => write!(
-                f,
-                "the project file, or the saved plan's options (allow_overwrite, select, exclude), changed since the plan was made"
-            ),
-            Stale::Artifact {
-                reference,
-                in_saved: true,
-            } => write!(
-                f,
-                "{reference} is in the saved plan but not in the plan made now"
-            ),
-            Stale::Artifact {
-                reference,
-                in_saved: false,
-            } => write!(
-                f,
-                "{reference} is not in the saved plan: it was not reviewed"
-            ),
-            Stale::Action {
-                reference,
-                saved,
-                now,
-            } => write!(
-                f,
-                "{reference}: the saved plan says `{saved}`, now it is `{now}`"
-            ),
-            Stale::Field {
-                reference,
-                field,
-                saved,
-                now,
-            } => write!(
-                f,
-                "{reference}: {field} is `{saved}` in the saved plan, `{now}` now"
-            ),
-            Stale::Tag {
-                reference,
-                saved,
-                now,
-            } => write!(
-                f,
-                "{reference}: the registry changed since the plan was made (the tag held {} then, {} now)",
-                d(saved),
-                d(now)
-            ),
-        }
-    }
-}
-
-/// Compares a saved plan with the plan made now from the same project and the saved
-/// options; empty when the saved plan still holds, else every difference.
-pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
-    let mut stale = Vec::new();
-    if saved.plan_hash.as_deref() != Some(saved.content_hash().as_str()) {
-        stale.push(Stale::Edited);
-    }
-    let key = |a: &PlannedArtifact| format!("{}:{}", a.repository, a.tag);
-    let saved_map: BTreeMap<String, &PlannedArtifact> =
-        saved.artifacts.iter().map(|a| (key(a), a)).collect();
-    let now_map: BTreeMap<String, &PlannedArtifact> =
-        now.artifacts.iter().map(|a| (key(a), a)).collect();
-    let references: BTreeSet<&String> = saved_map.keys().chain(now_map.keys()).collect();
-    let mut inputs_changed = false;
-    for reference in &references {
-        let (s, n) = (saved_map.get(*reference), now_map.get(*reference));
-        let (Some(s), Some(n)) = (s, n) else {
-            stale.push(Stale::Artifact {
-                reference: reference.to_string(),
-                in_saved: s.is_some(),
-            });
-            continue;
-        };
-        if s.digest != n.digest {
-            inputs_changed = true;
-            stale.push(Stale::Input {
-                reference: reference.to_string(),
-                saved: Some(s.digest.clone()),
-                now: Some(n.digest.clone()),
-            });
-            continue;
-        }
-        let fields = [
-            ("the AVS", s.avs.clone(), n.avs.clone()),
-            (
-                "the operator set",
-                s.operator_set.to_string(),
-                n.operator_set.to_string(),
-            ),
-            ("the spec", s.spec.clone(), n.spec.clone()),
-            ("mutable", s.mutable.to_string(), n.mutable.to_string()),
-            (
-                "equivalent",
-                s.equivalent.clone().unwrap_or_default(),
-                n.equivalent.clone().unwrap_or_default(),
-            ),
-        ];
-        for (field, saved_value, now_value) in fields {
-            if saved_value != now_value {
-                stale.push(Stale::Field {
-                    reference: reference.to_string(),
-                    field,
-                    saved: saved_value,
-                    now: now_value,
-                });
-            }
-        }
-        // A tag that now holds exactly what was planned is not stale: an earlier apply of
-        // this plan got that far (the re-run it suggests after a partial failure).
-        let done = n.observed_digest.as_deref() == Some(s.digest.as_str());
-        if s.observed_digest != n.observed_digest && !done {
-            stale.push(Stale::Tag {
-                reference: reference.to_string(),
-                saved: s.observed_digest.clone(),
-                now: n.observed_digest.clone(),
-            });
-        } else if s.action != n.action
-            && !(done && n.action == "unchanged")
-            && !same_outcome(&s.action, &n.action)
-        {
-            stale.push(Stale::Action {
-                reference: reference.to_string(),
-                saved: s.action.clone(),
-                now: n.action.clone(),
-            });
-        }
-    }
-    if saved.inputs_hash != now.inputs_hash && !inputs_changed {
-        stale.push(Stale::ProjectFile);
-    }
-    stale
-}
-
-/// `update` and `retag` both point the tag at the planned manifest; which one it is depends
-/// on whether the registry already holds that manifest, which may change in between.
-fn same_outcome(a: &str, b: &str) -> bool {
-    matches!((a, b), ("update", "retag") | ("retag", "update"))
 }
 
 #[cfg(test)]
