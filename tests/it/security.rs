@@ -1226,3 +1226,28 @@ fn the_file_size_limit_is_set_by_the_environment_not_the_project() {
         "{out}"
     );
 }
+
+#[test]
+fn temporary_files_an_interrupted_run_left_in_a_layout_are_removed_by_the_next_write() {
+    let p = project_with("[[avs]]\nname = \"alpha\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n");
+    p.run(&["apply"]).success();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let leave = |rel: &str, modified| {
+        let f = fs::File::create(p.join(rel)).unwrap();
+        f.set_modified(modified).unwrap();
+    };
+    leave("out/alpha/.eigenpub-left1", old);
+    leave("out/alpha/blobs/sha256/.eigenpub-left2", old);
+    leave(
+        "out/alpha/.eigenpub-in-progress",
+        std::time::SystemTime::now(),
+    );
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "next"));
+    p.run(&["apply", "--allow-overwrite"]).success();
+    assert!(!p.exists("out/alpha/.eigenpub-left1"));
+    assert!(!p.exists("out/alpha/blobs/sha256/.eigenpub-left2"));
+    assert!(
+        p.exists("out/alpha/.eigenpub-in-progress"),
+        "a young temporary file may belong to a run in progress"
+    );
+}
