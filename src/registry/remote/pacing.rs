@@ -5,7 +5,8 @@
 //! `Retry-After`). Then it drops to the rate the registry accepted over the last second
 //! (a multiplicative decrease by the accepted fraction, at most once per second so that one
 //! burst of refusals counts once; the first three cuts after an unlimited spell may come a
-//! quarter second apart, as a first burst says little about the registry's rate), and climbs back while requests succeed: additively, by
+//! quarter second apart and take at least 30% off, as a first burst says little about the
+//! registry's rate), and climbs back while requests succeed: additively, by
 //! 5% a second, probing just above the limit; after two calm seconds (and not before a
 //! `Retry-After` has passed) multiplicatively, so a lifted limit is found again within
 //! seconds. A configured `requests-per-second` is an upper bound throughout. `Retry-After`
@@ -32,6 +33,8 @@ const CALM: Duration = Duration::from_secs(2);
 const QUICK: Duration = Duration::from_millis(250);
 /// How many cuts may come [`QUICK`]ly after an unlimited spell.
 const QUICK_CUTS: u32 = 3;
+/// A quick cut leaves at most this much of the rate.
+const QUICK_FACTOR: f64 = 0.7;
 /// Probing growth per second near the limit (fraction of the rate).
 const PROBE: f64 = 0.05;
 /// Growth per second once calm (fraction of the rate).
@@ -154,7 +157,8 @@ impl Pacing {
         pace.forget_before(now);
         let hold = now + retry_after.unwrap_or(Duration::ZERO).max(CALM);
         pace.hold_until = pace.hold_until.max(hold);
-        let guard = if pace.quick_cuts > 0 { QUICK } else { WINDOW };
+        let quick = pace.quick_cuts > 0;
+        let guard = if quick { QUICK } else { WINDOW };
         if pace.last_cut.is_some_and(|t| now - t < guard) {
             return;
         }
@@ -168,7 +172,12 @@ impl Pacing {
             .map_or(WINDOW, |first| now - *first)
             .clamp(WINDOW / 10, WINDOW);
         let accepted = pace.accepted.len() as f64 / span.as_secs_f64();
-        let current = pace.rate().unwrap_or(f64::INFINITY);
+        // A quick cut also takes at least 30% off: a short span still counts the burst.
+        let current = match pace.rate() {
+            Some(rate) if quick => rate * QUICK_FACTOR,
+            Some(rate) => rate,
+            None => f64::INFINITY,
+        };
         pace.adaptive = Some(accepted.min(current).max(MIN_RATE));
     }
 
