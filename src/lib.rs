@@ -13,19 +13,22 @@
 //! bytes); `plan::observe` reads one digest per tag from the `registry` backends;
 //! `plan::diff` decides the actions; `apply::apply` pushes what changed. `commands` ties
 //! them to the command line; `report` renders results.
+//!
+//! The library exists for the binary and its tests: its only public item is [`main`];
+//! every module is crate-private, so the compiler reports code nothing uses.
 
-pub mod apply;
-pub mod artifact;
-pub mod atomic;
-pub mod cli;
-pub mod commands;
-pub mod diagnostic;
-pub mod plan;
-pub mod project;
-pub mod reference;
-pub mod registry;
-pub mod report;
-pub mod sanitize;
+mod apply;
+mod artifact;
+mod atomic;
+mod cli;
+mod commands;
+mod diagnostic;
+mod plan;
+mod project;
+mod reference;
+mod registry;
+mod report;
+mod sanitize;
 
 /// Parses the command line, runs the command, and returns the process's exit code.
 ///

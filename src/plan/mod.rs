@@ -364,7 +364,6 @@ pub(crate) mod tests {
             avs: avs.into(),
             operator_set: 0,
             spec: format!("{avs}.yaml"),
-            spec_path: format!("{avs}.yaml").into(),
             repository: Repository::Remote {
                 registry: "r.example".into(),
                 path: avs.into(),

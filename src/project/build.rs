@@ -161,7 +161,6 @@ impl Resolver<'_> {
             avs: entry.avs.clone(),
             operator_set: entry.operator_set,
             spec: entry.spec.clone(),
-            spec_path: entry.spec_path.clone(),
             mutable: self.mutable.matches(&tag),
             adopt_equivalent: s.adopt_equivalent,
             repository,

@@ -44,7 +44,9 @@ use crate::project::resolve::MutableTags;
 use crate::project::schema::SchemaSet;
 use crate::reference::{self, Repository, Tag};
 
-pub use entries::{Declared, Origin};
+#[cfg(test)]
+pub use entries::Declared;
+pub use entries::Origin;
 
 /// What the environment contributes to a load (read once, at the edge).
 #[derive(Debug, Clone, Default)]
@@ -69,7 +71,6 @@ pub struct Publication {
     pub operator_set: u32,
     /// The spec path as written (relative to the project folder).
     pub spec: String,
-    pub spec_path: PathBuf,
     pub repository: Repository,
     pub tag: Tag,
     /// True when the tag matches a `mutable-tags` glob and may be overwritten.

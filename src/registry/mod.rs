@@ -141,16 +141,6 @@ impl Target {
         }
     }
 
-    pub async fn blob_exists(&self, digest: &str) -> Result<bool, TargetError> {
-        match self {
-            Target::Remote {
-                registry,
-                repository,
-            } => Ok(registry.blob_exists(repository, digest).await?),
-            Target::Layout(l) => Ok(l.blob_exists(digest)?),
-        }
-    }
-
     /// True when the repository holds a manifest with this digest (tagged or not).
     pub async fn has_manifest(&self, digest: &str) -> Result<bool, TargetError> {
         match self {

@@ -27,6 +27,9 @@ pub fn apply(document: &PlanDocument, applied: &[Applied]) -> Value {
                     "code": e.code,
                     "message": crate::sanitize::text(&e.message),
                     "help": crate::sanitize::text(&e.help),
+                    // As data, for automation deciding whether to run again.
+                    "transient": e.transient,
+                    "status": e.status,
                 });
             }
             artifact

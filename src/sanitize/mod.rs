@@ -157,6 +157,7 @@ impl OffsetMap {
 
 impl Sanitizer {
     /// A sanitiser that knows these secret strings (each in every form it travels in).
+    #[cfg(test)]
     pub fn with_secrets(secrets: &[&str]) -> Sanitizer {
         let mut all: Vec<String> = secrets.iter().flat_map(|s| forms_of(s)).collect();
         all.sort();

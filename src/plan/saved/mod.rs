@@ -18,7 +18,7 @@ use crate::plan::{Change, Plan, Summary};
 use crate::project::Publication;
 
 mod stale;
-pub use stale::{Stale, check};
+pub use stale::check;
 
 /// The version of the JSON documents eigenpub writes (plans, apply results, diagnostics);
 /// a saved plan of another version is refused.
@@ -162,6 +162,7 @@ pub fn inputs_hash(project_text: &str, publications: &[Publication]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::stale::Stale;
     use super::*;
     use crate::plan::Overwrite;
     use crate::plan::{Observation, diff, tests::publication};
