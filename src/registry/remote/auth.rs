@@ -17,9 +17,10 @@ use reqwest::StatusCode;
 use tokio::sync::Mutex;
 
 use super::Registry;
+use super::body::SMALL_BODY;
 use super::error::{self, ErrorKind, RegistryError, error_body};
 use super::routing::{self, Refusal};
-use super::transport::{Attempt, Attempts, SMALL_BODY, header};
+use super::transport::{Attempt, Attempts, header};
 use crate::registry::credentials::{Credential, Secret};
 use crate::registry::retry::{self, Verdict};
 

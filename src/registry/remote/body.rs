@@ -2,12 +2,36 @@
 //! than eigenpub can need is cut off with a clear error, never buffered whole), and a stall
 //! detector for bodies that trickle in (less than [`STALL_MIN_BYTES`] in a
 //! [`STALL_WINDOW`] is given up on). The per-request deadline around the whole exchange is
-//! in [`super::transport`].
+//! in [`super::transport`]; the limits per kind of answer and the ways an exchange fails
+//! without an answer are here.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
+
+/// The most a successful answer's body may hold unless the call says otherwise (an upload
+/// session, a login check, a token): and the most of an error answer that is read.
+pub(super) const SMALL_BODY: usize = 64 * 1024;
+/// The most a manifest may hold (the OCI distribution spec's suggested limit).
+pub(super) const MANIFEST_BODY: usize = 4 * 1024 * 1024;
+/// The most a blob read back from the registry may hold (configs and spec layers).
+pub(super) const BLOB_BODY: usize = 32 * 1024 * 1024;
+
+/// How an exchange (request sent, answer read) failed without an answer to judge.
+pub(super) enum Failure {
+    /// No connection at all (refused, DNS, TLS): the same would happen again at once.
+    Connect(reqwest::Error),
+    /// The connection broke after the request was sent (a reset, closed before the
+    /// answer, a read timeout): worth another try, like a 503.
+    Broken(reqwest::Error),
+    /// No complete answer within the per-request deadline.
+    Deadline,
+    /// The body trickled in slower than the stall detector allows.
+    Stalled,
+    /// A successful answer's body is larger than the call can need.
+    TooLarge { status: u16, limit: usize },
+}
 
 /// A body that delivers less than this in a [`STALL_WINDOW`] has stalled.
 pub(super) const STALL_MIN_BYTES: usize = 1024;

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
+use super::body::{BLOB_BODY, MANIFEST_BODY};
 use super::error::{ErrorKind, RegistryError};
-use super::transport::{BLOB_BODY, MANIFEST_BODY, header};
+use super::transport::header;
 use super::{Answer, BlobState, Registry};
 use crate::artifact::{self, Blob};
 

@@ -16,34 +16,11 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use tokio::sync::MutexGuard;
 
-use super::body::{self, BodyError, STALL_MIN_BYTES, STALL_WINDOW};
+use super::body::{self, BodyError, Failure, SMALL_BODY, STALL_MIN_BYTES, STALL_WINDOW};
 use super::error::{self, ErrorKind, RegistryError, error_body};
 use super::routing::{answered_by_registry, same_origin};
 use super::{Access, Answer, Registry};
 use crate::registry::retry::{self, Verdict};
-
-/// The most a successful answer's body may hold unless the call says otherwise (an upload
-/// session, a login check, a token): and the most of an error answer that is read.
-pub(super) const SMALL_BODY: usize = 64 * 1024;
-/// The most a manifest may hold (the OCI distribution spec's suggested limit).
-pub(super) const MANIFEST_BODY: usize = 4 * 1024 * 1024;
-/// The most a blob read back from the registry may hold (configs and spec layers).
-pub(super) const BLOB_BODY: usize = 32 * 1024 * 1024;
-
-/// How an exchange (request sent, answer read) failed without an answer to judge.
-pub(super) enum Failure {
-    /// No connection at all (refused, DNS, TLS): the same would happen again at once.
-    Connect(reqwest::Error),
-    /// The connection broke after the request was sent (a reset, closed before the
-    /// answer, a read timeout): worth another try, like a 503.
-    Broken(reqwest::Error),
-    /// No complete answer within the per-request deadline.
-    Deadline,
-    /// The body trickled in slower than the stall detector allows.
-    Stalled,
-    /// A successful answer's body is larger than the call can need.
-    TooLarge { status: u16, limit: usize },
-}
 
 /// What one attempt of a request came to.
 pub(super) enum Attempt<T> {
