@@ -18,6 +18,7 @@ use futures::StreamExt;
 use tokio::sync::OnceCell;
 
 use crate::artifact::Blob;
+use crate::diagnostic::codes;
 use crate::plan::{Action, Change, Plan};
 use crate::registry::{Target, TargetError, Targets};
 
@@ -53,7 +54,7 @@ impl Applied {
                 let p = &self.change.publication;
                 Some(TargetError {
                     target: p.repository.to_string(),
-                    code: "eigenpub::apply::interrupted",
+                    code: codes::APPLY_INTERRUPTED,
                     message: format!(
                         "{}: interrupted before it finished; its tag may or may not have been written (if it was, it is complete)",
                         p.reference()
@@ -292,7 +293,7 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
     if reported != p.artifact.digest() {
         return Err(TargetError {
             target: key.clone(),
-            code: "eigenpub::registry::digest-mismatch",
+            code: codes::REGISTRY_DIGEST_MISMATCH,
             message: format!(
                 "{}: the target reports digest {reported} for the manifest eigenpub computed as {}",
                 p.reference(),

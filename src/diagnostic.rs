@@ -6,6 +6,8 @@
 //! Problems are collected, not thrown: a run reports all of them together, sorted into a
 //! stable order, and its exit code is derived at the end.
 
+pub mod codes;
+
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -344,37 +346,48 @@ impl IntoIterator for Problems {
 
 #[cfg(test)]
 mod codes_documented {
-    //! Problem codes are part of the JSON contract and are listed, with meaning and fix, in
-    //! `docs/diagnostics.md`. These tests read the source (everything above each file's
-    //! unit tests) and fail when a code is used but not documented, or documented but
-    //! never used.
+    //! Problem codes are part of the JSON contract: they are defined once, in [`codes`],
+    //! and listed with their meaning and fix in `docs/diagnostics.md`. These tests fail
+    //! when a code is defined but not documented, documented but not defined, or written
+    //! as a string literal somewhere else in the source (outside unit tests).
+    //!
+    //! [`codes`]: super::codes
 
     use std::collections::BTreeSet;
     use std::path::Path;
 
-    /// Every `"eigenpub::…"` literal in the non-test source.
-    fn used() -> BTreeSet<String> {
-        fn walk(dir: &Path, out: &mut BTreeSet<String>) {
-            for entry in std::fs::read_dir(dir).expect("src/ is readable") {
-                let path = entry.expect("directory entry").path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).expect("source is UTF-8");
-                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
-                    out.extend(literals(code, "\"eigenpub::", '"'));
-                }
-            }
-        }
-        let mut out = BTreeSet::new();
-        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
-        out
+    /// Every code defined in `codes.rs`.
+    fn defined() -> BTreeSet<String> {
+        literals(include_str!("diagnostic/codes.rs"), "\"eigenpub::", '"')
     }
 
     /// The codes documented: every backticked `eigenpub::…`.
     fn documented() -> BTreeSet<String> {
-        let doc = include_str!("../docs/diagnostics.md");
-        literals(doc, "`eigenpub::", '`')
+        literals(include_str!("../docs/diagnostics.md"), "`eigenpub::", '`')
+    }
+
+    /// Code literals written outside `codes.rs` (unit tests excepted), by file.
+    fn stray() -> Vec<(String, BTreeSet<String>)> {
+        fn walk(dir: &Path, out: &mut Vec<(String, BTreeSet<String>)>) {
+            for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("diagnostic/codes.rs")
+                {
+                    let text = std::fs::read_to_string(&path).expect("source is UTF-8");
+                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+                    let found = literals(code, "\"eigenpub::", '"');
+                    if !found.is_empty() {
+                        out.push((path.display().to_string(), found));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        out
     }
 
     /// Each `eigenpub::…` that follows `open` up to `close`, when it is a whole code.
@@ -393,8 +406,8 @@ mod codes_documented {
     }
 
     #[test]
-    fn every_code_used_is_documented() {
-        let missing: Vec<String> = used().difference(&documented()).cloned().collect();
+    fn every_code_defined_is_documented() {
+        let missing: Vec<String> = defined().difference(&documented()).cloned().collect();
         assert!(
             missing.is_empty(),
             "add these codes to docs/diagnostics.md (meaning and fix): {missing:?}"
@@ -402,11 +415,20 @@ mod codes_documented {
     }
 
     #[test]
-    fn every_code_documented_is_used() {
-        let stale: Vec<String> = documented().difference(&used()).cloned().collect();
+    fn every_code_documented_is_defined() {
+        let stale: Vec<String> = documented().difference(&defined()).cloned().collect();
         assert!(
             stale.is_empty(),
-            "docs/diagnostics.md lists codes eigenpub no longer reports: {stale:?}"
+            "docs/diagnostics.md lists codes eigenpub no longer defines: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn codes_are_defined_only_in_codes_rs() {
+        let stray = stray();
+        assert!(
+            stray.is_empty(),
+            "use a constant of src/diagnostic/codes.rs instead of these literals: {stray:?}"
         );
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use crate::cli::{ColorChoice, Global, Scope};
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::plan::select::Selection;
 use crate::report::text::Style;
 use crate::report::{self, DiagnosticFormat};
@@ -71,7 +72,7 @@ impl Context {
             color: color(global.color, stderr_is_terminal),
         };
         let selection = Selection::new(&scope.select, &scope.exclude).map_err(|m| {
-            let problem = Problem::error("eigenpub::select::glob", format!("--select/--exclude: {m}"))
+            let problem = Problem::error(codes::SELECT_GLOB, format!("--select/--exclude: {m}"))
                 .help("pass globs over the AVS name, `avs/opset` or `repository:tag`, e.g. --select 'price-oracle' or --exclude '*/1'");
             (diagnostics, problem)
         })?;

@@ -11,6 +11,7 @@ use super::{Context, Exit, Failure, Outcome, plural, report_requests, write_file
 use crate::apply::{self, Applied, RunState};
 use crate::cli::ApplyArgs;
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::plan::saved::{self, PlanDocument};
 use crate::plan::select::Selection;
 use crate::plan::{Overwrite, Plan};
@@ -30,7 +31,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         Some(doc) => {
             if !ctx.selection.is_everything() || args.allow_overwrite {
                 return Err(Problem::error(
-                    "eigenpub::apply::saved-plan-options",
+                    codes::APPLY_SAVED_PLAN_OPTIONS,
                     "a saved plan carries its own selection and --allow-overwrite",
                 )
                 .help("apply it without --select, --exclude and --allow-overwrite, or make a new plan")
@@ -38,7 +39,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
             }
             let selection = Selection::new(&doc.select, &doc.exclude).map_err(|m| {
                 Problem::error(
-                    "eigenpub::apply::saved-plan-invalid",
+                    codes::APPLY_SAVED_PLAN_INVALID,
                     format!("the saved plan's selection is invalid: {m}"),
                 )
                 .help("make a new plan with `eigenpub plan --out FILE`")
@@ -66,7 +67,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
                 problems: stale
                     .iter()
                     .map(|s| {
-                        Problem::error("eigenpub::apply::stale-plan", format!("the saved plan is stale: {s}"))
+                        Problem::error(codes::APPLY_STALE_PLAN, format!("the saved plan is stale: {s}"))
                             .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
                     })
                     .collect(),
@@ -212,7 +213,7 @@ fn references(plan: &Plan) -> Vec<String> {
 fn read_saved_plan(path: &Path) -> Result<PlanDocument, Failure> {
     let invalid = |message: String| {
         Failure::from(
-            Problem::error("eigenpub::apply::saved-plan-invalid", message)
+            Problem::error(codes::APPLY_SAVED_PLAN_INVALID, message)
                 .help("pass a file written by `eigenpub plan --out FILE`, or make a new plan"),
         )
     };

@@ -9,6 +9,7 @@ use clap::CommandFactory;
 use super::{Context, Exit, Outcome};
 use crate::cli::{Cli, CompletionsArgs, InitArgs};
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::report::out;
 
 /// Folders `init` does not look into.
@@ -29,7 +30,7 @@ pub(super) fn man() -> Outcome {
     let mut buf = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut buf)
-        .map_err(|e| Problem::error("eigenpub::man", format!("cannot render the man page: {e}")))?;
+        .map_err(|e| Problem::error(codes::MAN, format!("cannot render the man page: {e}")))?;
     out::print(&String::from_utf8_lossy(&buf));
     Ok(Exit::Ok)
 }
@@ -45,7 +46,7 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Outcome {
     let config = &ctx.config;
     if config.exists() {
         return Err(Problem::error(
-            "eigenpub::init::exists",
+            codes::INIT_EXISTS,
             format!(
                 "{} already exists; init never overwrites it",
                 config.display()
@@ -55,7 +56,7 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Outcome {
         .into());
     }
     crate::reference::parse_prefix(&args.registry).map_err(|m| {
-        Problem::error("eigenpub::init::registry", format!("--registry: {m}"))
+        Problem::error(codes::INIT_REGISTRY, format!("--registry: {m}"))
             .help("write e.g. --registry ghcr.io/acme, or --registry oci:out")
     })?;
     let dir = ctx.project_dir();
@@ -64,7 +65,7 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Outcome {
     walk(&dir, &dir, 0, &mut files, &mut found);
     if found.is_empty() {
         return Err(Problem::error(
-            "eigenpub::init::no-specs",
+            codes::INIT_NO_SPECS,
             format!("no EigenRuntime spec (YAML with `apiVersion: eigenruntime.io/…` and a `name`) under {}", dir.display()),
         )
         .help("run init in the repository that holds the specs, or write eigenruntime.toml by hand from eigenruntime.toml.example")
@@ -103,7 +104,7 @@ const SCHEMA_FILE: &str = "eigenruntime.schema.json";
 
 fn write_problem(path: &Path, e: std::io::Error) -> Problem {
     Problem::error(
-        "eigenpub::init::write",
+        codes::INIT_WRITE,
         format!("cannot write {}: {e}", path.display()),
     )
     .help("check that the folder is writable")

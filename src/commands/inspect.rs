@@ -18,6 +18,7 @@ use super::{Context, Exit, Failure, Outcome, connection};
 use crate::artifact::{LAYER_MEDIA_TYPE, TITLE_ANNOTATION, sha256_digest};
 use crate::cli::{InspectArgs, PullArgs};
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::project::file::ProjectFile;
 use crate::reference::{self, RegistryPrefix};
 use crate::registry::layout::Layout;
@@ -111,7 +112,7 @@ struct Read {
 }
 
 fn problem(message: String) -> Problem {
-    Problem::error("eigenpub::inspect::invalid", message).help(
+    Problem::error(codes::INSPECT_INVALID, message).help(
         "the registry (or layout) served content that does not match its digest or is not an eigenpub artifact; nothing was used",
     )
 }
@@ -178,14 +179,14 @@ async fn verified_blob(target: &Target, descriptor: &Value, what: &str) -> Resul
 
 async fn read(ctx: &Context, text: &str) -> Result<Read, Failure> {
     let r = parse_ref(text).map_err(|m| {
-        Problem::error("eigenpub::inspect::reference", m)
+        Problem::error(codes::INSPECT_REFERENCE, m)
             .help("e.g. ghcr.io/acme/price-oracle:opset-0-v3, ghcr.io/acme/price-oracle@sha256:…, or oci:out/price-oracle:opset-0-v3")
     })?;
     let target = open(ctx, &r).await?;
     let digest = match (&r.digest, &r.tag) {
         (Some(d), _) => d.clone(),
         (None, Some(tag)) => target.manifest_digest(tag).await.map_err(target_problem)?.ok_or_else(|| {
-            Problem::error("eigenpub::inspect::not-found", format!("{text}: no such tag"))
+            Problem::error(codes::INSPECT_NOT_FOUND, format!("{text}: no such tag"))
                 .help("check the repository and tag (`eigenpub plan -v` lists what the project publishes)")
         })?.into(),
         (None, None) => unreachable!("parse_ref requires a tag or a digest"),
@@ -203,7 +204,7 @@ async fn read(ctx: &Context, text: &str) -> Result<Read, Failure> {
         .map_err(target_problem)?
         .ok_or_else(|| {
             Problem::error(
-                "eigenpub::inspect::not-found",
+                codes::INSPECT_NOT_FOUND,
                 format!("{text}: no manifest {digest}"),
             )
             .help("check the repository and digest")
@@ -388,7 +389,7 @@ pub(super) async fn pull(ctx: &Context, args: &PullArgs) -> Outcome {
     let path = args.output.join(&name);
     if path.exists() && !args.force {
         return Err(Problem::error(
-            "eigenpub::pull::exists",
+            codes::PULL_EXISTS,
             format!("{} already exists", path.display()),
         )
         .help("pass --force to replace it, or -o DIR to write elsewhere")
@@ -409,7 +410,7 @@ pub(super) async fn pull(ctx: &Context, args: &PullArgs) -> Outcome {
 
 fn write_problem(path: &Path, e: std::io::Error) -> Problem {
     Problem::error(
-        "eigenpub::pull::write",
+        codes::PULL_WRITE,
         format!("cannot write {}: {e}", path.display()),
     )
     .help("check that the folder is writable")

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::cli::LockArgs;
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::plan::{self, Overwrite, Plan, locked};
 use crate::project::Project;
 use crate::project::lock::{self, EntryChange, Lock, Published};
@@ -141,7 +142,7 @@ pub(super) fn offline_problems(
 ) -> (Vec<EntryChange>, Vec<Problem>) {
     let Some(lock) = &project.lock else {
         let missing = Problem::error(
-            "eigenpub::lock::missing",
+            codes::LOCK_MISSING,
             format!(
                 "--locked: there is no lock ({})",
                 project.lock_path.display()
@@ -161,9 +162,9 @@ pub(super) fn offline_problems(
 fn out_of_date(lock: &Lock, change: &EntryChange, locked: bool) -> Problem {
     let message = format!("lock out of date: {change}");
     let mut problem = if locked {
-        Problem::error("eigenpub::lock::out-of-date", message)
+        Problem::error(codes::LOCK_OUT_OF_DATE, message)
     } else {
-        Problem::warning("eigenpub::lock::out-of-date", message)
+        Problem::warning(codes::LOCK_OUT_OF_DATE, message)
     };
     let (avs, opset) = change.key();
     if let (Some(file), Some(span)) = (&lock.file, lock.span(avs, opset)) {
@@ -192,9 +193,9 @@ pub(super) fn check_plan(
         .iter()
         .map(|m| {
             let problem = if locked {
-                Problem::error("eigenpub::lock::digest", m.to_string())
+                Problem::error(codes::LOCK_DIGEST, m.to_string())
             } else {
-                Problem::warning("eigenpub::lock::digest", m.to_string())
+                Problem::warning(codes::LOCK_DIGEST, m.to_string())
             };
             let problem = match (&lock.file, lock.span(&m.avs, m.operator_set)) {
                 (Some(file), Some(span)) => problem.at(file, span, "this entry"),

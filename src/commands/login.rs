@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::{Context, Exit, Failure, Outcome, connection};
 use crate::cli::{LoginArgs, LogoutArgs};
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::project::file::ProjectFile;
 use crate::registry::credentials::{self, Credential, Secret};
 use crate::registry::open_registry;
@@ -22,7 +23,7 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
         .trim_end_matches('/')
         .to_string();
     crate::reference::parse_prefix(&host).map_err(|m| {
-        Problem::error("eigenpub::login::host", m)
+        Problem::error(codes::LOGIN_HOST, m)
             .help("give the registry host, e.g. `eigenpub login ghcr.io -u USER --password-stdin`")
     })?;
     let password = if args.password_stdin {
@@ -75,7 +76,7 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
             .unwrap_or_else(|e| Err(e.to_string()));
     let place = stored.map_err(|m| {
         Problem::error(
-            "eigenpub::login::store",
+            codes::LOGIN_STORE,
             format!("the registry accepted the credentials, but they could not be stored: {m}"),
         )
         .help("check that Docker's config.json (or DOCKER_CONFIG) is writable, or that its credential helper works")
@@ -97,7 +98,7 @@ fn prompt_password(host: &str, username: &str) -> Result<String, Failure> {
     );
     if !std::io::stdin().is_terminal() {
         return Err(Problem::error(
-            "eigenpub::login::password",
+            codes::LOGIN_PASSWORD,
             "no terminal to ask for the password, and --password-stdin was not given",
         )
         .help(hint)
@@ -106,14 +107,14 @@ fn prompt_password(host: &str, username: &str) -> Result<String, Failure> {
     let password = rpassword::prompt_password(format!("Password for {username} at {host}: "))
         .map_err(|e| {
             Problem::error(
-                "eigenpub::login::password",
+                codes::LOGIN_PASSWORD,
                 format!("cannot read the password: {e}"),
             )
             .help(hint.clone())
         })?;
     if password.is_empty() {
         return Err(
-            Problem::error("eigenpub::login::password", "the password is empty")
+            Problem::error(codes::LOGIN_PASSWORD, "the password is empty")
                 .help(hint)
                 .into(),
         );
@@ -130,12 +131,12 @@ pub(super) fn logout(ctx: &Context, args: &LogoutArgs) -> Outcome {
         .trim_end_matches('/')
         .to_string();
     crate::reference::parse_prefix(&host).map_err(|m| {
-        Problem::error("eigenpub::login::host", m)
+        Problem::error(codes::LOGIN_HOST, m)
             .help("give the registry host, e.g. `eigenpub logout ghcr.io`")
     })?;
     let removed = credentials::erase(&host).map_err(|m| {
         Problem::error(
-            "eigenpub::logout::erase",
+            codes::LOGOUT_ERASE,
             format!("cannot remove the credentials for {host}: {m}"),
         )
         .help("check that Docker's config.json (or DOCKER_CONFIG) is writable, or that its credential helper works")
@@ -156,14 +157,14 @@ fn read_password(host: &str) -> Result<String, Failure> {
     let mut password = String::new();
     std::io::stdin().read_to_string(&mut password).map_err(|e| {
         Problem::error(
-            "eigenpub::login::password",
+            codes::LOGIN_PASSWORD,
             format!("cannot read the password from standard input: {e}"),
         )
         .help("pipe the password or token in, e.g. `echo \"$TOKEN\" | eigenpub login HOST -u USER --password-stdin`")
     })?;
     let password = password.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
-        return Err(Problem::error("eigenpub::login::password", "no password on standard input")
+        return Err(Problem::error(codes::LOGIN_PASSWORD, "no password on standard input")
             .help(format!(
                 "pipe it in, e.g. `echo \"$TOKEN\" | eigenpub login {host} -u USER --password-stdin`"
             ))

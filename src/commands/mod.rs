@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use crate::cli::context::{Context, Diagnostics};
 use crate::cli::{Cli, Command};
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::project::file::RegistrySettings;
 use crate::project::{self, Env, Project};
 use crate::registry::Connection;
@@ -118,7 +119,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             let problem = Problem::error(
-                "eigenpub::runtime",
+                codes::RUNTIME,
                 format!("cannot start the async runtime: {e}"),
             )
             .help("the system refused threads or file descriptors; check ulimits");
@@ -194,7 +195,7 @@ fn load_project(ctx: &Context) -> Result<Project, Failure> {
 fn write_file(path: &std::path::Path, bytes: &[u8], what: &str) -> Result<(), Problem> {
     crate::atomic::write(path, bytes, 0o644).map_err(|e| {
         Problem::error(
-            "eigenpub::output::write",
+            codes::OUTPUT_WRITE,
             format!("cannot write {what} to {}: {e}", path.display()),
         )
         .help("check that the directory exists and is writable")

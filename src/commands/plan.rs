@@ -6,6 +6,7 @@ use super::{
 };
 use crate::cli::PlanArgs;
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::plan::saved::{self, PlanDocument};
 use crate::plan::select::Selection;
 use crate::plan::{self, Overwrite, Plan, previous};
@@ -45,7 +46,7 @@ pub(super) async fn make_plan(
         if project.publications.is_empty() && all > 0 {
             // Most likely a typo: saying "no changes" would hide it.
             return Err(Problem::error(
-                "eigenpub::select::empty",
+                codes::SELECT_EMPTY,
                 format!("the selection matches none of the project's {all} artifacts"),
             )
             .help("--select and --exclude match the AVS name, `avs/opset`, or `repository:tag`; `eigenpub validate -v` lists them")
@@ -157,7 +158,7 @@ pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
 /// The problem a plan with refused overwrites is: `plan` and `apply` say the same.
 pub(super) fn refused_overwrite(refused: usize, consequence: &str) -> Problem {
     Problem::error(
-        "eigenpub::apply::refused-overwrite",
+        codes::APPLY_REFUSED_OVERWRITE,
         format!(
             "{refused} published tag{} would be overwritten with different content; {consequence}",
             super::plural(refused)

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{Context, Exit, Failure, Outcome, connection, report_requests};
 use crate::cli::VerifyArgs;
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, SourceFile};
 use crate::project::file;
 use crate::project::lock::{self, Lock, LockEntry};
@@ -45,7 +46,7 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     let path = lock::path_for(&ctx.config);
     let lock = Lock::read(&path)?.ok_or_else(|| {
         Problem::error(
-            "eigenpub::lock::missing",
+            codes::LOCK_MISSING,
             format!("there is no lock to verify ({})", path.display()),
         )
         .help("run `eigenpub lock` and commit eigenruntime.lock; verify checks the tags it pins")
@@ -56,7 +57,7 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     for e in lock.entries.values() {
         let repository = e
             .repository(&dir)
-            .map_err(|m| Problem::error("eigenpub::lock::invalid", format!("{}: {m}", e.name())))?;
+            .map_err(|m| Problem::error(codes::LOCK_INVALID, format!("{}: {m}", e.name())))?;
         entries.push((e, repository));
     }
     let hosts: std::collections::BTreeSet<&str> =
@@ -187,7 +188,7 @@ fn registry_settings(
     let name = config.display().to_string();
     let text = crate::project::paths::project_text(config).map_err(|e| {
         Problem::error(
-            "eigenpub::project::unreadable",
+            codes::PROJECT_UNREADABLE,
             format!("cannot read project file {name}: {e}"),
         )
         .help("run eigenpub in the folder that holds eigenruntime.toml, or pass -c/--config FILE")

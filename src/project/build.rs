@@ -13,6 +13,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::artifact::{Artifact, ArtifactInput};
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::created_time::{self, Clock};
 use crate::project::entries::Entry;
@@ -70,22 +71,22 @@ impl Resolver<'_> {
             .map_err(|e| {
                 let (code, label, help) = match &e {
                     paths::ReadError::Outside { .. } => (
-                        "eigenpub::spec::outside-project",
+                        codes::SPEC_OUTSIDE_PROJECT,
                         "outside the project",
                         "spec paths must stay inside the folder that holds the project file, also after following symlinks: move the spec into the project",
                     ),
                     paths::ReadError::NotRegular { .. } => (
-                        "eigenpub::spec::not-a-file",
+                        codes::SPEC_NOT_A_FILE,
                         "not a regular file",
                         "point the operator set at a YAML file",
                     ),
                     paths::ReadError::TooLarge { .. } => (
-                        "eigenpub::spec::too-large",
+                        codes::SPEC_TOO_LARGE,
                         "too large",
                         "a runtime spec is a small YAML file; check that the path names the right file",
                     ),
                     _ => (
-                        "eigenpub::spec::missing",
+                        codes::SPEC_MISSING,
                         "this spec file",
                         "paths are relative to the project file; fix the path or add the file",
                     ),
@@ -173,7 +174,7 @@ impl Resolver<'_> {
         if let Err(m) = self.schemas.check_config(&publication.artifact) {
             problems.push(
                 Problem::error(
-                    "eigenpub::artifact::config",
+                    codes::ARTIFACT_CONFIG,
                     format!("{}: the config blob eigenpub would push is invalid: {m}", publication.reference()),
                 )
                 .at(file, entry.origin.span.clone(), "this artifact")

@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::Env;
 use crate::project::created::{self, Created, GitTimes};
@@ -60,7 +61,7 @@ impl Clock {
             None => Epoch::Unset,
             Some(Ok(t)) => Epoch::Valid(t),
             Some(Err(m)) => {
-                let problem = Problem::error("eigenpub::created::epoch", m)
+                let problem = Problem::error(codes::CREATED_EPOCH, m)
                     .help("unset SOURCE_DATE_EPOCH or set it to an integer");
                 problems.push(problem.clone());
                 Epoch::Invalid(problem)
@@ -80,7 +81,7 @@ impl Clock {
                     if times.shallow {
                         problems.push(
                             Problem::warning(
-                                "eigenpub::created::shallow",
+                                codes::CREATED_SHALLOW,
                                 "this is a shallow git clone: commit times of specs may be those of the cut-off commit, which changes digests",
                             )
                             .in_file(file)
@@ -91,7 +92,7 @@ impl Clock {
                 }
                 Err(m) => {
                     problems.push(Problem::error(
-                        "eigenpub::created::git",
+                        codes::CREATED_GIT,
                         format!("cannot read commit times from git: {m}"),
                     ));
                     GitTimes::default()
@@ -165,7 +166,7 @@ impl Clock {
             .and_then(|c| c.span.clone())
             .unwrap_or(entry.origin.span.clone());
         Err(Problem::error(
-            "eigenpub::created::unknown",
+            codes::CREATED_UNKNOWN,
             format!("no creation time for {}: {how} but {why}", entry.spec),
         )
         .at(file, span, "needs a created time")
@@ -218,7 +219,7 @@ pub fn invalid_problem(
     span: &Option<Range<usize>>,
     message: String,
 ) -> Problem {
-    Problem::error("eigenpub::created::invalid", message)
+    Problem::error(codes::CREATED_INVALID, message)
         .at(
             file,
             span.clone().unwrap_or(entry.origin.span.clone()),
@@ -230,7 +231,7 @@ pub fn invalid_problem(
 /// The warning for a spec stamped with its last commit's time while it has changed since.
 pub fn uncommitted_warning(file: &SourceFile, entry: &Entry) -> Problem {
     Problem::warning(
-        "eigenpub::created::uncommitted",
+        codes::CREATED_UNCOMMITTED,
         format!(
             "{} has uncommitted changes; its created time is that of its last commit, so commit before publishing",
             entry.spec

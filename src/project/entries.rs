@@ -10,6 +10,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::discover::Pattern;
 use crate::project::file::{AvsEntry, DiscoverEntry, ProjectFile};
@@ -104,7 +105,7 @@ fn avs_entries(
     if a.operator_sets.is_empty() {
         problems.push(
             Problem::warning(
-                "eigenpub::project::no-operator-sets",
+                codes::PROJECT_NO_OPERATOR_SETS,
                 format!(
                     "AVS `{}` lists no operator sets, so nothing is published for it",
                     a.name.get_ref()
@@ -160,20 +161,20 @@ fn discover_entries(
 ) -> Result<(Vec<Entry>, Option<Problem>), Problem> {
     let span = d.specs.span();
     let pattern = Pattern::parse(d.specs.get_ref()).map_err(|m| {
-        Problem::error("eigenpub::project::discover", m)
+        Problem::error(codes::PROJECT_DISCOVER, m)
             .at(file, span.clone(), "invalid pattern")
             .help("write e.g. specs = \"fleet/{avs}/opset-{opset}.yaml\"")
     })?;
     let found = pattern.find(dir).map_err(|e| {
         Problem::error(
-            "eigenpub::project::discover",
+            codes::PROJECT_DISCOVER,
             format!("cannot search for `{}`: {e}", pattern.as_str()),
         )
         .at(file, span.clone(), "here")
     })?;
     let warning = found.is_empty().then(|| {
         Problem::warning(
-            "eigenpub::project::discover-empty",
+            codes::PROJECT_DISCOVER_EMPTY,
             format!("`{}` matches no files", pattern.as_str()),
         )
         .at(file, span.clone(), "matches nothing")

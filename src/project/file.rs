@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, SourceFile};
 
 /// The default `config.kind`.
@@ -217,7 +218,7 @@ pub fn parse(file: &SourceFile) -> Result<ProjectFile, Problem> {
         && *format.get_ref() != 1
     {
         return Err(Problem::error(
-            "eigenpub::project::format",
+            codes::PROJECT_FORMAT,
             format!(
                 "project file format {} is not supported; this eigenpub reads format 1",
                 format.get_ref()
@@ -239,35 +240,31 @@ fn toml_problem(file: &SourceFile, error: &toml::de::Error) -> Problem {
             ),
             None => "remove it; every setting is documented in eigenruntime.toml.example".into(),
         };
-        (
-            "eigenpub::project::unknown-key",
-            "unknown key".to_string(),
-            help,
-        )
+        (codes::PROJECT_UNKNOWN_KEY, "unknown key".to_string(), help)
     } else if let Some(key) = message
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
     {
         (
-            "eigenpub::project::missing-key",
+            codes::PROJECT_MISSING_KEY,
             format!("`{key}` is missing in this table"),
             format!("add `{key} = …`; eigenruntime.toml.example shows every setting"),
         )
     } else if message.starts_with(VERSION_EXPECTED) {
         (
-            "eigenpub::project::version",
+            codes::PROJECT_VERSION,
             "not an integer or a string".to_string(),
             "quote versions that are not whole numbers: version = \"3.5\"".to_string(),
         )
     } else if message.contains("invalid type") || message.contains("invalid value") {
         (
-            "eigenpub::project::type",
+            codes::PROJECT_TYPE,
             "wrong type".to_string(),
             "check the value's type against eigenruntime.toml.example".to_string(),
         )
     } else {
         (
-            "eigenpub::project::toml",
+            codes::PROJECT_TOML,
             first_line(&message),
             "fix the TOML syntax at the marked place".to_string(),
         )

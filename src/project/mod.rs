@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::artifact::{Artifact, ArtifactInput};
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::build::Resolver;
 use crate::project::created_time::Clock;
@@ -118,7 +119,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
         Ok(bytes) => bytes,
         Err(paths::ReadError::Missing) => {
             return Err(Problem::error(
-                "eigenpub::project::missing",
+                codes::PROJECT_MISSING,
                 format!("project file {name} not found"),
             )
             .help("run eigenpub in the folder that holds eigenruntime.toml, or pass -c/--config FILE; eigenruntime.toml.example documents the format")
@@ -126,7 +127,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
         }
         Err(e) => {
             return Err(Problem::error(
-                "eigenpub::project::unreadable",
+                codes::PROJECT_UNREADABLE,
                 format!("cannot read project file {name}: {e}"),
             )
             .help("the project file is a regular UTF-8 file of at most 16 MiB inside the folder it is named in (a symlink to a file elsewhere is refused)")
@@ -136,7 +137,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
     let text = String::from_utf8(text).map_err(|_| {
         Problems::from(
             Problem::error(
-                "eigenpub::project::encoding",
+                codes::PROJECT_ENCODING,
                 format!("project file {name} is not UTF-8 text"),
             )
             .help("save it as UTF-8"),
@@ -178,7 +179,7 @@ fn resolve(
     unique::check_operator_sets(file, &entries, &mut problems);
     if parsed.avs.is_empty() && parsed.discover.is_empty() {
         problems.push(
-            Problem::warning("eigenpub::project::empty", "the project lists no AVS, so there is nothing to publish")
+            Problem::warning(codes::PROJECT_EMPTY, "the project lists no AVS, so there is nothing to publish")
                 .in_file(file)
                 .help("add an [[avs]] with [avs.operator-sets], or a [[discover]] with `specs = \"fleet/{avs}/opset-{opset}.yaml\"`"),
         );
@@ -243,12 +244,9 @@ fn resolve(
             .map(|c| c.span())
             .unwrap_or(0..0);
         problems.push(
-            Problem::error(
-                "eigenpub::project::concurrency",
-                "concurrency must be at least 1",
-            )
-            .at(file, span, "zero")
-            .help("set concurrency = 8 (the default) or another positive number"),
+            Problem::error(codes::PROJECT_CONCURRENCY, "concurrency must be at least 1")
+                .at(file, span, "zero")
+                .help("set concurrency = 8 (the default) or another positive number"),
         );
     }
     check_registries(file, &parsed.registries, &mut problems);
@@ -280,7 +278,7 @@ fn check_registries(
         {
             problems.push(
                 Problem::error(
-                    "eigenpub::project::registry",
+                    codes::PROJECT_REGISTRY,
                     format!("[registries.\"{host}\"]: {m}"),
                 )
                 .in_file(file)
@@ -292,7 +290,7 @@ fn check_registries(
         {
             problems.push(
                 Problem::error(
-                    "eigenpub::project::registry",
+                    codes::PROJECT_REGISTRY,
                     format!("[registries.\"{host}\"] max-concurrency = {n}: it must be between 1 and 1024"),
                 )
                 .in_file(file)
@@ -304,7 +302,7 @@ fn check_registries(
         {
             problems.push(
                 Problem::error(
-                    "eigenpub::project::registry",
+                    codes::PROJECT_REGISTRY,
                     format!("[registries.\"{host}\"] requests-per-second = {r}: it must be between 0.01 and 100000"),
                 )
                 .in_file(file)
@@ -316,7 +314,7 @@ fn check_registries(
         {
             problems.push(
                 Problem::error(
-                    "eigenpub::project::registry",
+                    codes::PROJECT_REGISTRY,
                     format!("[registries.\"{host}\"] timeout = {t}: it must be between 0.1 and 3600 seconds"),
                 )
                 .in_file(file)

@@ -13,6 +13,7 @@ use std::path::Path;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use toml::Spanned;
 
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::created;
 use crate::project::created_time;
@@ -176,7 +177,7 @@ impl MutableTags {
                 }
                 Err(e) => problems.push(
                     Problem::error(
-                        "eigenpub::project::glob",
+                        codes::PROJECT_GLOB,
                         format!("`{}` is not a valid glob: {e}", glob.get_ref()),
                     )
                     .at(file, glob.span(), "invalid glob")
@@ -201,7 +202,7 @@ pub fn version(
 ) -> Result<String, Problem> {
     let Some(version) = entry.version.clone().or_else(|| document.version()) else {
         return Err(Problem::error(
-            "eigenpub::spec::no-version",
+            codes::SPEC_NO_VERSION,
             format!(
                 "{}: no version for {} (the spec has no `version` field and the project sets none)",
                 entry.spec, entry.origin.label
@@ -216,7 +217,7 @@ pub fn version(
             None => (entry.origin.span.clone(), "this spec's `version` is empty"),
         };
         return Err(Problem::error(
-            "eigenpub::project::version",
+            codes::PROJECT_VERSION,
             format!("{}: the version is empty", entry.origin.label),
         )
         .at(file, span, label)
@@ -243,7 +244,7 @@ pub fn tag(file: &SourceFile, entry: &Entry, version: &str) -> Result<Tag, Probl
                 format!("the spec's version `{version}`"),
             )
         };
-        Problem::error("eigenpub::project::tag", format!("{}: {m}", entry.origin.label))
+        Problem::error(codes::PROJECT_TAG, format!("{}: {m}", entry.origin.label))
             .at(file, span, label)
             .help("tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -; choose a version (or tag template) that gives one")
     })
@@ -267,7 +268,7 @@ pub fn check_without_spec(file: &SourceFile, entry: &Entry) -> Vec<Problem> {
 
 fn template_problem(file: &SourceFile, entry: &Entry, message: String) -> Problem {
     Problem::error(
-        "eigenpub::project::tag-template",
+        codes::PROJECT_TAG_TEMPLATE,
         format!("{}: {message}", entry.origin.label),
     )
     .at(
@@ -286,7 +287,7 @@ fn template_problem(file: &SourceFile, entry: &Entry, message: String) -> Proble
 /// The repository an entry publishes to, as a problem pointing at the setting to fix.
 pub fn repository(file: &SourceFile, dir: &Path, entry: &Entry) -> Result<Repository, Problem> {
     derive_repository(dir, entry).map_err(|(m, span)| {
-        Problem::error("eigenpub::project::repository", format!("{}: {m}", entry.origin.label))
+        Problem::error(codes::PROJECT_REPOSITORY, format!("{}: {m}", entry.origin.label))
             .at(file, span, "not a valid repository name")
             .help("repository names are lowercase letters, digits and . _ - separators; set `repository = \"…\"` on the [[avs]] to choose another name")
     })

@@ -17,6 +17,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 use crate::artifact::Artifact;
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::resolve::Setting;
 use crate::project::spec::SpecDocument;
@@ -77,7 +78,7 @@ impl SchemaSet {
                     sources.insert(url.clone(), Ok(v));
                 }
                 Err(m) => problems.push(
-                    Problem::error("eigenpub::schema::unreadable", m)
+                    Problem::error(codes::SCHEMA_UNREADABLE, m)
                         .at(file, path.span(), "schema file")
                         .help("map the URL to a JSON Schema file, relative to the project file"),
                 ),
@@ -125,14 +126,14 @@ impl SchemaSet {
             Some(Ok(v)) => v,
             Some(Err(m)) => {
                 if self.reported.borrow_mut().insert(url.clone()) {
-                    problems.push(Problem::error("eigenpub::schema::invalid", m));
+                    problems.push(Problem::error(codes::SCHEMA_INVALID, m));
                 }
                 return;
             }
             None => {
                 if self.reported.borrow_mut().insert(url.clone()) {
                     let mut p = Problem::error(
-                        "eigenpub::schema::unknown",
+                        codes::SCHEMA_UNKNOWN,
                         format!("no schema is known for `{url}`"),
                     )
                     .help(format!(
@@ -170,7 +171,7 @@ impl SchemaSet {
             };
             problems.push(
                 Problem::error(
-                    "eigenpub::spec::schema",
+                    codes::SPEC_SCHEMA,
                     format!("{}: {place}: {message}", spec.name),
                 )
                 .at(spec, span, label)
@@ -231,7 +232,7 @@ fn advise(spec: &SourceFile, document: &SpecDocument, problems: &mut Problems) {
             )
         };
         problems.push(
-            Problem::warning("eigenpub::spec::digest", message)
+            Problem::warning(codes::SPEC_DIGEST, message)
                 .at(spec, span, "not a sha256 digest")
                 .help("pin the component image by digest (sha256:…) so operators run exactly what was released"),
         );

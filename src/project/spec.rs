@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, SourceFile};
 
 /// A parsed spec: the YAML as a JSON value (what schemas validate) and its version.
@@ -50,7 +51,7 @@ pub fn source(name: &str, bytes: &[u8]) -> Result<SourceFile, Problem> {
             let shown = SourceFile::new(name, String::from_utf8_lossy(&bytes[..at]).into_owned());
             let line = shown.text.matches('\n').count() + 1;
             Err(Problem::error(
-                "eigenpub::spec::encoding",
+                codes::SPEC_ENCODING,
                 format!("{name}: not UTF-8 text (invalid byte at offset {at}, line {line})"),
             )
             .at(
@@ -68,11 +69,9 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
     let text = file.text.strip_prefix('\u{feff}').unwrap_or(&file.text);
     let bom = file.text.len() - text.len();
     if text.trim().is_empty() {
-        return Err(
-            Problem::error("eigenpub::spec::empty", "the spec file is empty")
-                .in_file(file)
-                .help("a spec needs at least apiVersion, kind, name, version and spec"),
-        );
+        return Err(Problem::error(codes::SPEC_EMPTY, "the spec file is empty")
+            .in_file(file)
+            .help("a spec needs at least apiVersion, kind, name, version and spec"));
     }
     if let Some(at) =
         crate::project::yaml::flow_depth_beyond(text, crate::project::yaml::FLOW_DEPTH_LIMIT)
@@ -80,7 +79,7 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
         let at = bom + at;
         let (line, _) = file.line_col(at);
         return Err(Problem::error(
-            "eigenpub::spec::yaml",
+            codes::SPEC_YAML,
             format!("{} (line {line}): it is nested too deeply", file.name),
         )
         .at(file, at..at + 1, "nested too deeply")
@@ -131,7 +130,7 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
             )
         };
         Problem::error(
-            "eigenpub::spec::yaml",
+            codes::SPEC_YAML,
             format!("{} (line {line}): {what}", file.name),
         )
         .at(file, span, label)
@@ -140,7 +139,7 @@ pub fn parse(file: &SourceFile) -> Result<SpecDocument, Problem> {
     let value = to_json(yaml);
     if !value.is_object() {
         return Err(Problem::error(
-            "eigenpub::spec::not-a-mapping",
+            codes::SPEC_NOT_A_MAPPING,
             format!(
                 "{}: a spec must be a YAML mapping (apiVersion, kind, name, version, spec), found {}",
                 file.name,

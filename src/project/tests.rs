@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::*;
+use crate::diagnostic::codes;
 
 const SPEC: &str = "apiVersion: eigenruntime.io/v1
 kind: Hourglass
@@ -203,7 +204,7 @@ created = "2020-01-01T00:00:00Z"
         &["a.yaml", "b.yaml"],
     );
     let problems = load_with(dir.path(), Some("soon")).unwrap_err();
-    assert_eq!(codes(&problems), ["eigenpub::created::epoch"]);
+    assert_eq!(codes(&problems), [codes::CREATED_EPOCH]);
 }
 
 #[test]
@@ -216,7 +217,7 @@ fn created_from_git_is_the_last_commit_of_the_spec() {
     let problems = load_with(dir.path(), None).unwrap_err();
     assert_eq!(
         codes(&problems),
-        ["eigenpub::created::unknown", "eigenpub::created::unknown"]
+        [codes::CREATED_UNKNOWN, codes::CREATED_UNKNOWN]
     );
     assert!(
         problems[0].message.ends_with(
@@ -237,7 +238,7 @@ fn created_from_git_is_the_last_commit_of_the_spec() {
         .map(|p| p.input.created.as_str())
         .collect();
     assert_eq!(created, ["2024-02-03T04:05:06Z", "2024-02-03T04:05:06Z"]);
-    assert_eq!(codes(&project.warnings), ["eigenpub::created::uncommitted"]);
+    assert_eq!(codes(&project.warnings), [codes::CREATED_UNCOMMITTED]);
     assert!(
         project.warnings[0]
             .message
@@ -296,7 +297,7 @@ name = "a"
         &["a.yaml", "b.yaml"],
     );
     let problems = load_with(dir.path(), None).unwrap_err();
-    assert_eq!(codes(&problems), ["eigenpub::project::duplicate"]);
+    assert_eq!(codes(&problems), [codes::PROJECT_DUPLICATE]);
     assert_eq!(
         problems[0].message,
         "two artifacts on oci:out/a:same: a operator set 0 (a.yaml) and a operator set 1 (b.yaml)"

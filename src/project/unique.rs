@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use super::Publication;
 use super::entries::Entry;
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::file::ProjectFile;
 
@@ -79,7 +80,7 @@ pub fn key_problem(
             "operator sets are numbered: 0 = \"…\", 1 = \"…\"".to_string(),
         ),
     };
-    Problem::error("eigenpub::project::operator-set", message)
+    Problem::error(codes::PROJECT_OPERATOR_SET, message)
         .at(file, span, label)
         .help(help)
 }
@@ -93,7 +94,7 @@ pub fn check_avs_names(file: &SourceFile, parsed: &ProjectFile, problems: &mut P
         match seen.get(name) {
             Some(first) => problems.push(
                 Problem::error(
-                    "eigenpub::project::duplicate-avs",
+                    codes::PROJECT_DUPLICATE_AVS,
                     format!("AVS `{name}` is listed twice"),
                 )
                 .at(file, span, "second")
@@ -115,7 +116,7 @@ pub(super) fn check_operator_sets(file: &SourceFile, entries: &[Entry], problems
         let key = (entry.avs.as_str(), entry.operator_set);
         if let Some(first) = index.get(&key) {
             let mut problem = Problem::error(
-                "eigenpub::project::duplicate-operator-set",
+                codes::PROJECT_DUPLICATE_OPERATOR_SET,
                 format!(
                     "AVS `{}` operator set {} has two specs: {} ({}) and {} ({})",
                     entry.avs,
@@ -158,7 +159,7 @@ pub(super) fn check_duplicates(
         };
         let (a, b) = (&first.origin, &p.origin);
         let mut problem = Problem::error(
-            "eigenpub::project::duplicate",
+            codes::PROJECT_DUPLICATE,
             format!(
                 "two artifacts on {key}: {} ({}) and {} ({})",
                 a.label, first.spec, b.label, p.spec

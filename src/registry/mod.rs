@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::artifact::{ARTIFACT_TYPE, Blob};
 use crate::diagnostic::Problem;
+use crate::diagnostic::codes;
 use crate::reference::{Digest, Repository, is_loopback};
 use layout::Layout;
 pub use remote::BlobState;
@@ -78,12 +79,12 @@ impl From<layout::LayoutError> for TargetError {
     fn from(e: layout::LayoutError) -> Self {
         let (code, help) = if e.tag_moved {
             (
-                "eigenpub::layout::tag-moved",
+                codes::LAYOUT_TAG_MOVED,
                 "another run published this tag meanwhile; run `eigenpub plan` to see what it holds now, and bump `version` if yours should be published too",
             )
         } else {
             (
-                "eigenpub::layout::io",
+                codes::LAYOUT_IO,
                 "check the folder's permissions and free space",
             )
         };
@@ -123,7 +124,7 @@ impl Target {
         match digest.as_deref().map(Digest::parse) {
             Some(Err(_)) => Err(TargetError {
                 target: self.registry().unwrap_or("OCI layout").to_string(),
-                code: "eigenpub::registry::protocol",
+                code: codes::REGISTRY_PROTOCOL,
                 message: format!(
                     "the digest of tag {tag} is not a digest: {}",
                     crate::sanitize::registry_text(&crate::sanitize::truncate(
@@ -253,7 +254,7 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => Ok(result?),
         Err(e) => Err(TargetError {
             target: "OCI layout".into(),
-            code: "eigenpub::layout::io",
+            code: codes::LAYOUT_IO,
             message: format!("a layout write stopped: {e}"),
             help: "run apply again".into(),
             transient: true,
@@ -294,7 +295,7 @@ pub fn open_registry(
                 Ok(pem) => Some((written.clone(), pem)),
                 Err(e) => {
                     return Err(Problem::error(
-                        "eigenpub::registry::ca-file",
+                        codes::REGISTRY_CA_FILE,
                         format!(
                             "registry {host}: cannot read ca-file {}: {e}",
                             full.display()
@@ -338,7 +339,7 @@ pub async fn lookup_credential(
         )),
     };
     result.map_err(|m| {
-        Problem::error("eigenpub::registry::credentials", format!("registry {host}: {m}")).help(
+        Problem::error(codes::REGISTRY_CREDENTIALS, format!("registry {host}: {m}")).help(
             format!("fix Docker's config.json or the credential helper, or log in again with `docker login {host}`"),
         )
     })
@@ -356,7 +357,7 @@ fn shared_credential_variables<'a>(hosts: impl IntoIterator<Item = &'a str>) -> 
         })
         .map(|(prefix, hosts)| {
             Problem::error(
-                "eigenpub::registry::shared-credentials",
+                codes::REGISTRY_SHARED_CREDENTIALS,
                 format!(
                     "registries {} share the credential variables {prefix}_USERNAME/_PASSWORD, so their credentials would be sent to each of them",
                     hosts.join(" and ")

@@ -25,6 +25,7 @@ mod update;
 pub use update::{EntryChange, Published, update};
 
 use crate::artifact::sha256_digest;
+use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, SourceFile};
 use crate::project::Publication;
 use crate::project::created::{Created, parse_created};
@@ -150,17 +151,14 @@ impl Lock {
             Err(crate::project::paths::ReadError::Missing) => return Ok(None),
             Err(e) => {
                 return Err(Problem::error(
-                    "eigenpub::lock::unreadable",
+                    codes::LOCK_UNREADABLE,
                     format!("cannot read {name}: {e}"),
                 ));
             }
         };
         let text = String::from_utf8(text).map_err(|_| {
-            Problem::error(
-                "eigenpub::lock::invalid",
-                format!("{name} is not UTF-8 text"),
-            )
-            .help("delete it and run `eigenpub lock` to write it again")
+            Problem::error(codes::LOCK_INVALID, format!("{name} is not UTF-8 text"))
+                .help("delete it and run `eigenpub lock` to write it again")
         })?;
         Lock::parse(SourceFile::new(name, text)).map(Some)
     }
@@ -168,7 +166,7 @@ impl Lock {
     /// Parses a lock's text, checking every field.
     pub fn parse(file: SourceFile) -> Result<Lock, Problem> {
         let invalid = |message: String, span: Range<usize>, label: &str| {
-            Problem::error("eigenpub::lock::invalid", message)
+            Problem::error(codes::LOCK_INVALID, message)
                 .at(&file, span, label)
                 .help("the lock is written by `eigenpub lock`: resolve merge conflicts by taking either side and running `eigenpub lock` again")
         };

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::diagnostic::codes;
 use crate::project::entries::entries;
 use crate::project::file::parse;
 
@@ -104,19 +105,19 @@ fn the_tag_of_an_entry_and_what_its_errors_point_at() {
     assert_eq!(tag(&f, &e[0], "1.0").unwrap().as_str(), "opset-2-v1.0");
     // `+` is no tag character: the version that brought it is marked.
     let p = tag(&f, &e[0], "1+build").unwrap_err();
-    assert_eq!(p.code, "eigenpub::project::tag");
+    assert_eq!(p.code, codes::PROJECT_TAG);
     assert!(p.message.starts_with("x operator set 2: "), "{}", p.message);
     assert_eq!(marked(&f, &p), "\"1+build\"");
     // A written template that gives no valid tag is marked itself.
     let p = tag(&f, &e[2], "1").unwrap_err();
-    assert_eq!(p.code, "eigenpub::project::tag");
+    assert_eq!(p.code, codes::PROJECT_TAG);
     assert_eq!(marked(&f, &p), "\"-{avs}\"");
     let p = tag(&f, &e[1], "1").unwrap_err();
-    assert_eq!(p.code, "eigenpub::project::tag-template");
+    assert_eq!(p.code, codes::PROJECT_TAG_TEMPLATE);
     assert_eq!(marked(&f, &p), "\"{nope}\"");
     let p = check_without_spec(&f, &e[1]);
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].code, "eigenpub::project::tag-template");
+    assert_eq!(p[0].code, codes::PROJECT_TAG_TEMPLATE);
     assert!(check_without_spec(&f, &e[0]).is_empty());
 }
 
@@ -128,10 +129,10 @@ fn the_version_comes_from_the_project_file_else_from_the_spec() {
     assert_eq!(version(&f, &e[0], &spec(SPEC)).unwrap(), "3");
     assert_eq!(version(&f, &e[1], &spec(SPEC)).unwrap(), "0.3.1");
     let p = version(&f, &e[1], &spec("name: y\n")).unwrap_err();
-    assert_eq!(p.code, "eigenpub::spec::no-version");
+    assert_eq!(p.code, codes::SPEC_NO_VERSION);
     assert_eq!(marked(&f, &p), "\"y.yaml\"");
     let p = version(&f, &e[2], &spec(SPEC)).unwrap_err();
-    assert_eq!(p.code, "eigenpub::project::version");
+    assert_eq!(p.code, codes::PROJECT_VERSION);
     assert_eq!(marked(&f, &p), "\" \"");
 }
 
@@ -153,7 +154,7 @@ fn mutable_tag_globs() {
     let mutable = MutableTags::new(&f, &parsed.defaults.mutable_tags, &mut problems);
     let problems = problems.sorted();
     assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].code, "eigenpub::project::glob");
+    assert_eq!(problems[0].code, codes::PROJECT_GLOB);
     assert_eq!(marked(&f, &problems[0]), "\"[a\"");
     assert!(mutable.matches("latest"), "the valid globs still count");
 
@@ -229,7 +230,7 @@ fn repository_errors_point_at_their_cause() {
         "[defaults]\nregistry = \"ghcr.io/acme\"\n[[avs]]\nname = \"Upper\"\n[avs.operator-sets]\n0 = \"u.yaml\"\n[[avs]]\nname = \"ok\"\nrepository = \"ghcr.io/Bad\"\n[avs.operator-sets]\n0 = \"b.yaml\"\n",
     );
     let p = repository(&f, Path::new("/p"), &e[0]).unwrap_err();
-    assert_eq!(p.code, "eigenpub::project::repository");
+    assert_eq!(p.code, codes::PROJECT_REPOSITORY);
     assert_eq!(marked(&f, &p), "\"Upper\"", "the AVS name is to blame");
     let p = repository(&f, Path::new("/p"), &e[1]).unwrap_err();
     assert_eq!(

@@ -7,6 +7,7 @@
 //! that every endpoint words them the same way.
 
 use super::Answer;
+use crate::diagnostic::codes;
 use crate::registry::credentials::{self, Credential};
 
 /// What went wrong talking to a registry.
@@ -25,13 +26,13 @@ impl ErrorKind {
     /// The diagnostic code shown to users and in JSON output.
     pub fn code(self) -> &'static str {
         match self {
-            ErrorKind::Unreachable => "eigenpub::registry::unreachable",
-            ErrorKind::Tls => "eigenpub::registry::tls",
-            ErrorKind::Auth => "eigenpub::registry::auth",
-            ErrorKind::Denied => "eigenpub::registry::denied",
-            ErrorKind::Rejected => "eigenpub::registry::rejected",
-            ErrorKind::Server => "eigenpub::registry::server",
-            ErrorKind::Protocol => "eigenpub::registry::protocol",
+            ErrorKind::Unreachable => codes::REGISTRY_UNREACHABLE,
+            ErrorKind::Tls => codes::REGISTRY_TLS,
+            ErrorKind::Auth => codes::REGISTRY_AUTH,
+            ErrorKind::Denied => codes::REGISTRY_DENIED,
+            ErrorKind::Rejected => codes::REGISTRY_REJECTED,
+            ErrorKind::Server => codes::REGISTRY_SERVER,
+            ErrorKind::Protocol => codes::REGISTRY_PROTOCOL,
         }
     }
 
