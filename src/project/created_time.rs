@@ -6,7 +6,6 @@
 //! source counts, asks git once for every spec that needs it ([`Clock::new`]), and says
 //! what is wrong when no time can be found.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::codes;
@@ -15,7 +14,7 @@ use crate::project::Env;
 use crate::project::created::{self, Created, GitTimes};
 use crate::project::entries::Entry;
 use crate::project::lock::Lock;
-use crate::project::resolve::{derive_repository, render_tag};
+use crate::project::resolve::{self, derive_repository, render_tag};
 use crate::project::spec::SpecDocument;
 
 /// What the environment and git say about time, read once for the whole project.
@@ -114,7 +113,7 @@ impl Clock {
         let source = match (locked, setting) {
             (Some(t), _) => Created::Fixed(t),
             (None, Some(c)) => created::parse_created(&c.value)
-                .map_err(|m| invalid_problem(file, entry, &c.span, m))?,
+                .map_err(|m| resolve::invalid_created(file, entry, &c.span, m))?,
             (None, None) => match &self.epoch {
                 Epoch::Valid(t) => Created::Fixed(t.clone()),
                 Epoch::Unset => Created::Git,
@@ -210,22 +209,6 @@ pub fn locked(
         fixed,
     )
     .map(str::to_string)
-}
-
-/// An invalid `created = …` setting.
-pub fn invalid_problem(
-    file: &SourceFile,
-    entry: &Entry,
-    span: &Option<Range<usize>>,
-    message: String,
-) -> Problem {
-    Problem::error(codes::CREATED_INVALID, message)
-        .at(
-            file,
-            span.clone().unwrap_or(entry.origin.span.clone()),
-            "created",
-        )
-        .help("use an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or \"git\"")
 }
 
 /// The warning for a spec stamped with its last commit's time while it has changed since.

@@ -14,8 +14,8 @@ use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::discover::Pattern;
 use crate::project::file::{AvsEntry, DiscoverEntry, ProjectFile};
-use crate::project::resolve::Settings;
-use crate::project::unique;
+use crate::project::operator_set;
+use crate::project::settings::Settings;
 
 /// Where in the project file a publication was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +119,8 @@ fn avs_entries(
     opsets.sort_by_key(|(k, _)| k.get_ref().parse::<u64>().unwrap_or(u64::MAX));
     let mut entries = Vec::with_capacity(opsets.len());
     for (key, path) in opsets {
-        let Ok(operator_set) = unique::operator_set_id(key.get_ref()) else {
-            problems.push(unique::key_problem(
+        let Ok(operator_set) = operator_set::operator_set_id(key.get_ref()) else {
+            problems.push(operator_set::key_problem(
                 file,
                 a.name.get_ref(),
                 key.get_ref(),

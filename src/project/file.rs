@@ -324,7 +324,7 @@ mod agreement;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::project::resolve::Settings;
+    use crate::project::settings::Settings;
 
     fn file(text: &str) -> SourceFile {
         SourceFile::new("eigenruntime.toml", text)

@@ -19,7 +19,7 @@ use toml::Spanned;
 use crate::artifact::Artifact;
 use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::project::resolve::Setting;
+use crate::project::settings::Setting;
 use crate::project::spec::SpecDocument;
 use crate::project::yaml::{Positions, escape};
 

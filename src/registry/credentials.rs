@@ -114,6 +114,21 @@ impl Credential {
     }
 }
 
+/// A helper's answer as a credential: the user name `<token>` marks an identity token.
+fn from_helper(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
+    Ok(super::helper::get(helper, key)?.map(|answer| {
+        let secret = if answer.username == "<token>" {
+            Secret::IdentityToken(answer.secret)
+        } else {
+            Secret::Basic {
+                username: answer.username,
+                password: answer.secret,
+            }
+        };
+        Credential { secret, origin }
+    }))
+}
+
 /// Finds credentials for a registry, and registers their secrets with the sanitiser so
 /// that no output of the run can show them. Blocking (may run a credential helper).
 pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
@@ -186,7 +201,7 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
                 "credential helper docker-credential-{helper} (credHelpers in {})",
                 path.display()
             );
-            match super::helper::credential(helper, &key, origin)? {
+            match from_helper(helper, &key, origin)? {
                 Some(c) => return Ok(Some(c)),
                 None => continue,
             }
@@ -217,7 +232,7 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
                 "credential store docker-credential-{store} (credsStore in {})",
                 path.display()
             );
-            match super::helper::credential(store, &key, origin)? {
+            match from_helper(store, &key, origin)? {
                 Some(c) => return Ok(Some(c)),
                 None => continue,
             }

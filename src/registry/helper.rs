@@ -11,8 +11,6 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::credentials::{Credential, Secret};
-
 /// How long a credential helper may take unless `EIGENPUB_CREDENTIAL_HELPER_TIMEOUT` (in
 /// seconds) says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,10 +133,18 @@ fn kill_group(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// What `get` answered: Docker's `{"Username": …, "Secret": …}`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Answer {
+    pub username: String,
+    pub secret: String,
+}
+
 /// Asks `docker-credential-<helper> get` for a key's credentials, within the helper
 /// deadline. `None` when it has none (then the next spelling is tried, and in the end the
 /// registry is used anonymously, as Docker does). Never echoes what the helper printed.
-pub fn credential(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
+pub fn get(helper: &str, key: &str) -> Result<Option<Answer>, String> {
     let program = format!("docker-credential-{helper}");
     let timeout = timeout();
     let out = run(&program, "get", key.as_bytes(), timeout)
@@ -161,26 +167,12 @@ pub fn credential(helper: &str, key: &str, origin: String) -> Result<Option<Cred
             "credential helper {program} failed for {key} (exit {status}); its output is not shown, since it may hold a secret: run `printf {key} | {program} get` to see it"
         ));
     }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Answer {
-        username: String,
-        secret: String,
-    }
     let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
         format!(
             "credential helper {program} answered something that is not credentials for {key} (expected JSON with Username and Secret)"
         )
     })?;
-    let secret = if answer.username == "<token>" {
-        Secret::IdentityToken(answer.secret)
-    } else {
-        Secret::Basic {
-            username: answer.username,
-            password: answer.secret,
-        }
-    };
-    Ok(Some(Credential { secret, origin }))
+    Ok(Some(answer))
 }
 
 #[cfg(all(test, unix))]

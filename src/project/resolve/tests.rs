@@ -7,6 +7,7 @@ use super::*;
 use crate::diagnostic::codes;
 use crate::project::entries::entries;
 use crate::project::file::parse;
+use crate::project::file::{DEFAULT_DEVKIT_VERSION, DEFAULT_KIND, DEFAULT_SCHEMA, DEFAULT_TAG};
 
 fn file(text: &str) -> SourceFile {
     SourceFile::new("eigenruntime.toml", text)
