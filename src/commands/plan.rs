@@ -18,6 +18,7 @@ use crate::report::{self, PlanFormat, out, text};
 
 /// A plan made against the targets, with what produced it.
 pub(super) struct Planned {
+    /// The project, its publications moved into `plan`.
     pub project: Project,
     pub targets: Targets,
     pub plan: Plan,
@@ -83,9 +84,20 @@ pub(super) async fn make_plan(
         )
     })?;
     let hash = saved::inputs_hash(&project.file.text, &project.publications);
-    let plan = plan::diff(project.publications.clone(), observed, overwrite);
-    super::lock::check_plan(ctx, &project, &plan, &stale, locked)
-        .map_err(|f| everything(f, &project))?;
+    // The plan owns the publications from here on (no second copy of every artifact).
+    let plan = plan::diff(
+        std::mem::take(&mut project.publications),
+        observed,
+        overwrite,
+    );
+    super::lock::check_plan(ctx, &project, &plan, &stale, locked).map_err(|mut f| {
+        f.not_attempted = plan
+            .changes
+            .iter()
+            .map(|c| c.publication.reference())
+            .collect();
+        f
+    })?;
     let document = PlanDocument::new(
         &plan,
         &hash,
