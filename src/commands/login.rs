@@ -16,16 +16,10 @@ use crate::registry::open_registry;
 use crate::registry::remote::{Access, ErrorKind, Stats};
 
 pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
-    let host = args
-        .registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    crate::reference::parse_prefix(&host).map_err(|m| {
-        Problem::error(codes::LOGIN_HOST, m)
-            .help("give the registry host, e.g. `eigenpub login ghcr.io -u USER --password-stdin`")
-    })?;
+    let host = registry_host(
+        &args.registry,
+        "eigenpub login ghcr.io -u USER --password-stdin",
+    )?;
     let password = if args.password_stdin {
         read_password(&host)?
     } else {
@@ -124,16 +118,7 @@ fn prompt_password(host: &str, username: &str) -> Result<String, Failure> {
 
 /// `eigenpub logout HOST`: forget the stored credentials, as `docker logout` does.
 pub(super) fn logout(ctx: &Context, args: &LogoutArgs) -> Outcome {
-    let host = args
-        .registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    crate::reference::parse_prefix(&host).map_err(|m| {
-        Problem::error(codes::LOGIN_HOST, m)
-            .help("give the registry host, e.g. `eigenpub logout ghcr.io`")
-    })?;
+    let host = registry_host(&args.registry, "eigenpub logout ghcr.io")?;
     let removed = credentials::erase(&host).map_err(|m| {
         Problem::error(
             codes::LOGOUT_ERASE,
@@ -171,4 +156,18 @@ fn read_password(host: &str) -> Result<String, Failure> {
             .into());
     }
     Ok(password)
+}
+
+/// The registry host a user typed (`ghcr.io`, `https://ghcr.io/`), checked.
+fn registry_host(typed: &str, example: &str) -> Result<String, Problem> {
+    let host = typed
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    crate::reference::parse_prefix(&host).map_err(|m| {
+        Problem::error(codes::LOGIN_HOST, m)
+            .help(format!("give the registry host, e.g. `{example}`"))
+    })?;
+    Ok(host)
 }
