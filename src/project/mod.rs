@@ -222,7 +222,7 @@ fn resolve(
         .collect();
     resolver.clock = Clock::new(file, &entries, &locked, dir, env, &mut problems);
 
-    let publications: Vec<Publication> = entries
+    let mut publications: Vec<Publication> = entries
         .iter()
         .zip(specs)
         .zip(locked)
@@ -230,6 +230,8 @@ fn resolve(
             resolver.publication(entry, spec?, locked, &mut problems)
         })
         .collect();
+    // Kept for the whole run: no slack from growing the vector.
+    publications.shrink_to_fit();
     unique::check_duplicates(file, &publications, &mut problems);
 
     let concurrency = parsed

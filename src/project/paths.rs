@@ -128,9 +128,12 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     }
     let file = options.open(path)?;
     // What was opened is what is read: checked again on the open file.
-    check(&file.metadata()?, limit)?;
-    let mut bytes = Vec::new();
+    let metadata = file.metadata()?;
+    check(&metadata, limit)?;
+    // Sized from the file (thousands of specs are kept in memory), never beyond the limit.
+    let mut bytes = Vec::with_capacity(metadata.len().min(limit) as usize);
     file.take(limit + 1).read_to_end(&mut bytes)?;
+    bytes.shrink_to_fit();
     if bytes.len() as u64 > limit {
         return Err(ReadError::TooLarge {
             size: bytes.len() as u64,
