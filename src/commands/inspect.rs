@@ -342,10 +342,9 @@ fn file_name(title: Option<&str>, reference: &str, digest: &str) -> String {
     if let Some(t) = title
         && !t.is_empty()
         && t.len() <= 255
-        && t != "."
-        && t != ".."
-        && !t.contains(['/', '\\', '\0'])
-        && !t.chars().any(char::is_control)
+        && !t.starts_with('.')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
         return t.to_string();
     }
@@ -448,7 +447,17 @@ mod tests {
             file_name(Some("aggregator.yaml"), "r/a:t", D),
             "aggregator.yaml"
         );
-        for bad in ["../x.yaml", "a/b.yaml", "..", "", "a\\b", "x\u{1b}y"] {
+        for bad in [
+            "../x.yaml",
+            "a/b.yaml",
+            "..",
+            "",
+            "a\\b",
+            "x\u{1b}y",
+            ".bashrc",
+            "x\u{202e}lmay.exe",
+            "a\u{200b}.yaml",
+        ] {
             let name = file_name(Some(bad), "r.io/acme/a:opset-0-v1", D);
             assert_eq!(name, "a-opset-0-v1.yaml", "{bad:?}");
         }

@@ -23,9 +23,9 @@ pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
         for p in &publications {
             out::line(&format!(
                 "{}/{}  {}  {}  {}",
-                p.avs,
+                crate::sanitize::text(&p.avs),
                 p.operator_set,
-                p.spec,
+                crate::sanitize::text(&p.spec),
                 p.reference(),
                 p.artifact.digest()
             ));

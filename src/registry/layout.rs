@@ -191,8 +191,10 @@ impl Layout {
             "artifactType": artifact_type,
             "annotations": { REF_NAME: tag },
         });
-        let manifests = index["manifests"]
-            .as_array_mut()
+        let manifests = index
+            .as_object_mut()
+            .and_then(|o| o.get_mut("manifests"))
+            .and_then(serde_json::Value::as_array_mut)
             .ok_or_else(|| self.error("index.json has no `manifests` list"))?;
         match manifests
             .iter_mut()
@@ -419,5 +421,30 @@ mod tests {
     fn bad_digests_never_become_paths() {
         let layout = Layout::new(PathBuf::from("/nonexistent"));
         assert!(layout.blob_exists("sha256:../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn an_index_that_is_not_an_object_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("repo"));
+        let manifest = Blob::new(artifact::MANIFEST_MEDIA_TYPE, b"{}".to_vec());
+        layout
+            .push_manifest(
+                "t",
+                &manifest,
+                artifact::ARTIFACT_TYPE,
+                &TagGuard::default(),
+            )
+            .unwrap();
+        for hostile in ["[]", "\"x\"", "1", "{\"manifests\": {}}"] {
+            std::fs::write(dir.path().join("repo/index.json"), hostile).unwrap();
+            let pushed = layout.push_manifest(
+                "u",
+                &manifest,
+                artifact::ARTIFACT_TYPE,
+                &TagGuard::default(),
+            );
+            assert!(pushed.is_err(), "{hostile}");
+        }
     }
 }

@@ -88,7 +88,8 @@ impl Backoff {
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        // A day at most: a registry's number must not overflow the clock it is added to.
+        return Some(Duration::from_secs(secs.min(86_400)));
     }
     let format = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -97,7 +98,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         .ok()?
         .assume_utc();
     let when: SystemTime = when.into();
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 /// A small, dependency-free jitter source (quality is irrelevant, spread is what matters).
@@ -155,6 +160,10 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // A hostile number or date is capped, so adding it to a clock cannot overflow.
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(parse_retry_after("18446744073709551615", now), day);
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), day);
     }
 
     #[test]

@@ -28,8 +28,15 @@ fn short(digest: &str) -> String {
     format!("`{}`", &hex[..hex.len().min(12)])
 }
 
+/// Text from the project (a discovered file name) in a table cell: sanitised, and unable
+/// to end the code span or the row, or to open HTML.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|")
+    crate::sanitize::text(s)
+        .replace('|', "\\|")
+        .replace('`', "'")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
 }
 
 fn row(change: &Change) -> Option<String> {
@@ -256,5 +263,16 @@ mod tests {
         let md = plan(&p, &HashMap::new(), false);
         assert!(md.chars().count() <= LIMIT, "{}", md.len());
         assert!(md.contains("Truncated to fit a comment"));
+    }
+
+    #[test]
+    fn a_file_name_cannot_break_out_of_its_table_cell() {
+        let c = cell("a`b|c<img src=x>\nd\u{1b}[31m");
+        assert!(
+            !c.contains('`') && !c.contains('<') && !c.contains('\n'),
+            "{c}"
+        );
+        assert!(!c.contains('\u{1b}'), "{c}");
+        assert!(c.contains("\\|"), "{c}");
     }
 }

@@ -101,7 +101,10 @@ pub fn text(s: &str) -> String {
 /// Sanitises text a registry sent (a body, a header, an error built from them) and cuts it
 /// to [`REGISTRY_TEXT_LIMIT`] characters.
 pub fn registry_text(s: &str) -> String {
-    truncate(&text(s), REGISTRY_TEXT_LIMIT)
+    // Cut (generously) before sanitising too, so that a huge body costs no more than a
+    // bounded one; then cut to the limit what is shown.
+    let head: String = s.chars().take(REGISTRY_TEXT_LIMIT * 4).collect();
+    truncate(&text(&head), REGISTRY_TEXT_LIMIT)
 }
 
 /// Sanitises every string of a problem (message, help, labels, the snippet's text).

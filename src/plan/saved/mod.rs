@@ -103,14 +103,58 @@ impl PlanDocument {
 
     /// The hash of the document's contents (everything but `plan_hash`), in a canonical
     /// encoding: the same contents give the same hash however the file is formatted.
+    /// Streamed into the hash (no copy of the document: plans of thousands of artifacts).
     pub fn content_hash(&self) -> String {
-        let mut contents = self.clone();
-        contents.plan_hash = None;
-        let value = serde_json::to_value(&contents).expect("plan documents serialize");
-        let mut h = Sha256::new();
-        h.update(b"eigenpub-plan-v1\0");
-        h.update(value.to_string().as_bytes());
-        format!("sha256:{}", hex::encode(h.finalize()))
+        /// Everything but `plan_hash`, borrowed.
+        #[derive(Serialize)]
+        struct Contents<'a> {
+            format_version: u32,
+            inputs_hash: &'a str,
+            allow_overwrite: bool,
+            select: &'a [String],
+            exclude: &'a [String],
+            artifacts: &'a [PlannedArtifact],
+            summary: &'a Summary,
+        }
+        /// Feeds what serde_json writes into the hash.
+        struct Hashing(Sha256);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // Exhaustive: a field added to the document must be added to the hash, or not
+        // compile.
+        let PlanDocument {
+            format_version,
+            inputs_hash,
+            plan_hash: _,
+            allow_overwrite,
+            select,
+            exclude,
+            artifacts,
+            summary,
+        } = self;
+        let mut h = Hashing(Sha256::new());
+        h.0.update(b"eigenpub-plan-v2\0");
+        serde_json::to_writer(
+            &mut h,
+            &Contents {
+                format_version: *format_version,
+                inputs_hash,
+                allow_overwrite: *allow_overwrite,
+                select,
+                exclude,
+                artifacts,
+                summary,
+            },
+        )
+        .expect("plan documents serialize");
+        format!("sha256:{}", hex::encode(h.0.finalize()))
     }
 }
 

@@ -317,8 +317,17 @@ fn check(e: &LockEntry) -> Result<(), String> {
     }
     e.repository(Path::new("."))
         .map_err(|m| format!("repository: {m}"))?;
-    if e.repository.contains(char::is_control) || e.spec.contains(char::is_control) {
-        return Err("control characters in a name".into());
+    // Names are printed (verify, lock): nothing that could steer a terminal or hide text
+    // (control characters, bidirectional overrides, zero-width and other format characters).
+    let unprintable = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if [&e.avs, &e.repository, &e.spec]
+        .iter()
+        .any(|s| s.contains(unprintable))
+    {
+        return Err("a name holds control or formatting characters".into());
     }
     Ok(())
 }
@@ -455,5 +464,21 @@ mod tests {
             e.repository(Path::new("/p")).unwrap().to_string(),
             "oci:out/price-oracle"
         );
+    }
+
+    #[test]
+    fn names_with_control_or_bidi_characters_are_refused() {
+        let p = publication("a", "t", "x: 1\n", false);
+        let good = lock_of(std::slice::from_ref(&p))
+            .entries
+            .into_values()
+            .next()
+            .unwrap();
+        assert!(check(&good).is_ok());
+        for bad in ["a\u{1b}[2J", "a\u{202e}b", "a\u{200b}"] {
+            let mut e = good.clone();
+            e.avs = bad.to_string();
+            assert!(check(&e).is_err(), "{bad:?}");
+        }
     }
 }

@@ -259,7 +259,7 @@ impl Registry {
                 if let Some(s) = &service {
                     form.push(("service", s));
                 }
-                self.http.post(&realm).form(&form)
+                self.token_http.post(&realm).form(&form)
             }
             Some(Credential {
                 secret: Secret::Basic { username, password },
@@ -269,7 +269,7 @@ impl Registry {
                 .get(&realm)
                 .query(&query)
                 .basic_auth(username, Some(password)),
-            None => self.http.get(&realm).query(&query),
+            None => self.token_http.get(&realm).query(&query),
         };
         // The token service gets the same retries as the registry; only a refusal (or
         // another client error) is final.

@@ -109,6 +109,8 @@ pub struct Registry {
     pub host: String,
     base: String,
     http: reqwest::Client,
+    /// The same, following no redirects: for token requests only.
+    token_http: reqwest::Client,
     credential: Option<Credential>,
     access: Access,
     auth: auth::AuthState,
@@ -135,33 +137,45 @@ impl Registry {
             host
         };
         let scheme = if options.plain_http { "http" } else { "https" };
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout.min(options.deadline))
-            .read_timeout(options.read_timeout)
-            .user_agent(concat!("eigenpub/", env!("CARGO_PKG_VERSION")));
-        if let Some((name, pem)) = &options.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError {
+        let ca = match &options.ca_pem {
+            Some((name, pem)) => {
+                Some(reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError {
+                    registry: host.to_string(),
+                    kind: ErrorKind::Tls,
+                    status: None,
+                    message: format!("ca-file {name} holds no usable PEM certificate: {e}"),
+                    help: "point ca-file at the PEM file of the CA that signed the registry's certificate"
+                        .into(),
+                })?)
+            }
+            None => None,
+        };
+        let client = |redirect: reqwest::redirect::Policy| {
+            let mut builder = reqwest::Client::builder()
+                .connect_timeout(options.connect_timeout.min(options.deadline))
+                .read_timeout(options.read_timeout)
+                .user_agent(concat!("eigenpub/", env!("CARGO_PKG_VERSION")))
+                .redirect(redirect);
+            if let Some(certs) = &ca {
+                builder = builder.tls_certs_merge(certs.clone());
+            }
+            builder.build().map_err(|e| RegistryError {
                 registry: host.to_string(),
                 kind: ErrorKind::Tls,
                 status: None,
-                message: format!("ca-file {name} holds no usable PEM certificate: {e}"),
-                help:
-                    "point ca-file at the PEM file of the CA that signed the registry's certificate"
-                        .into(),
-            })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder.build().map_err(|e| RegistryError {
-            registry: host.to_string(),
-            kind: ErrorKind::Tls,
-            status: None,
-            message: format!("cannot set up HTTPS: {e}"),
-            help: String::new(),
-        })?;
+                message: format!("cannot set up HTTPS: {e}"),
+                help: String::new(),
+            })
+        };
+        let http = client(reqwest::redirect::Policy::default())?;
+        // Token requests carry credentials in their body (a refresh token), which a 307/308
+        // would carry to wherever it points: the token service gets no redirects at all.
+        let token_http = client(reqwest::redirect::Policy::none())?;
         Ok(Registry {
             host: host.to_string(),
             base: format!("{scheme}://{api_host}"),
             http,
+            token_http,
             credential,
             access: options.access,
             auth: auth::AuthState::new(),
