@@ -279,7 +279,7 @@ pub(super) async fn inspect(ctx: &Context, args: &InspectArgs) -> Outcome {
                 "config": read.config,
                 "spec": spec,
             });
-            out::line(&serde_json::to_string_pretty(&doc).expect("JSON"));
+            out::line(&serde_json::to_string_pretty(&crate::sanitize::json(doc)).expect("JSON"));
         }
         Format::Text => out::print(&human(&read)),
     }

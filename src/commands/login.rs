@@ -140,7 +140,11 @@ pub(super) fn logout(ctx: &Context, args: &LogoutArgs) -> Outcome {
 /// The password from standard input, without its line ending.
 fn read_password(host: &str) -> Result<String, Failure> {
     let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password).map_err(|e| {
+    // A password or token, not a stream: bounded.
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut password)
+        .map_err(|e| {
         Problem::error(
             codes::LOGIN_PASSWORD,
             format!("cannot read the password from standard input: {e}"),

@@ -157,7 +157,9 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
                 "entries": items,
                 "summary": {"ok": ok, "moved": moved, "missing": missing},
             });
-            out::line(&serde_json::to_string_pretty(&document).expect("JSON"));
+            out::line(
+                &serde_json::to_string_pretty(&crate::sanitize::json(document)).expect("JSON"),
+            );
         }
     }
     report_requests(ctx, targets.requests());

@@ -98,6 +98,20 @@ pub fn text(s: &str) -> String {
     current().text(s)
 }
 
+/// A JSON document with every string (keys included) sanitised: for documents built from
+/// what a registry or a file holds (serde_json escapes only C0 controls).
+pub fn json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(text(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(json).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (text(&k), json(v))).collect())
+        }
+        other => other,
+    }
+}
+
 /// Sanitises text a registry sent (a body, a header, an error built from them) and cuts it
 /// to [`REGISTRY_TEXT_LIMIT`] characters.
 pub fn registry_text(s: &str) -> String {
@@ -357,5 +371,20 @@ mod tests {
     fn truncation_says_how_much_was_cut() {
         assert_eq!(truncate("abcdef", 3), "abc… (3 more characters)");
         assert_eq!(truncate("abc", 3), "abc");
+    }
+
+    #[test]
+    fn json_documents_are_sanitised_in_keys_and_values() {
+        let doc = serde_json::json!({"a\u{1b}[2J": ["x\u{202e}y", {"k": "https://u:p@h/x?sig=1"}], "n": 1});
+        let clean = json(doc).to_string();
+        assert!(
+            !clean.contains('\u{1b}') && !clean.contains('\u{202e}'),
+            "{clean}"
+        );
+        assert!(
+            !clean.contains("sig=1") && !clean.contains("u:p@"),
+            "{clean}"
+        );
+        assert!(clean.contains("\"n\":1"), "{clean}");
     }
 }
