@@ -111,10 +111,7 @@ impl Context {
 
     /// The directory the project file is in (relative paths in it are relative to this).
     pub fn project_dir(&self) -> PathBuf {
-        match self.config.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
+        crate::project::paths::folder_of(&self.config)
     }
 }
 

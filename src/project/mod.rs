@@ -147,16 +147,7 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
     })?;
     let file = SourceFile::new(name, text);
     let parsed = file::parse(&file).map_err(Problems::from)?;
-    let dir = config
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p.to_path_buf()
-            }
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = paths::folder_of(config);
     let lock_path = lock::path_for(config);
     let lock = Lock::read(&lock_path).map_err(Problems::from)?;
     let mut project = resolve(&file, &parsed, &dir, env, lock.as_ref())?;

@@ -67,22 +67,15 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Bytes>, RegistryError> {
-        let url = self.url(repository, &format!("manifests/{reference}"));
-        let answer = self
-            .send_limited(
-                repository,
-                Method::GET,
-                &url,
-                accept_manifests(),
-                None,
-                MANIFEST_BODY,
-            )
-            .await?;
-        match answer.status {
-            StatusCode::OK => Ok(Some(answer.body)),
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(self.unexpected(&answer, "read a manifest")),
-        }
+        let path = format!("manifests/{reference}");
+        self.fetch(
+            repository,
+            &path,
+            accept_manifests(),
+            MANIFEST_BODY,
+            "read a manifest",
+        )
+        .await
     }
 
     /// A blob's bytes, or `None` when absent.
@@ -91,21 +84,34 @@ impl Registry {
         repository: &str,
         digest: &str,
     ) -> Result<Option<Bytes>, RegistryError> {
-        let url = self.url(repository, &format!("blobs/{digest}"));
+        let path = format!("blobs/{digest}");
+        self.fetch(
+            repository,
+            &path,
+            HeaderMap::new(),
+            BLOB_BODY,
+            "read a blob",
+        )
+        .await
+    }
+
+    /// A bounded GET of `path` in a repository: its body, or `None` on 404.
+    async fn fetch(
+        &self,
+        repository: &str,
+        path: &str,
+        headers: HeaderMap,
+        limit: usize,
+        what: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        let url = self.url(repository, path);
         let answer = self
-            .send_limited(
-                repository,
-                Method::GET,
-                &url,
-                HeaderMap::new(),
-                None,
-                BLOB_BODY,
-            )
+            .send_limited(repository, Method::GET, &url, headers, None, limit)
             .await?;
         match answer.status {
             StatusCode::OK => Ok(Some(answer.body)),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(self.unexpected(&answer, "read a blob")),
+            _ => Err(self.unexpected(&answer, what)),
         }
     }
 
