@@ -114,6 +114,24 @@ impl Credential {
     }
 }
 
+/// Docker's `config.json`, read as a regular file of bounded size (a FIFO or a huge file
+/// in its place is an error, not a hang). A missing file is `NotFound`.
+fn read_config(path: &std::path::Path) -> std::io::Result<String> {
+    use crate::project::paths::{ReadError, read_regular};
+    const LIMIT: u64 = 8 << 20;
+    let bytes = read_regular(path, LIMIT).map_err(|e| match e {
+        ReadError::Missing => std::io::Error::from(std::io::ErrorKind::NotFound),
+        ReadError::Io(e) => e,
+        ReadError::TooLarge { size, .. } => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is {size} bytes; a Docker config of more than 8 MiB is not read"),
+        ),
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+    })?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
 /// A helper's answer as a credential: the user name `<token>` marks an identity token.
 fn from_helper(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
     Ok(super::helper::get(helper, key)?.map(|answer| {
@@ -161,7 +179,7 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
         return Ok(None);
     };
     let path = dir.join("config.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(text) = read_config(&path) else {
         return Ok(None);
     };
     // serde_json's messages quote no input beyond a character or two; still, this is a
@@ -250,7 +268,7 @@ pub fn store(registry: &str, username: &str, password: &str) -> Result<String, S
     let dir = docker_config_dir()
         .ok_or("cannot find Docker's config folder: set DOCKER_CONFIG or HOME")?;
     let path = dir.join("config.json");
-    let mut config: serde_json::Value = match std::fs::read_to_string(&path) {
+    let mut config: serde_json::Value = match read_config(&path) {
         Ok(text) => serde_json::from_str(&text)
             .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
@@ -341,7 +359,7 @@ pub fn erase(registry: &str) -> Result<Option<String>, String> {
     let dir = docker_config_dir()
         .ok_or("cannot find Docker's config folder: set DOCKER_CONFIG or HOME")?;
     let path = dir.join("config.json");
-    let mut config: serde_json::Value = match std::fs::read_to_string(&path) {
+    let mut config: serde_json::Value = match read_config(&path) {
         Ok(text) => serde_json::from_str(&text)
             .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -466,5 +484,22 @@ mod tests {
             origin: "test".into(),
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_docker_config_that_is_not_a_bounded_regular_file_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(read_config(&fifo).is_err());
+        let missing = read_config(&dir.path().join("absent.json")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; (8 << 20) + 1]).unwrap();
+        assert!(read_config(&big).unwrap_err().to_string().contains("8 MiB"));
     }
 }
