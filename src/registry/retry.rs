@@ -3,7 +3,8 @@
 //! Registries fail in a few recognisable ways: rate limits (429, and GHCR's 403 "secondary
 //! rate limit"), overload (502/503/504), timeouts (408) and dropped connections. Those are
 //! worth another try after a pause; everything else (401, a 404 on push, `DIGEST_INVALID`,
-//! `MANIFEST_INVALID`) would fail the same way again and is reported at once.
+//! `MANIFEST_INVALID`) would fail the same way again and is reported at once, except a
+//! manifest refused for a blob the repository holds ([`LINK_RACE`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -84,6 +85,19 @@ impl Backoff {
     }
 }
 
+/// A manifest `PUT` refused for a blob the repository holds: how often it is tried in all,
+/// and the pause before each new try. distribution's filesystem storage (before v3.1)
+/// rewrites a repository's link to a blob by truncating the file and then writing it, so
+/// while another writer pushes or mounts the same blob into the same repository the link
+/// reads empty for a moment and the manifest's check answers `DIGEST_INVALID` with
+/// `MANIFEST_BLOB_UNKNOWN`. The window is microseconds wide: a short pause with jitter
+/// (which also breaks the lock-step of identical applies run at once) clears it.
+pub const LINK_RACE: Backoff = Backoff {
+    attempts: 5,
+    base: Duration::from_millis(50),
+    cap: Duration::from_secs(1),
+};
+
 /// Parses `Retry-After`: seconds, or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -148,6 +162,16 @@ mod tests {
             classify(403, &["DENIED".into()], "permission denied"),
             Verdict::Fail
         );
+    }
+
+    #[test]
+    fn a_link_race_is_waited_out_briefly() {
+        // The pauses between the 5 tries: under a second in all, never back to back.
+        let total: Duration = (0..LINK_RACE.attempts - 1)
+            .map(|a| LINK_RACE.delay(a, None, 1.0))
+            .sum();
+        assert_eq!(total, Duration::from_millis(50 + 100 + 200 + 400));
+        assert!(LINK_RACE.delay(0, None, 0.0) >= Duration::from_millis(25));
     }
 
     #[test]

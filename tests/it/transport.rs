@@ -7,8 +7,10 @@
 //! a fake server on loopback for what no real registry does (a 3 GB manifest, a body sent
 //! a byte at a time). Results are read back with skopeo.
 
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -280,4 +282,193 @@ fn three_identical_applies_at_once_all_succeed() {
     );
     let check = project.run(&["plan"]);
     assert_all_on(&registry, &references, &check);
+}
+
+/// Where distribution's filesystem storage keeps a repository's links to its blobs
+/// (`<hex>/link`, holding `sha256:<hex>`).
+fn blob_links(registry: &Registry, repository: &str) -> PathBuf {
+    registry
+        .dir()
+        .join("data/docker/registry/v2/repositories")
+        .join(repository)
+        .join("_layers/sha256")
+}
+
+/// Empties every link under `dir` the way distribution 2.8's filesystem driver starts
+/// rewriting one (open the existing file, truncate it), or writes each back in full.
+fn set_links(dir: &Path, full: bool) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let hex = entry.file_name().to_string_lossy().into_owned();
+        let Ok(mut link) = OpenOptions::new()
+            .write(true)
+            .open(entry.path().join("link"))
+        else {
+            continue;
+        };
+        link.set_len(0).expect("truncate a blob link");
+        if full {
+            link.write_all(format!("sha256:{hex}").as_bytes())
+                .expect("write a blob link");
+        }
+    }
+}
+
+/// distribution 2.8's filesystem storage rewrites a repository's link to a blob by
+/// truncating the file and then writing it, each time another writer pushes or mounts
+/// that blob into the repository; a manifest PUT whose check reads the link in between is
+/// refused (`DIGEST_INVALID` + `MANIFEST_BLOB_UNKNOWN`), a blob HEAD answers 500. The
+/// proxy plays that other writer, deterministically: the real registry serves the first
+/// two manifest PUTs, and the first blob HEAD, with the repository's links empty.
+#[test]
+fn a_manifest_refused_while_another_writer_rewrites_its_blob_links_is_pushed_again() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    let (project, references) = fleet(&proxy.host(), 1, 1, "");
+    let links = blob_links(&registry, "acme/avs-00");
+    let mut emptied_puts = 0;
+    let mut empty_heads = 0;
+    proxy.set_policy(Box::new(move |head| {
+        let manifest_put = head.method == "PUT" && head.path.contains("/manifests/");
+        let blob_head = head.method == "HEAD" && head.path.contains("/blobs/");
+        if manifest_put && emptied_puts < 2 {
+            emptied_puts += 1;
+            empty_heads = if emptied_puts == 1 { 1 } else { 0 };
+            set_links(&links, false);
+        } else if blob_head && empty_heads > 0 {
+            empty_heads -= 1;
+        } else {
+            set_links(&links, true);
+        }
+        None
+    }));
+    registry.reset_requests();
+    let out = project.run(&["apply"]);
+    proxy.faults_off();
+    out.no_panic();
+    assert_eq!(out.code, 0, "{out}");
+    assert_all_on(&registry, &references, &out);
+    // What the real registry answered to the manifest PUTs and the blob HEADs.
+    let answers: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|(method, path, _)| {
+            (method == "PUT" && path.contains("/manifests/"))
+                || (method == "HEAD" && path.contains("/blobs/"))
+        })
+        .map(|(method, _, status)| format!("{method} {status}"))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            "PUT 400", "HEAD 500", "HEAD 200", "HEAD 200", "PUT 400", "HEAD 200", "HEAD 200",
+            "PUT 201"
+        ],
+        "{out}"
+    );
+    // The third push waited a pause after its blobs were confirmed (at least 50 ms).
+    let seen = proxy.seen();
+    let puts: Vec<usize> = (0..seen.len())
+        .filter(|&i| seen[i].method == "PUT" && seen[i].path.contains("/manifests/"))
+        .collect();
+    assert_eq!(puts.len(), 3, "{out}");
+    let third = puts[2];
+    let pause = seen[third].at - seen[third - 1].at;
+    assert!(
+        pause >= Duration::from_millis(50),
+        "pushed again after {pause:?} only"
+    );
+}
+
+/// A writer that never lets go (every manifest PUT reads empty links): eigenpub stops
+/// after 5 pushes and names the cause, as a transient server problem.
+#[test]
+fn a_manifest_refused_for_blobs_the_registry_holds_fails_naming_the_concurrent_writer() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    let (project, references) = fleet(&proxy.host(), 1, 1, "");
+    let links = blob_links(&registry, "acme/avs-00");
+    proxy.set_policy(Box::new(move |head| {
+        let manifest_put = head.method == "PUT" && head.path.contains("/manifests/");
+        set_links(&links, !manifest_put);
+        None
+    }));
+    let out = project.run(&["apply", "--format", "json"]);
+    proxy.faults_off();
+    out.no_panic();
+    assert_eq!(out.code, 1, "{out}");
+    let puts = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.contains("/manifests/"))
+        .count();
+    assert_eq!(puts, 5, "{out}");
+    for words in [
+        "\"eigenpub::registry::server\"",
+        "HTTP 400 DIGEST_INVALID",
+        "blob unknown to registry",
+        "refused the manifest 5 times for a blob it holds",
+        "empties a repository's link to a blob while rewriting it",
+        "another writer",
+        "run apply again",
+    ] {
+        assert!(out.stdout.contains(words), "no {words:?}\n{out}");
+    }
+    assert!(registry.skopeo_raw(&references[0]).is_none());
+    // Once the other writer is done, a re-run converges.
+    project.run(&["apply"]).no_panic().success();
+    assert_all_on(&registry, &references, &out);
+}
+
+/// Blobs really gone (their links deleted, as a garbage collection or a delete leaves
+/// them): the HEADs say 404, the blobs are uploaded again, and the manifest pushed at once.
+#[test]
+fn a_manifest_refused_for_blobs_really_gone_uploads_them_again() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    let (project, references) = fleet(&proxy.host(), 1, 1, "");
+    let links = blob_links(&registry, "acme/avs-00");
+    let mut removed = false;
+    proxy.set_policy(Box::new(move |head| {
+        if !removed && head.method == "PUT" && head.path.contains("/manifests/") {
+            removed = true;
+            fs::remove_dir_all(&links).expect("remove the repository's blob links");
+        }
+        None
+    }));
+    registry.reset_requests();
+    let out = project.run(&["apply"]);
+    proxy.faults_off();
+    out.no_panic();
+    assert_eq!(out.code, 0, "{out}");
+    assert_all_on(&registry, &references, &out);
+    // From the first manifest PUT to the one that landed (skopeo's reads follow).
+    let mut answers = Vec::new();
+    let requests = registry.requests().into_iter();
+    for (method, path, status) in
+        requests.skip_while(|(method, path, _)| !(method == "PUT" && path.contains("/manifests/")))
+    {
+        let what = if path.contains("/manifests/") {
+            "manifest"
+        } else {
+            "blob"
+        };
+        answers.push(format!("{method} {what} {status}"));
+        if method == "PUT" && what == "manifest" && status == 201 {
+            break;
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            "PUT manifest 400",
+            "HEAD blob 404",
+            "HEAD blob 404",
+            "POST blob 202",
+            "PUT blob 201",
+            "POST blob 202",
+            "PUT blob 201",
+            "PUT manifest 201"
+        ],
+        "{out}"
+    );
 }

@@ -4,15 +4,18 @@
 //! Each call is one or two requests through [`Registry::send`], which authenticates,
 //! paces and retries; here only the meaning of the answers is decided.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::body::{BLOB_BODY, MANIFEST_BODY};
-use super::error::{ErrorKind, RegistryError};
+use super::error::{self, ErrorKind, RegistryError};
 use super::transport::header;
 use super::{Answer, BlobState, Registry};
 use crate::artifact::{self, Blob};
+use crate::registry::retry;
 
 /// Every manifest type a HEAD or GET accepts.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -250,9 +253,11 @@ impl Registry {
     /// Pushes a manifest's exact bytes under a tag; returns the digest the registry reports.
     ///
     /// When the registry says a blob the manifest names is unknown although eigenpub made
-    /// sure of it (another writer's upload of the same blob still being committed, or a
-    /// garbage collection in between), each blob is checked, uploaded again if missing,
-    /// and the manifest pushed once more.
+    /// sure of it, each blob is checked (`HEAD`): one really missing (a garbage collection
+    /// or a delete in between) is uploaded again and the manifest pushed at once; when all
+    /// are there, the registry could not read its link to one while another writer was
+    /// rewriting it (see [`retry::LINK_RACE`]), and the manifest is pushed again after a
+    /// short pause with jitter, up to [`retry::LINK_RACE`]`.attempts` pushes in all.
     pub async fn push_manifest(
         &self,
         repository: &str,
@@ -260,26 +265,35 @@ impl Registry {
         manifest: &Blob,
         blobs: &[&Blob],
     ) -> Result<String, RegistryError> {
-        match self.put_manifest(repository, tag, manifest).await? {
-            Ok(digest) => return Ok(digest),
-            Err(answer) if !names_unknown_blob(&answer) => {
+        let race = &retry::LINK_RACE;
+        let mut pushes = 0;
+        loop {
+            let answer = match self.put_manifest(repository, tag, manifest).await? {
+                Ok(digest) => return Ok(digest),
+                Err(answer) => answer,
+            };
+            if !names_unknown_blob(&answer) {
                 return Err(self.unexpected(&answer, "push a manifest"));
             }
-            Err(_) => {}
-        }
-        for blob in blobs {
-            if !self.blob_exists(repository, &blob.digest).await? {
-                self.try_ensure_blob(repository, blob, None).await?;
-            }
-        }
-        match self.put_manifest(repository, tag, manifest).await? {
-            Ok(digest) => Ok(digest),
-            Err(answer) => {
-                let mut e = self.unexpected(&answer, "push a manifest");
-                if names_unknown_blob(&answer) {
-                    e.help = "the registry says a blob the manifest names is unknown, although eigenpub confirmed and re-sent it: likely another writer or a garbage collection removing blobs of this repository while this apply ran; run apply again when that has finished".into();
+            pushes += 1;
+            let mut missing = Vec::new();
+            for blob in blobs {
+                if !self.blob_exists(repository, &blob.digest).await? {
+                    missing.push(*blob);
                 }
-                Err(e)
+            }
+            if pushes >= race.attempts {
+                let mut e = self.unexpected(&answer, "push a manifest");
+                (e.kind, e.help) = error::unknown_blob_help(pushes, missing.is_empty());
+                return Err(e);
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            if missing.is_empty() {
+                let pause = race.delay(pushes - 1, None, retry::jitter());
+                tokio::time::sleep(pause).await;
+            }
+            for blob in missing {
+                self.ensure_blob(repository, blob, None).await?;
             }
         }
     }
@@ -350,6 +364,10 @@ mod tests {
 
     #[test]
     fn unknown_blobs_are_recognised() {
+        // distribution 2.8's answer when its link to a blob it holds reads empty.
+        assert!(names_unknown_blob(&refusal(
+            br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:fc11d6f28e59d3cc33c0b14ceb644bf0902ebd63d61218dffe9e7dac7c254542"}]}"#
+        )));
         assert!(names_unknown_blob(&refusal(
             br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#
         )));

@@ -148,6 +148,22 @@ pub(super) fn unexpected(
     }
 }
 
+/// Kind and help for a manifest the registry kept refusing (`pushes` times) for a blob it
+/// called unknown; `all_present` when a `HEAD` then found every blob in the repository.
+/// Both are transient: another run converges.
+pub(super) fn unknown_blob_help(pushes: u32, all_present: bool) -> (ErrorKind, String) {
+    let help = if all_present {
+        format!(
+            "the registry refused the manifest {pushes} times for a blob it holds: its filesystem storage (distribution before v3.1, such as Debian's docker-registry 2.8) empties a repository's link to a blob while rewriting it, and another writer (another apply of this project?) kept pushing or mounting the same blobs into this repository; run apply again when it has finished: it pushes only what is still missing"
+        )
+    } else {
+        format!(
+            "the registry refused the manifest {pushes} times because a blob it names was missing, although eigenpub uploaded it again each time: something is deleting blobs of this repository while this apply runs (a garbage collection, a delete); run apply again when it has finished"
+        )
+    };
+    (ErrorKind::Server, help)
+}
+
 /// Classifies a failure of the HTTP client itself (no answer): kind, message, help.
 pub(super) fn transport_error(
     host: &str,
@@ -221,11 +237,13 @@ pub fn error_body(body: &[u8]) -> (Vec<String>, String) {
             .iter()
             .filter_map(|e| e.code.clone())
             .collect();
-        let messages: Vec<String> = envelope
-            .errors
-            .iter()
-            .filter_map(|e| e.message.clone())
-            .collect();
+        // Each message once: distribution repeats its pair of errors for every blob.
+        let mut messages: Vec<String> = Vec::new();
+        for m in envelope.errors.iter().filter_map(|e| e.message.clone()) {
+            if !messages.contains(&m) {
+                messages.push(m);
+            }
+        }
         return (codes, messages.join("; "));
     }
     let text = String::from_utf8_lossy(body);
@@ -245,6 +263,15 @@ mod tests {
         );
         assert_eq!(codes, ["DIGEST_INVALID"]);
         assert!(msg.contains("did not match"));
+        // distribution's refusal of a manifest whose two blobs it could not read.
+        let (codes, msg) = error_body(
+            br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:aa"},{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:bb"}]}"#,
+        );
+        assert_eq!(codes.len(), 4);
+        assert_eq!(
+            msg,
+            "provided digest did not match uploaded content; blob unknown to registry"
+        );
         let (codes, msg) = error_body(b"plain text");
         assert!(codes.is_empty());
         assert_eq!(msg, "plain text");
