@@ -371,8 +371,8 @@ pub(crate) mod tests {
             tag: crate::reference::Tag::parse(tag).expect("a valid test tag"),
             mutable,
             adopt_equivalent: true,
+            created: input.created.clone(),
             artifact: Artifact::build(&input),
-            input,
             origin: crate::project::Origin {
                 declared: crate::project::Declared::Avs {
                     index: 0,

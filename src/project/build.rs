@@ -146,7 +146,7 @@ impl Resolver<'_> {
             kind: s.kind.value.clone(),
             schema: s.schema.value.clone(),
             devkit_version: s.devkit_version.value.clone(),
-            created: created.time,
+            created: created.time.clone(),
             source: s.source.as_ref().map(|v| v.value.clone()),
             layer_title: s.layer_title.then(|| {
                 entry
@@ -166,7 +166,7 @@ impl Resolver<'_> {
             adopt_equivalent: s.adopt_equivalent,
             repository,
             tag,
-            input,
+            created: created.time,
             artifact,
             origin: entry.origin.clone(),
         };

@@ -36,7 +36,7 @@ pub mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::artifact::{Artifact, ArtifactInput};
+use crate::artifact::Artifact;
 use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::project::build::Resolver;
@@ -81,7 +81,10 @@ pub struct Publication {
     /// True (`adopt-equivalent`, the default) when a tag holding equivalent content under
     /// other metadata is kept as it is; false when only the same bytes count as unchanged.
     pub adopt_equivalent: bool,
-    pub input: ArtifactInput,
+    /// The artifact's `created` time (RFC 3339 UTC), as the lock records it. The rest of
+    /// what built the artifact is in its bytes; keeping only this keeps a plan of
+    /// thousands of artifacts small.
+    pub created: String,
     pub artifact: Artifact,
     /// Where the project file asks for it: the `[[avs]]` operator set or the `[[discover]]`.
     pub origin: Origin,

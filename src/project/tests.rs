@@ -37,6 +37,16 @@ fn load_with(dir: &Path, epoch: Option<&str>) -> Result<Project, Vec<Problem>> {
     load(&dir.join("eigenruntime.toml"), &env).map_err(Problems::sorted)
 }
 
+/// The config blob a publication would push, parsed.
+fn config(p: &Publication) -> serde_json::Value {
+    serde_json::from_slice(&p.artifact.config.bytes).expect("config JSON")
+}
+
+/// The manifest a publication would push, parsed.
+fn manifest(p: &Publication) -> serde_json::Value {
+    serde_json::from_slice(&p.artifact.manifest.bytes).expect("manifest JSON")
+}
+
 fn codes(problems: &[Problem]) -> Vec<&str> {
     problems.iter().map(|p| p.code).collect()
 }
@@ -91,18 +101,18 @@ devkit-version = "v0.0.9"
         "ghcr.io/acme/plain:v0.3.1-0",
         "the spec's version"
     );
-    assert_eq!(plain.input.created, "2025-01-01T00:00:00Z");
-    assert_eq!(plain.input.devkit_version, "eigenpub");
+    assert_eq!(plain.created, "2025-01-01T00:00:00Z");
+    assert_eq!(config(plain)["metadata"]["devkitVersion"], "eigenpub");
     assert_eq!(
         special.reference(),
         "registry.example/team/special:special-3-7"
     );
+    assert_eq!(special.created, "2025-06-01T10:00:00Z", "normalised to UTC");
+    assert_eq!(config(special)["metadata"]["devkitVersion"], "v0.0.9");
     assert_eq!(
-        special.input.created, "2025-06-01T10:00:00Z",
-        "normalised to UTC"
+        manifest(special)["layers"][0]["annotations"]["org.opencontainers.image.title"],
+        "special.yaml"
     );
-    assert_eq!(special.input.devkit_version, "v0.0.9");
-    assert_eq!(special.input.layer_title.as_deref(), Some("special.yaml"));
     assert!(project.warnings.is_empty(), "{:?}", project.warnings);
 }
 
@@ -194,7 +204,7 @@ created = "2020-01-01T00:00:00Z"
     let created: Vec<_> = project
         .publications
         .iter()
-        .map(|p| p.input.created.as_str())
+        .map(|p| p.created.as_str())
         .collect();
     assert_eq!(created, ["2025-01-01T00:00:00Z", "2020-01-01T00:00:00Z"]);
 
@@ -235,7 +245,7 @@ fn created_from_git_is_the_last_commit_of_the_spec() {
     let created: Vec<_> = project
         .publications
         .iter()
-        .map(|p| p.input.created.as_str())
+        .map(|p| p.created.as_str())
         .collect();
     assert_eq!(created, ["2024-02-03T04:05:06Z", "2024-02-03T04:05:06Z"]);
     assert_eq!(codes(&project.warnings), [codes::CREATED_UNCOMMITTED]);
@@ -255,10 +265,7 @@ fn created_from_the_lock_when_the_inputs_are_unchanged() {
     let (lock, _) = lock::update(None, &locked.publications, &[]);
     std::fs::write(dir.path().join("eigenruntime.lock"), lock.render()).unwrap();
     let project = load_with(dir.path(), None).unwrap();
-    assert_eq!(
-        project.publications[0].input.created,
-        "2023-11-14T22:13:20Z"
-    );
+    assert_eq!(project.publications[0].created, "2023-11-14T22:13:20Z");
     assert_eq!(
         project.publications[0].artifact.digest(),
         locked.publications[0].artifact.digest()
@@ -267,17 +274,11 @@ fn created_from_the_lock_when_the_inputs_are_unchanged() {
 
     // The lock wins over SOURCE_DATE_EPOCH too, while the spec is unchanged...
     let project = load_with(dir.path(), Some("1735689600")).unwrap();
-    assert_eq!(
-        project.publications[0].input.created,
-        "2023-11-14T22:13:20Z"
-    );
+    assert_eq!(project.publications[0].created, "2023-11-14T22:13:20Z");
     // ...and no longer once it changed.
     std::fs::write(dir.path().join("a.yaml"), format!("{SPEC}# changed\n")).unwrap();
     let project = load_with(dir.path(), Some("1735689600")).unwrap();
-    assert_eq!(
-        project.publications[0].input.created,
-        "2025-01-01T00:00:00Z"
-    );
+    assert_eq!(project.publications[0].created, "2025-01-01T00:00:00Z");
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub fn record(applied: &[Applied]) -> Value {
             json!({
                 "digest": change.digest(),
                 "registry": p.repository.to_string(),
-                "runtimeSpec": String::from_utf8_lossy(&p.input.spec),
+                "runtimeSpec": String::from_utf8_lossy(&p.artifact.layer.bytes),
             }),
         );
     }

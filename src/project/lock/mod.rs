@@ -79,8 +79,8 @@ impl LockEntry {
             repository: p.repository.to_string(),
             tag: p.tag.to_string(),
             spec: p.spec.clone(),
-            spec_sha256: spec_sha256(&p.input.spec),
-            created: p.input.created.clone(),
+            spec_sha256: spec_sha256(&p.artifact.layer.bytes),
+            created: p.created.clone(),
             digest: p.artifact.digest().to_string(),
             adopted: false,
         }
