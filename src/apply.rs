@@ -191,12 +191,21 @@ pub async fn apply(
     let failed_fast = AtomicBool::new(false);
     let stopping =
         || *options.state.borrow() != RunState::Running || failed_fast.load(Ordering::SeqCst);
-    let slots: Vec<std::sync::Mutex<Slot>> = plan
+    // The results are laid out before the run (each change moves in once, while memory is
+    // at its lowest) and the outcomes written in at the end: no second copy of the plan.
+    let mut applied: Vec<Applied> = plan
         .changes
+        .into_iter()
+        .map(|change| Applied {
+            change,
+            outcome: Outcome::NotStarted,
+        })
+        .collect();
+    let slots: Vec<std::sync::Mutex<Slot>> = applied
         .iter()
         .map(|_| std::sync::Mutex::new(Slot::Waiting))
         .collect();
-    let work = futures::stream::iter(plan.changes.iter().zip(&slots))
+    let work = futures::stream::iter(applied.iter().map(|a| &a.change).zip(&slots))
         .map(|(change, slot)| {
             let ledger = &ledger;
             let (failed_fast, stopping) = (&failed_fast, &stopping);
@@ -248,21 +257,14 @@ pub async fn apply(
         _ = work => {}
         _ = grace => {}
     }
-    let outcomes: Vec<Outcome> = slots
-        .into_iter()
-        .map(
-            |slot| match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
-                Slot::Done(o) => o,
-                Slot::Started => Outcome::Interrupted,
-                Slot::Waiting => Outcome::NotStarted,
-            },
-        )
-        .collect();
-    plan.changes
-        .into_iter()
-        .zip(outcomes)
-        .map(|(change, outcome)| Applied { change, outcome })
-        .collect()
+    for (a, slot) in applied.iter_mut().zip(slots) {
+        a.outcome = match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Done(o) => o,
+            Slot::Started => Outcome::Interrupted,
+            Slot::Waiting => Outcome::NotStarted,
+        };
+    }
+    applied
 }
 
 /// Where one artifact of a running apply is.

@@ -62,7 +62,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         let stale = saved::check(saved, &document);
         if !stale.is_empty() {
             let not_attempted = references(&plan);
-            print_not_started(args, &document, plan);
+            print_not_started(args, &document.inputs_hash, plan);
             return Err(Failure {
                 problems: stale
                     .iter()
@@ -77,6 +77,10 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
             });
         }
     }
+    // From here on only the inputs hash of the plan document is needed (the JSON result
+    // names it); its artifact list, as large as the plan, goes.
+    let inputs_hash = document.inputs_hash.clone();
+    drop(document);
     let refused = plan.refused().count();
     if refused > 0 {
         if args.format == Format::Text {
@@ -87,7 +91,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
             }
         }
         let not_attempted = references(&plan);
-        print_not_started(args, &document, plan);
+        print_not_started(args, &inputs_hash, plan);
         return Err(Failure {
             problems: vec![super::plan::refused_overwrite(
                 refused,
@@ -126,7 +130,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
     printer.finish();
     signals.abort();
     let stopped = *state.borrow() != RunState::Running;
-    print_results(ctx, args, &document, &applied, stopped);
+    print_results(ctx, args, &inputs_hash, &applied, stopped);
 
     let mut exit = Exit::Ok;
     if let Some(path) = &args.release_json {
@@ -160,7 +164,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
 fn print_results(
     ctx: &Context,
     args: &ApplyArgs,
-    document: &PlanDocument,
+    inputs_hash: &str,
     applied: &[Applied],
     stopped: bool,
 ) {
@@ -179,14 +183,15 @@ fn print_results(
             out::line(&style.bold(&text::apply_summary(applied)));
         }
         Format::Json => out::line(
-            &serde_json::to_string_pretty(&report::json::apply(document, applied)).expect("JSON"),
+            &serde_json::to_string_pretty(&report::json::apply(inputs_hash, applied))
+                .expect("JSON"),
         ),
     }
 }
 
 /// With `--format json`, a run stopped before pushing still prints its document: every
 /// artifact not started.
-fn print_not_started(args: &ApplyArgs, document: &PlanDocument, plan: Plan) {
+fn print_not_started(args: &ApplyArgs, inputs_hash: &str, plan: Plan) {
     if args.format == Format::Json {
         let applied: Vec<Applied> = plan
             .changes
@@ -197,7 +202,8 @@ fn print_not_started(args: &ApplyArgs, document: &PlanDocument, plan: Plan) {
             })
             .collect();
         out::line(
-            &serde_json::to_string_pretty(&report::json::apply(document, &applied)).expect("JSON"),
+            &serde_json::to_string_pretty(&report::json::apply(inputs_hash, &applied))
+                .expect("JSON"),
         );
     }
 }

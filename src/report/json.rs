@@ -15,7 +15,7 @@ pub fn plan_text(document: &PlanDocument) -> String {
 }
 
 /// An apply's results as JSON: every artifact of the plan, each with its `result`.
-pub fn apply(document: &PlanDocument, applied: &[Applied]) -> Value {
+pub fn apply(inputs_hash: &str, applied: &[Applied]) -> Value {
     let artifacts: Vec<Value> = applied
         .iter()
         .map(|a| {
@@ -37,7 +37,7 @@ pub fn apply(document: &PlanDocument, applied: &[Applied]) -> Value {
         .collect();
     json!({
         "format_version": FORMAT_VERSION,
-        "inputs_hash": document.inputs_hash,
+        "inputs_hash": inputs_hash,
         "artifacts": artifacts,
         "summary": totals(applied),
     })
