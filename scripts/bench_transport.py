@@ -1,7 +1,8 @@
 """Transport scenarios for scripts/bench: a minimal raw client (the apply's physical
 limit: 5 requests per artifact, threads, concurrency 32), and a proxy in front of the
 registry that plays a hosted registry's limits (a token bucket answering 429 with
-Retry-After) or its faults (503, 502, connections reset before the answer).
+Retry-After, or sporadic 429s: a random share of requests refused whatever the rate) or
+its faults (503, 502, connections reset before the answer).
 
 Standard library only; everything listens on and talks to 127.0.0.1.
 """
@@ -104,8 +105,10 @@ def raw_push(host, jobs, concurrency=32):
 # ---------------------------------------------------------------------------
 
 class Proxy:
-    """Forwards to `upstream`; `mode` is "none", ("bucket", rate, burst) or
-    ("faults", percent, seed). Counts what it forwarded and refused."""
+    """Forwards to `upstream`; `mode` is "none", ("bucket", rate, burst),
+    ("sporadic", percent, seed): that share of requests, drawn at random (seeded), answered
+    429 with `Retry-After: 1` however fast they come, or ("faults", percent, seed): 503,
+    502 or a reset. Counts what it forwarded and refused."""
 
     def __init__(self, upstream, mode="none"):
         self.upstream = upstream
@@ -189,7 +192,7 @@ class Proxy:
             self.tokens = mode[2] if isinstance(mode, tuple) and mode[0] == "bucket" else 0
             self.at = time.monotonic()
             self.rng = random.Random(mode[2] if isinstance(mode, tuple)
-                                     and mode[0] == "faults" else 0)
+                                     and mode[0] in ("faults", "sporadic") else 0)
 
     def decide(self):
         with self.lock:
@@ -203,6 +206,10 @@ class Proxy:
                 if self.tokens >= 1:
                     self.tokens -= 1
                 else:
+                    verdict = 429
+            elif isinstance(mode, tuple) and mode[0] == "sporadic":
+                _, percent, _seed = mode
+                if self.rng.random() * 100 < percent:
                     verdict = 429
             elif isinstance(mode, tuple) and mode[0] == "faults":
                 _, percent, _seed = mode
