@@ -20,5 +20,6 @@ mod diagnostics;
 mod faults;
 mod lock;
 mod progress;
+mod redirects;
 mod security;
 mod transport;

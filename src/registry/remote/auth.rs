@@ -265,7 +265,7 @@ impl Registry {
                 secret: Secret::Basic { username, password },
                 ..
             }) => self
-                .http
+                .token_http
                 .get(&realm)
                 .query(&query)
                 .basic_auth(username, Some(password)),
@@ -279,6 +279,20 @@ impl Registry {
                 request,
             })
             .await?;
+        if status.is_redirection() {
+            // Not followed (the token client follows none): credentials go only to the
+            // token service the registry named, and a token only comes from there.
+            return Err(self.error(
+                ErrorKind::Protocol,
+                Some(status.as_u16()),
+                format!(
+                    "the token service {} answered HTTP {} (a redirect), and token requests follow no redirect; nothing was sent to its target",
+                    crate::sanitize::text(&realm),
+                    status.as_u16()
+                ),
+                "the registry's challenge must name the token service's final URL (its realm); report this to the registry's operator",
+            ));
+        }
         if !status.is_success() {
             let (_, detail) = error_body(&body);
             let (kind, help) = match status.as_u16() {

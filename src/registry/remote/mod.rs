@@ -168,8 +168,10 @@ impl Registry {
             })
         };
         let http = client(reqwest::redirect::Policy::default())?;
-        // Token requests carry credentials in their body (a refresh token), which a 307/308
-        // would carry to wherever it points: the token service gets no redirects at all.
+        // Token requests carry credentials (Basic authentication, or a refresh token in
+        // their body, which a 307/308 would carry to wherever it points), and their answer
+        // is a credential: the token service gets no redirects at all, whatever the
+        // credential (tests/it/redirects.rs).
         let token_http = client(reqwest::redirect::Policy::none())?;
         Ok(Registry {
             host: host.to_string(),
