@@ -179,10 +179,9 @@ fn token_redirects_are_not_followed(held: Held) {
                 Realm::OnTheRegistry => None,
                 Realm::OfItsOwn => Some(Hostile::start(redirecting(status, elsewhere.host()))),
             };
-            let realm_url = match &token_service {
-                Some(t) => Some(format!("http://{}/token", t.host())),
-                None => None,
-            };
+            let realm_url = token_service
+                .as_ref()
+                .map(|t| format!("http://{}/token", t.host()));
             let on_registry = redirecting(status, elsewhere.host());
             let registry = {
                 let own_host = own_host.clone();
