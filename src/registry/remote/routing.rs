@@ -13,8 +13,9 @@
 //! says. Schemes are compared case-insensitively and hosts normalised (lower case, no
 //! trailing dot) because URLs are parsed, not matched as strings. Redirects never change
 //! where credentials go: the HTTP client drops the `Authorization` header whenever a
-//! redirect leaves the origin, and challenges are learned only from answers whose final URL
-//! is the registry's own.
+//! redirect leaves the origin, token requests follow no redirect at all (a redirect there
+//! is an error), and challenges are learned only from answers whose final URL is the
+//! registry's own (tests/it/redirects.rs and the redirect tests of tests/it/security.rs).
 
 use reqwest::Url;
 
