@@ -98,7 +98,7 @@ fn as_text(request: &Seen) -> String {
 }
 
 /// Panics when any of `texts` (what a server that must get no credentials received)
-/// holds an `Authorization` header or any spelling of `secret` or of `tokens`.
+/// holds an `Authorization` or `Referer` header or any spelling of `secret` or of `tokens`.
 #[track_caller]
 fn assert_no_credentials_in(texts: &[String], secret: &Secret, tokens: &[&str], what: &str) {
     for text in texts {
@@ -117,6 +117,10 @@ fn assert_no_credentials_in(texts: &[String], secret: &Secret, tokens: &[&str], 
         assert!(
             !text.to_ascii_lowercase().contains("\nauthorization:"),
             "{what} received an Authorization header:\n{text}"
+        ); // Nor where it came from: a signed URL's query would travel in a Referer.
+        assert!(
+            !text.to_ascii_lowercase().contains("\nreferer:"),
+            "{what} received a Referer header:\n{text}"
         );
     }
 }

@@ -155,6 +155,9 @@ impl Registry {
                 .connect_timeout(options.connect_timeout.min(options.deadline))
                 .read_timeout(options.read_timeout)
                 .user_agent(concat!("eigenpub/", env!("CARGO_PKG_VERSION")))
+                // A redirect target (a CDN) learns nothing of where it came from: no
+                // Referer, which would carry the registry URL and any signed query.
+                .referer(false)
                 .redirect(redirect);
             if let Some(certs) = &ca {
                 builder = builder.tls_certs_merge(certs.clone());
