@@ -2,19 +2,19 @@
 //! (`max-concurrency`), and a request rate that adapts to what the registry accepts.
 //!
 //! The rate is unlimited until the registry throttles (429, a rate-limit 403, a 503 with
-//! `Retry-After`) often enough to be a limit: a quarter of the answers over the last second
-//! while no limit was found, a twentieth once one was. Fewer refusals are sporadic (a
-//! registry refusing a few requests whatever the rate: cutting the rate would not stop
-//! them, only slow the run down for nothing); each still waits its own `Retry-After`.
-//! On a limit the rate drops to the rate the registry accepted over the last second
-//! (a multiplicative decrease by the accepted fraction, at most once per second so that one
-//! burst of refusals counts once; the first three cuts after an unlimited spell may come a
-//! quarter second apart and take at least 30% off, as a first burst says little about the
-//! registry's rate), and climbs back while requests succeed: additively, by
-//! 5% a second, probing just above the limit; after two calm seconds (and not before a
-//! `Retry-After` has passed) multiplicatively, so a lifted limit is found again within
-//! seconds. A configured `requests-per-second` is an upper bound throughout. `Retry-After`
-//! itself delays only the request that got it (see [`super::transport`]).
+//! `Retry-After`) often enough to be a limit: a quarter of the answers over the last second.
+//! Fewer refusals are sporadic (a registry refusing a few requests whatever the rate:
+//! cutting the rate would not stop them, only slow the run down for nothing); each still
+//! waits its own `Retry-After`. Once a limit was found, every throttle counts, as the rate
+//! then probes just above it. On a limit the rate drops to the rate the registry accepted
+//! over the last second (a multiplicative decrease by the accepted fraction, at most once
+//! per second so that one burst of refusals counts once; the first three cuts after an
+//! unlimited spell may come a quarter second apart and take at least 30% off, as a first
+//! burst says little about the registry's rate), and climbs back while requests succeed:
+//! additively, by 5% a second, probing just above the limit; after two calm seconds (and
+//! not before a `Retry-After` has passed) multiplicatively, so a lifted limit is found
+//! again within seconds. A configured `requests-per-second` is an upper bound throughout.
+//! `Retry-After` itself delays only the request that got it (see [`super::transport`]).
 //!
 //! Pure bookkeeping over tokio time, so it is unit-tested with paused time against a
 //! simulated token bucket.
@@ -46,14 +46,12 @@ const RECOVER: f64 = 0.5;
 /// While the registry has not limited the rate, a throttle says "you are over a limit"
 /// only when at least this share of the answers over the last [`WINDOW`] were refusals:
 /// below it, refusals are sporadic (a few requests refused whatever the rate), and
-/// cutting the rate would not make them stop.
-const FIRST_LIMIT_SHARE: f64 = 0.25;
-/// The same share once a limit was found: the rate then probes just above that limit, and
-/// a twentieth refused already says it is over again (a larger share here lets the probe
-/// overshoot further: 10% doubled the refusals under a simulated token bucket).
-const LIMIT_SHARE: f64 = 0.05;
-/// Answers counted on top of the window's when weighing a share, so that the first few
-/// answers of a run (two refusals in twenty) do not pass for a limit.
+/// cutting the rate would not make them stop. A token bucket's first refusals are most
+/// of the answers; a share threshold once limited only let the probe overshoot further
+/// (more refusals under a simulated token bucket, for no gain), so there is none.
+const LIMIT_SHARE: f64 = 0.25;
+/// Answers counted on top of the window's when weighing [`LIMIT_SHARE`], so that the
+/// first few answers of a run (two refusals in twenty) do not pass for a limit.
 const PRIOR_ANSWERS: f64 = 10.0;
 
 /// A registry's concurrency bound and rate controller.
@@ -102,16 +100,12 @@ impl Pace {
         }
     }
 
-    /// Whether the refusals over the last [`WINDOW`] are a limit rather than sporadic.
+    /// Whether the refusals over the last [`WINDOW`] are a limit rather than sporadic:
+    /// always once a limit was found.
     fn over_the_limit(&self) -> bool {
         let refused = self.refused.len() as f64;
         let answers = refused + self.accepted.len() as f64;
-        let share = if self.adaptive.is_some() {
-            LIMIT_SHARE
-        } else {
-            FIRST_LIMIT_SHARE
-        };
-        refused >= share * (answers + PRIOR_ANSWERS)
+        self.adaptive.is_some() || refused >= LIMIT_SHARE * (answers + PRIOR_ANSWERS)
     }
 }
 
@@ -183,23 +177,18 @@ impl Pacing {
     }
 
     /// The registry throttled: if that is a limit (not a sporadic refusal), the rate drops
-    /// to what it accepted over the last second (once per second). Once limited, any
-    /// throttle keeps the growth slow until `retry_after` and [`CALM`] have passed; while
-    /// unlimited, a sporadic one changes nothing.
+    /// to what it accepted over the last second (once per second), and grows only slowly
+    /// until `retry_after` and [`CALM`] have passed. A sporadic one changes nothing.
     pub(super) async fn throttled(&self, retry_after: Option<Duration>) {
         let mut pace = self.pace.lock().await;
         let now = Instant::now();
         pace.forget_before(now);
         pace.refused.push_back(now);
-        let limit = pace.over_the_limit();
-        if !limit && pace.adaptive.is_none() {
+        if !pace.over_the_limit() {
             return;
         }
         let hold = now + retry_after.unwrap_or(Duration::ZERO).max(CALM);
         pace.hold_until = pace.hold_until.max(hold);
-        if !limit {
-            return;
-        }
         let quick = pace.quick_cuts > 0;
         let guard = if quick { QUICK } else { WINDOW };
         if pace.last_cut.is_some_and(|t| now - t < guard) {
