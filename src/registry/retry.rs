@@ -63,10 +63,14 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
+    /// Eight attempts, the first retry after 25–50 ms, each pause up to twice the last:
+    /// most transient faults (a pooled connection the server dropped, one overloaded
+    /// backend behind a load balancer) clear on the next attempt, which should not wait
+    /// long, while an outage still gets 3.2–6.4 s of patience in all.
     fn default() -> Self {
         Backoff {
-            attempts: 6,
-            base: Duration::from_millis(100),
+            attempts: 8,
+            base: Duration::from_millis(50),
             cap: Duration::from_secs(20),
         }
     }
@@ -193,9 +197,15 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let b = Backoff::default();
-        assert!(b.delay(0, None, 1.0) <= Duration::from_millis(100));
-        assert!(b.delay(0, None, 0.0) >= Duration::from_millis(50));
-        assert!(b.delay(3, None, 1.0) == Duration::from_millis(800));
+        assert!(b.delay(0, None, 1.0) <= Duration::from_millis(50));
+        assert!(b.delay(0, None, 0.0) >= Duration::from_millis(25));
+        assert!(b.delay(3, None, 1.0) == Duration::from_millis(400));
+        // The patience of a whole request: 3.2-6.4 s of pauses before it gives up.
+        let pauses = |jitter| -> Duration {
+            (0..b.attempts - 1).map(|a| b.delay(a, None, jitter)).sum()
+        };
+        assert_eq!(pauses(1.0), Duration::from_millis(6350));
+        assert_eq!(pauses(0.0), Duration::from_millis(3175));
         assert_eq!(b.delay(30, None, 1.0), b.cap);
         assert_eq!(b.delay(0, Some(Duration::from_secs(999)), 0.0), b.cap);
         assert_eq!(

@@ -409,7 +409,7 @@ mod tests {
                 }),
                 retry_after: self.retry_after,
                 throttled: self.throttled,
-                budget: 6,
+                budget: crate::registry::retry::Backoff::default().attempts,
                 counted: true,
             }
         }
@@ -431,10 +431,10 @@ mod tests {
         let done = r.drive(&mut flaky(3)).await.unwrap();
         assert_eq!(done, 3, "the fourth attempt succeeds");
         assert_eq!(r.stats.retries.load(Ordering::Relaxed), 3);
-        // 100 + 200 + 400 ms at most, half of it at least.
+        // 50 + 100 + 200 ms at most, half of it at least.
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(350), "{waited:?}");
-        assert!(waited <= Duration::from_millis(700), "{waited:?}");
+        assert!(waited >= Duration::from_millis(175), "{waited:?}");
+        assert!(waited <= Duration::from_millis(350), "{waited:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -442,9 +442,9 @@ mod tests {
         let r = registry();
         let mut attempts = flaky(100);
         let e = r.drive(&mut attempts).await.unwrap_err();
-        assert_eq!(attempts.made, 6, "the default budget is six attempts");
+        assert_eq!(attempts.made, 8, "the default budget is eight attempts");
         assert_eq!(e.status, Some(503));
-        assert_eq!(r.stats.retries.load(Ordering::Relaxed), 5);
+        assert_eq!(r.stats.retries.load(Ordering::Relaxed), 7);
     }
 
     #[tokio::test(start_paused = true)]
