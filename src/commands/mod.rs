@@ -112,10 +112,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Logout(args) => return finish(&ctx.diagnostics, false, login::logout(&ctx, args)),
         _ => {}
     }
-    // Blocking threads write OCI layouts and run credential helpers. Tokio's default (512)
-    // gives a layout apply one thread per in-flight file write (37 at concurrency 16), each
-    // with its stack and malloc arena: 2.4 MiB of a 5000-artifact apply's peak. Eight keep
-    // a local disk busy; no blocking task waits on another, so a queue cannot deadlock.
+    // Blocking threads write OCI layouts, run credential helpers and resolve registry host
+    // names (hyper's resolver). Tokio's default (512) gives a layout apply one thread per
+    // in-flight file write (37 at concurrency 16), each with its stack and malloc arena:
+    // 2.4 MiB of a 5000-artifact apply's peak. Eight keep a local disk busy; no blocking
+    // task waits on another, so the queue drains (a DNS lookup of a run that also writes a
+    // layout waits behind a few file writes of milliseconds each) and cannot deadlock.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(8)

@@ -201,9 +201,8 @@ mod tests {
         assert!(b.delay(0, None, 0.0) >= Duration::from_millis(25));
         assert!(b.delay(3, None, 1.0) == Duration::from_millis(400));
         // The patience of a whole request: 3.2-6.4 s of pauses before it gives up.
-        let pauses = |jitter| -> Duration {
-            (0..b.attempts - 1).map(|a| b.delay(a, None, jitter)).sum()
-        };
+        let pauses =
+            |jitter| -> Duration { (0..b.attempts - 1).map(|a| b.delay(a, None, jitter)).sum() };
         assert_eq!(pauses(1.0), Duration::from_millis(6350));
         assert_eq!(pauses(0.0), Duration::from_millis(3175));
         assert_eq!(b.delay(30, None, 1.0), b.cap);

@@ -154,7 +154,7 @@ pub(super) fn unexpected(
 pub(super) fn unknown_blob_help(pushes: u32, all_present: bool) -> (ErrorKind, String) {
     let help = if all_present {
         format!(
-            "the registry refused the manifest {pushes} times for a blob it holds: its filesystem storage (distribution before v3.1, such as Debian's docker-registry 2.8) empties a repository's link to a blob while rewriting it, and another writer (another apply of this project?) kept pushing or mounting the same blobs into this repository; run apply again when it has finished: it pushes only what is still missing"
+            "the registry refused the manifest {pushes} times for a blob it holds: another writer (another apply of this project?) kept pushing or mounting the same blobs into this repository, which a registry on distribution's filesystem storage before v3.1 (such as Debian's docker-registry 2.8) answers this way while it rewrites its link to the blob (elsewhere, suspect a fault of the registry); run apply again when the other writer has finished: it pushes only what is still missing"
         )
     } else {
         format!(
