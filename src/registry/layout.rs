@@ -164,9 +164,11 @@ impl Layout {
         // every process (and thread) that rewrites index.json locks the same thing.
         let lock_file = File::open(&self.dir)
             .map_err(|e| self.error(format!("cannot open the layout folder: {e}")))?;
-        lock_file
-            .lock()
-            .map_err(|e| self.error(format!("cannot lock the layout: {e}")))?;
+        lock_within(&lock_file, LOCK_WAIT).map_err(|e| {
+            self.error(format!(
+                "cannot lock the layout to write tag {tag}: {e}; the manifest is stored, the tag not written"
+            ))
+        })?;
         let mut index = self.read_index()?;
         // Read again under the lock: another run may have written the tag since the plan.
         let current = find_tag(&index, tag).and_then(|m| m["digest"].as_str().map(str::to_string));
@@ -262,6 +264,31 @@ impl Layout {
 /// The most eigenpub reads of one layout file (index, manifest, config or spec layer).
 const LAYOUT_READ_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// How long a tag write waits for another process holding the layout's lock. A write
+/// holds it for milliseconds; far longer means a stuck or stopped process.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Takes the exclusive lock on `file`, waiting at most `wait` for another holder: a
+/// stopped process holding it must not hang this run.
+fn lock_within(file: &File, wait: Duration) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another process has held its lock for {} s (a stuck or stopped eigenpub?)",
+                    wait.as_secs()
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Reads a layout file: a regular file of at most [`LAYOUT_READ_LIMIT`] bytes.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
     crate::project::paths::read_regular(path, LAYOUT_READ_LIMIT)
@@ -281,6 +308,27 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_held_layout_lock_is_waited_for_then_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = File::open(dir.path()).unwrap();
+        holder.lock().unwrap();
+        let waiter = File::open(dir.path()).unwrap();
+        // Held throughout: an error naming the wait, after it.
+        let start = std::time::Instant::now();
+        let e = lock_within(&waiter, Duration::from_millis(200)).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert!(e.contains("another process has held its lock"), "{e}");
+        // Released while waiting: taken.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            holder.unlock().unwrap();
+        });
+        lock_within(&waiter, Duration::from_secs(30)).unwrap();
+        release.join().unwrap();
+    }
+
     use super::*;
 
     #[test]
