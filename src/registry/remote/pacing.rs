@@ -13,7 +13,13 @@
 //! a first burst says little about the registry's rate), and climbs back while requests
 //! succeed: additively, by 5% a second, probing just above the limit; after two calm
 //! seconds (and not before a `Retry-After` has passed) multiplicatively, so a lifted limit
-//! is found again within seconds. A configured `requests-per-second` is an upper bound throughout.
+//! is found again within seconds. Once calm, the rate is dropped (unlimited again, sporadic
+//! refusals judged by their share again) as soon as it is more than twice what the
+//! registry accepted over the last second: it no longer holds requests back. A first cut
+//! made on refusals alone (nothing accepted yet) is withdrawn when the answers in flight
+//! then, accepted within a quarter second, show the refusals were not a quarter of the
+//! answers after all.
+//! A configured `requests-per-second` is an upper bound throughout.
 //! `Retry-After` itself delays only the request that got it (see [`super::transport`]).
 //!
 //! Pure bookkeeping over tokio time, so it is unit-tested with paused time against a
@@ -87,6 +93,10 @@ struct Pace {
     /// Cuts left that may follow each other after [`QUICK`] rather than [`WINDOW`]: the
     /// first refusals after an unlimited spell measure a burst, not the registry's rate.
     quick_cuts: u32,
+    /// When the first cut after an unlimited spell was made on refusals alone (nothing
+    /// accepted over the last [`WINDOW`]: it measured no rate, and fell to [`MIN_RATE`]),
+    /// for [`QUICK`] after it: the answers to the requests in flight then decide.
+    provisional: Option<Instant>,
 }
 
 impl Pace {
@@ -109,9 +119,22 @@ impl Pace {
     /// Whether the refusals over the last [`WINDOW`] are a limit rather than sporadic:
     /// always once a limit was found.
     fn over_the_limit(&self) -> bool {
+        self.adaptive.is_some() || self.refused_share_is_a_limit()
+    }
+
+    /// Whether at least [`LIMIT_SHARE`] of the answers over the last [`WINDOW`] (with
+    /// [`PRIOR_ANSWERS`]) were refusals.
+    fn refused_share_is_a_limit(&self) -> bool {
         let refused = self.refused.len() as f64;
         let answers = refused + self.accepted.len() as f64;
-        self.adaptive.is_some() || refused >= LIMIT_SHARE * (answers + PRIOR_ANSWERS)
+        refused >= LIMIT_SHARE * (answers + PRIOR_ANSWERS)
+    }
+
+    /// Back to no adaptive rate: the next throttle must pass the share test again.
+    fn unlimited(&mut self) {
+        self.adaptive = None;
+        self.quick_cuts = QUICK_CUTS;
+        self.provisional = None;
     }
 }
 
@@ -129,6 +152,7 @@ impl Pacing {
                 last_cut: None,
                 hold_until: now,
                 quick_cuts: QUICK_CUTS,
+                provisional: None,
             }),
         }
     }
@@ -169,16 +193,31 @@ impl Pacing {
         let Some(rate) = pace.adaptive else {
             return;
         };
+        // A first cut made on refusals alone (four of the first sixteen answers, say) is
+        // withdrawn when the answers in flight then, accepted, show the refusals were not
+        // a quarter of the answers after all: no limit, only a few refused requests.
+        if let Some(cut) = pace.provisional {
+            if now - cut >= QUICK {
+                pace.provisional = None;
+            } else if !pace.refused_share_is_a_limit() {
+                pace.unlimited();
+                pace.hold_until = now;
+                return;
+            }
+        }
         // Per accepted request, so the growth per second is a fraction of the rate.
-        let growth = if now >= pace.hold_until {
-            RECOVER
-        } else {
-            PROBE
-        };
+        let calm = now >= pace.hold_until;
+        let growth = if calm { RECOVER } else { PROBE };
         let grown = rate * (1.0 + growth / rate.max(1.0));
-        pace.adaptive = (grown < UNLIMITED).then_some(grown);
-        if pace.adaptive.is_none() {
-            pace.quick_cuts = QUICK_CUTS;
+        // Unlimited again once calm, when the rate is no longer what holds the requests
+        // back: more than twice what the registry accepted over the last second. Growing
+        // to [`UNLIMITED`] would take some 200,000 accepted requests, and while limited
+        // every throttle cuts, sporadic ones included.
+        let binding = grown <= 2.0 * pace.accepted.len() as f64 / WINDOW.as_secs_f64();
+        if grown >= UNLIMITED || (calm && !binding) {
+            pace.unlimited();
+        } else {
+            pace.adaptive = Some(grown);
         }
     }
 
@@ -199,6 +238,9 @@ impl Pacing {
         let guard = if quick { QUICK } else { WINDOW };
         if pace.last_cut.is_some_and(|t| now - t < guard) {
             return;
+        }
+        if pace.adaptive.is_none() && pace.accepted.is_empty() {
+            pace.provisional = Some(now);
         }
         pace.last_cut = Some(now);
         pace.quick_cuts = pace.quick_cuts.saturating_sub(1);
@@ -221,7 +263,7 @@ impl Pacing {
 
     /// The adaptive rate in force (for tests and the verbose report).
     #[cfg(test)]
-    async fn rate(&self) -> Option<f64> {
+    pub(super) async fn rate(&self) -> Option<f64> {
         self.pace.lock().await.rate()
     }
 }

@@ -191,10 +191,12 @@ impl Registry {
     }
 
     /// Sleeps before a retry. A throttled answer also slows the registry's rate down;
-    /// its `Retry-After` delays only this request.
+    /// its `Retry-After` delays only this request. Both use it within the backoff's cap: a
+    /// registry's "come back tomorrow" must not hold the rate down for the rest of the run.
     async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: bool) {
         if throttled {
-            self.pacing.throttled(retry_after).await;
+            let hold = retry_after.map(|d| d.min(self.backoff.cap));
+            self.pacing.throttled(hold).await;
         }
         let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
         tokio::time::sleep(delay).await;
@@ -455,6 +457,35 @@ mod tests {
         let start = Instant::now();
         r.drive(&mut attempts).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retry_after_holds_the_rate_down_no_longer_than_the_cap() {
+        // Six requests refused at once with `Retry-After: 86400` cut the rate; the
+        // registry then accepts everything. The rate grows fast again once the backoff's
+        // cap (20 s) and the calm have passed, not after a day. (Before: 5% a second for
+        // the whole run, some 20/s after a minute.)
+        let r = registry();
+        let refused = (0..6).map(|_| {
+            let mut attempts = flaky(1);
+            attempts.retry_after = Some(Duration::from_secs(86_400));
+            attempts.throttled = true;
+            attempts
+        });
+        let mut refused: Vec<Flaky> = refused.collect();
+        let drives = futures::future::join_all(refused.iter_mut().map(|a| r.drive(a)));
+        let accepted = async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let end = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < end && r.pacing.rate().await.is_some() {
+                r.pacing.wait_for_turn().await;
+                r.pacing.accepted().await;
+            }
+        };
+        let (done, ()) = tokio::join!(drives, accepted);
+        assert!(done.iter().all(Result::is_ok));
+        let rate = r.pacing.rate().await;
+        assert!(rate.is_none_or(|r| r > 1000.0), "{rate:?}");
     }
 
     #[tokio::test(start_paused = true)]
