@@ -206,7 +206,8 @@ pub const REGISTRY_TLS: &str = "eigenpub::registry::tls";
 /// The registry could not be reached: connection refused or name not resolved (reported once
 /// for the registry, with the number of artifacts not attempted), or connections kept breaking,
 /// or a request found no complete answer within the deadline (`[registries."HOST"] timeout`,
-/// default 60 s) or its answer stalled, after retries.
+/// default 60 s) or its answer stalled, after retries; or the registry refused every request
+/// (429 or 5xx) for at least 30 s and eigenpub gave up on it (reported once, likewise).
 pub const REGISTRY_UNREACHABLE: &str = "eigenpub::registry::unreachable";
 /// eigenpub could not start its async runtime because the system refused threads or file
 /// descriptors.

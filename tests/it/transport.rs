@@ -1,6 +1,6 @@
 //! The registry transport under the failures hosted registries produce: dropped
 //! connections and overload (retried until every artifact lands), a registry that cannot
-//! be reached (one problem, quickly), answers that are huge or trickle in (cut off with a
+//! be reached or refuses every request (one problem, quickly), answers that are huge or trickle in (cut off with a
 //! clear error within the deadline), and several applies of the same project at once.
 //!
 //! Real registry and the harness's fault proxy where a real registry can play the part;
@@ -11,11 +11,13 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::fault_proxy::{Fault, Proxy, flaky};
-use crate::harness::http::{HttpRequest, serve, write_head};
+use crate::harness::http::{HttpRequest, HttpResponse, serve, write_head};
 use crate::harness::registry::free_port;
 use crate::harness::{Output, Project, Registry, Running, spec_yaml};
 
@@ -133,6 +135,70 @@ fn an_unreachable_registry_is_one_problem_reported_quickly() {
             "{out}"
         );
         assert!(out.stderr.contains("20 artifacts not attempted"), "{out}");
+    }
+}
+
+#[test]
+fn a_registry_that_refuses_every_request_is_given_up_as_one_problem() {
+    // Every request answered 429 `Retry-After: 1`. Before: the rate cut to one request
+    // a second and every tag spending its eight attempts, some 224 s for 30 tags (240
+    // requests); now given up after 30 s of refusals.
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let server = serve(listener, move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Some(
+            HttpResponse::new(429)
+                .with_header("Retry-After", 1)
+                .json(&serde_json::json!({"errors": [{"code": "TOOMANYREQUESTS", "message": "rate limit exceeded"}]})),
+        )
+    });
+    let host = server.host();
+    let (project, _) = fleet(&host, 3, 10, "");
+    for format in ["text", "json"] {
+        requests.store(0, Ordering::SeqCst);
+        let start = Instant::now();
+        let running = Running::spawn(project.eigenpub(&["plan", "--format", format]));
+        let out = running
+            .wait_at_most(Duration::from_secs(150))
+            .unwrap_or_else(|out| panic!("plan still ran after 150 s\n{out}"));
+        let took = start.elapsed();
+        out.no_panic().expect_code(1);
+        // 30 s of refusals and the last Retry-After; generous for a loaded 2-core machine.
+        assert!(
+            took < Duration::from_secs(90),
+            "{format}: took {took:?}\n{out}"
+        );
+        let sent = requests.load(Ordering::SeqCst);
+        assert!(
+            sent < 30 * 8 / 2,
+            "{format}: {sent} requests: most tags did not spend their budget\n{out}"
+        );
+        let problem = format!("registry {host} is unreachable: it refused every request");
+        if format == "text" {
+            let codes = out.stderr.matches("eigenpub::registry::").count();
+            assert_eq!(codes, 1, "one problem\n{out}");
+            // The text as one line (it is wrapped to the terminal's width).
+            let flat = out.stderr.split_whitespace().filter(|w| *w != "│");
+            let flat = flat.collect::<Vec<_>>().join(" ");
+            assert!(flat.contains(&problem), "{out}");
+            assert!(flat.contains("30 artifacts not attempted"), "{out}");
+            assert!(flat.contains("429 Too Many Requests"), "{out}");
+            assert!(
+                flat.contains("wait for its limit to reset"),
+                "the help\n{out}"
+            );
+        } else {
+            let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("not JSON: {e}\n{out}"));
+            let text = doc.to_string();
+            assert!(text.contains(&problem), "{text}");
+            let diagnostics = doc["diagnostics"].as_array().map(Vec::len);
+            assert_eq!(diagnostics, Some(1), "{text}");
+            let not_attempted = doc["not_attempted"].as_array().map(Vec::len);
+            assert_eq!(not_attempted, Some(30), "{text}");
+        }
     }
 }
 

@@ -118,8 +118,9 @@ pub struct Registry {
     backoff: Backoff,
     /// The per-request deadline.
     deadline: Duration,
-    /// Set when the registry could not be connected to: every later request fails at once
-    /// with this error (one failure per registry, not one per artifact).
+    /// Set when the registry could not be connected to, or was given up after refusing
+    /// every request for long: every later request fails at once with this error (one
+    /// failure per registry, not one per artifact).
     down: std::sync::OnceLock<RegistryError>,
     pub stats: Arc<Stats>,
 }

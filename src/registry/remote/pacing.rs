@@ -26,9 +26,10 @@
 //! simulated token bucket.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
+use tokio::sync::{Mutex, Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 /// The adaptive rate never goes below this (requests per second).
@@ -71,6 +72,19 @@ const PRIOR_ANSWERS: f64 = 10.0;
 pub(super) struct Pacing {
     permits: Option<Semaphore>,
     pace: Mutex<Pace>,
+    /// Set when the registry was given up: nobody waits for a turn any more.
+    stopped: AtomicBool,
+    stop: Notify,
+}
+
+/// A spell of refusals: every answer since `since` was a throttle or a server error.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Refusals {
+    pub since: Instant,
+    /// How many answers the spell holds.
+    pub count: u32,
+    /// The longest `Retry-After` among them (as the caller capped it).
+    pub longest_retry_after: Option<Duration>,
 }
 
 /// The rate controller's state.
@@ -97,6 +111,8 @@ struct Pace {
     /// accepted over the last [`WINDOW`]: it measured no rate, and fell to [`MIN_RATE`]),
     /// for [`QUICK`] after it: the answers to the requests in flight then decide.
     provisional: Option<Instant>,
+    /// The registry's refusals since it last accepted a request, if it refused any.
+    refusing: Option<Refusals>,
 }
 
 impl Pace {
@@ -153,7 +169,10 @@ impl Pacing {
                 hold_until: now,
                 quick_cuts: QUICK_CUTS,
                 provisional: None,
+                refusing: None,
             }),
+            stopped: AtomicBool::new(false),
+            stop: Notify::new(),
         }
     }
 
@@ -180,8 +199,42 @@ impl Pacing {
             }
         };
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            self.sleep(wait).await;
         }
+    }
+
+    /// Sleeps `duration`, or until the registry is given up ([`Pacing::stop`]).
+    pub(super) async fn sleep(&self, duration: Duration) {
+        let stopped = self.stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = stopped => {}
+        }
+    }
+
+    /// The registry was given up: wakes every request waiting for a turn or a retry.
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+    }
+
+    /// The registry refused a request (a throttle or a server error, with its
+    /// `Retry-After`): the spell of refusals since it last accepted one, this one counted.
+    pub(super) async fn refused(&self, retry_after: Option<Duration>) -> Refusals {
+        let mut pace = self.pace.lock().await;
+        let spell = pace.refusing.get_or_insert(Refusals {
+            since: Instant::now(),
+            count: 0,
+            longest_retry_after: None,
+        });
+        spell.count += 1;
+        spell.longest_retry_after = spell.longest_retry_after.max(retry_after);
+        *spell
     }
 
     /// The registry accepted a request: count it, and let the rate grow.
@@ -190,6 +243,7 @@ impl Pacing {
         let now = Instant::now();
         pace.accepted.push_back(now);
         pace.forget_before(now);
+        pace.refusing = None;
         let Some(rate) = pace.adaptive else {
             return;
         };

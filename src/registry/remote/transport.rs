@@ -6,7 +6,8 @@
 //! alone decides whether the budget allows one, counts it and waits the backoff (or the
 //! registry's `Retry-After`). [`Registry::send`] is the attempt for registry requests:
 //! wait for a place and a turn ([`super::pacing`]), authenticate ([`super::auth`]), send,
-//! read the answer.
+//! read the answer. A registry that cannot be connected to, or that has refused every
+//! request for long ([`GIVE_UP_AFTER`]), is marked down: later requests fail at once.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -18,9 +19,18 @@ use tokio::sync::MutexGuard;
 
 use super::body::{self, BodyError, Failure, SMALL_BODY, STALL_MIN_BYTES, STALL_WINDOW};
 use super::error::{self, ErrorKind, RegistryError, error_body};
+use super::pacing::Refusals;
 use super::routing::{answered_by_registry, same_origin};
 use super::{Access, Answer, Registry};
 use crate::registry::retry::{self, Verdict};
+
+/// The least time a registry must have refused every request (throttles, server errors)
+/// before it is given up. A token bucket (GHCR's, ECR's, Quay's) refills within seconds,
+/// and the pacing still sends at least one request a second, so a registry with any
+/// capacity left accepts one of these thirty; one that does not is over a quota that
+/// resets in hours (Docker Hub's pull limit) or down, and every request would only spend
+/// its whole budget (a plan of 200 tags: some 26 minutes at one request a second).
+pub(super) const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// What one attempt of a request came to.
 pub(super) enum Attempt<T> {
@@ -66,6 +76,11 @@ impl Registry {
                     counted,
                 } => {
                     if number + 1 >= budget {
+                        // Out of budget while the registry was given up: that is the
+                        // failure to report, once for the registry.
+                        if let (Err(_), Some(down)) = (&last, self.down.get()) {
+                            return Err(down.clone());
+                        }
                         return last;
                     }
                     if counted {
@@ -199,7 +214,55 @@ impl Registry {
             self.pacing.throttled(hold).await;
         }
         let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
-        tokio::time::sleep(delay).await;
+        self.pacing.sleep(delay).await;
+    }
+
+    /// Gives the registry up when it has refused every request for longer than one
+    /// request's whole patience and at least [`GIVE_UP_AFTER`], at least a budget's worth
+    /// of them: every later request fails at once with the returned error, which the run
+    /// reports once for the registry. A registry that accepts any request never gets here.
+    fn give_up(
+        &self,
+        spell: &Refusals,
+        last: StatusCode,
+        throttled: bool,
+    ) -> Option<RegistryError> {
+        let patience: Duration = (0..self.backoff.attempts.saturating_sub(1))
+            .map(|a| self.backoff.delay(a, spell.longest_retry_after, 1.0))
+            .sum();
+        let lasted = spell.since.elapsed();
+        if spell.count < self.backoff.attempts || lasted < patience.max(GIVE_UP_AFTER) {
+            return None;
+        }
+        let help = if throttled {
+            format!(
+                "the registry is rate limiting every request: wait for its limit to reset (a pull \
+                 limit such as Docker Hub's resets within hours), lower [registries.\"{host}\"] \
+                 requests-per-second (or max-concurrency) if this project set them high, and check \
+                 the credentials: anonymous and free accounts get lower limits",
+                host = self.host
+            )
+        } else {
+            "the registry keeps failing: check its health or status page, then run again"
+                .to_string()
+        };
+        let error = self.error(
+            ErrorKind::Unreachable,
+            Some(last.as_u16()),
+            format!(
+                "it refused every request for {} s ({} answers, none accepted; the last: {} {}), \
+                 so eigenpub gave up on it",
+                lasted.as_secs(),
+                spell.count,
+                last.as_u16(),
+                last.canonical_reason().unwrap_or("")
+            ),
+            help,
+        );
+        // The first error wins (a registry also given up as unreachable keeps that one).
+        let _ = self.down.set(error);
+        self.pacing.stop();
+        self.down.get().cloned()
     }
 
     /// Sends one request, authenticating and retrying as needed; a successful answer's
@@ -289,6 +352,9 @@ impl Attempts for RegistryAttempts<'_> {
             }
             let permit = registry.pacing.permit().await;
             registry.pacing.wait_for_turn().await;
+            if let Some(down) = registry.down.get() {
+                return Attempt::Done(Err(down.clone()));
+            }
             let mut request = registry
                 .http
                 .request(self.method.clone(), self.url)
@@ -352,6 +418,13 @@ impl Attempts for RegistryAttempts<'_> {
             // A 503 that says when to come back is the registry asking to slow down.
             let throttled = verdict == Verdict::Throttled
                 || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some());
+            if throttled || status.is_server_error() {
+                let capped = retry_after.map(|d| d.min(registry.backoff.cap));
+                let spell = registry.pacing.refused(capped).await;
+                if let Some(given_up) = registry.give_up(&spell, status, throttled) {
+                    return Attempt::Done(Err(given_up));
+                }
+            }
             return Attempt::Again {
                 last: Err(last),
                 retry_after,
@@ -369,140 +442,4 @@ pub(super) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::remote::{RegistryOptions, Stats};
-    use std::sync::Arc;
-    use tokio::time::Instant;
-
-    fn registry() -> Registry {
-        Registry::new(
-            "r.example",
-            RegistryOptions::default(),
-            None,
-            Arc::new(Stats::default()),
-        )
-        .unwrap()
-    }
-
-    /// Fails with a retryable answer `failures` times, then succeeds.
-    struct Flaky {
-        failures: u32,
-        made: u32,
-        retry_after: Option<Duration>,
-        throttled: bool,
-    }
-
-    impl Attempts for Flaky {
-        type Output = u32;
-        async fn attempt(&mut self, number: u32) -> Attempt<u32> {
-            assert_eq!(number, self.made);
-            self.made += 1;
-            if self.made > self.failures {
-                return Attempt::Done(Ok(number));
-            }
-            Attempt::Again {
-                last: Err(RegistryError {
-                    registry: "r.example".into(),
-                    kind: ErrorKind::Server,
-                    status: Some(503),
-                    message: "busy".into(),
-                    help: String::new(),
-                }),
-                retry_after: self.retry_after,
-                throttled: self.throttled,
-                budget: crate::registry::retry::Backoff::default().attempts,
-                counted: true,
-            }
-        }
-    }
-
-    fn flaky(failures: u32) -> Flaky {
-        Flaky {
-            failures,
-            made: 0,
-            retry_after: None,
-            throttled: false,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retries_back_off_exponentially_with_jitter() {
-        let r = registry();
-        let start = Instant::now();
-        let done = r.drive(&mut flaky(3)).await.unwrap();
-        assert_eq!(done, 3, "the fourth attempt succeeds");
-        assert_eq!(r.stats.retries.load(Ordering::Relaxed), 3);
-        // 50 + 100 + 200 ms at most, half of it at least.
-        let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(175), "{waited:?}");
-        assert!(waited <= Duration::from_millis(350), "{waited:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_budget_ends_retries_with_the_last_failure() {
-        let r = registry();
-        let mut attempts = flaky(100);
-        let e = r.drive(&mut attempts).await.unwrap_err();
-        assert_eq!(attempts.made, 8, "the default budget is eight attempts");
-        assert_eq!(e.status, Some(503));
-        assert_eq!(r.stats.retries.load(Ordering::Relaxed), 7);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retry_after_wins_over_the_backoff() {
-        let r = registry();
-        let mut attempts = flaky(1);
-        attempts.retry_after = Some(Duration::from_secs(3));
-        let start = Instant::now();
-        r.drive(&mut attempts).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(3));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_long_retry_after_holds_the_rate_down_no_longer_than_the_cap() {
-        // Six requests refused at once with `Retry-After: 86400` cut the rate; the
-        // registry then accepts everything. The rate grows fast again once the backoff's
-        // cap (20 s) and the calm have passed, not after a day. (Before: 5% a second for
-        // the whole run, some 20/s after a minute.)
-        let r = registry();
-        let refused = (0..6).map(|_| {
-            let mut attempts = flaky(1);
-            attempts.retry_after = Some(Duration::from_secs(86_400));
-            attempts.throttled = true;
-            attempts
-        });
-        let mut refused: Vec<Flaky> = refused.collect();
-        let drives = futures::future::join_all(refused.iter_mut().map(|a| r.drive(a)));
-        let accepted = async {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            let end = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < end && r.pacing.rate().await.is_some() {
-                r.pacing.wait_for_turn().await;
-                r.pacing.accepted().await;
-            }
-        };
-        let (done, ()) = tokio::join!(drives, accepted);
-        assert!(done.iter().all(Result::is_ok));
-        let rate = r.pacing.rate().await;
-        assert!(rate.is_none_or(|r| r > 1000.0), "{rate:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retry_after_delays_only_the_request_that_got_it() {
-        let r = registry();
-        let mut attempts = flaky(1);
-        attempts.retry_after = Some(Duration::from_secs(2));
-        attempts.throttled = true;
-        let other = async {
-            // Another request to the same registry, while the refused one waits.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let start = Instant::now();
-            r.pacing.wait_for_turn().await;
-            start.elapsed()
-        };
-        let (done, waited) = tokio::join!(r.drive(&mut attempts), other);
-        done.unwrap();
-        assert!(waited < Duration::from_millis(100), "{waited:?}");
-    }
-}
+mod tests;

@@ -362,3 +362,45 @@ async fn converges_under_a_token_bucket_and_recovers_when_it_lifts() {
         pacing.rate().await
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_spell_of_refusals_lasts_until_a_request_is_accepted() {
+    // Refusals every half second for a minute, one request accepted every 20 s: the
+    // spell (what gives a registry up, in transport.rs) never reaches 20 s.
+    let pacing = Pacing::new(None, None);
+    let start = Instant::now();
+    let mut longest = Duration::ZERO;
+    for i in 1..=120u32 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if i % 40 == 0 {
+            pacing.accepted().await;
+            continue;
+        }
+        let spell = pacing.refused(Some(Duration::from_secs(i.into()))).await;
+        longest = longest.max(spell.since.elapsed());
+        assert!(spell.count <= 40, "{}", spell.count);
+        assert!(spell.longest_retry_after >= Some(Duration::from_secs(1)));
+    }
+    assert!(longest < Duration::from_secs(20), "{longest:?}");
+    // Nothing accepted: one spell since the first refusal.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let first = pacing.refused(None).await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let spell = pacing.refused(None).await;
+    assert_eq!((spell.since, spell.count), (first.since, 2));
+    assert!(start.elapsed() > Duration::from_secs(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_pacing_lets_nobody_wait() {
+    let pacing = Pacing::new(None, Some(0.1));
+    pacing.wait_for_turn().await; // the first turn is at once, the next in 10 s
+    let start = Instant::now();
+    let (_, ()) = tokio::join!(pacing.wait_for_turn(), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pacing.stop();
+    });
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    pacing.sleep(Duration::from_secs(3600)).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
