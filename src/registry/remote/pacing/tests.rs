@@ -96,6 +96,16 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// A full bucket, shared by simulated clients.
+    fn shared(rate: f64, burst: f64) -> Arc<std::sync::Mutex<Bucket>> {
+        Arc::new(std::sync::Mutex::new(Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }))
+    }
+
     fn take(&mut self) -> bool {
         let now = Instant::now();
         self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.burst);
@@ -258,12 +268,7 @@ async fn a_limit_that_is_no_longer_reached_is_dropped() {
     // 5 ms send at most 800 a second. (Growing to the cap instead would take some
     // 200,000 requests, every sporadic refusal meanwhile cutting again.)
     let pacing = Arc::new(Pacing::new(None, None));
-    let bucket = Arc::new(std::sync::Mutex::new(Bucket {
-        rate: 20.0,
-        burst: 5.0,
-        tokens: 5.0,
-        at: Instant::now(),
-    }));
+    let bucket = Bucket::shared(20.0, 5.0);
     simulate(pacing.clone(), bucket.clone(), 16, Duration::from_secs(10)).await;
     let rate = pacing.rate().await.expect("limited");
     assert!(rate < 50.0, "settled at {rate:.1}/s");
@@ -292,12 +297,7 @@ async fn an_apply_behind_a_token_bucket_runs_near_the_allowed_rate() {
     // An apply's worth: 16 artifacts in flight, 1,200 requests of 10 ms, against 100 a
     // second with a burst of 20; a refused request waits its Retry-After (1 s).
     let pacing = Arc::new(Pacing::new(None, None));
-    let bucket = Arc::new(std::sync::Mutex::new(Bucket {
-        rate: 100.0,
-        burst: 20.0,
-        tokens: 20.0,
-        at: Instant::now(),
-    }));
+    let bucket = Bucket::shared(100.0, 20.0);
     let left = Arc::new(std::sync::atomic::AtomicI64::new(1200));
     let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
@@ -334,12 +334,7 @@ async fn an_apply_behind_a_token_bucket_runs_near_the_allowed_rate() {
 #[tokio::test(start_paused = true)]
 async fn converges_under_a_token_bucket_and_recovers_when_it_lifts() {
     let pacing = Arc::new(Pacing::new(None, None));
-    let bucket = Arc::new(std::sync::Mutex::new(Bucket {
-        rate: 100.0,
-        burst: 20.0,
-        tokens: 20.0,
-        at: Instant::now(),
-    }));
+    let bucket = Bucket::shared(100.0, 20.0);
     // 32 workers of 5 ms could send 6400 requests a second; the bucket allows 100.
     let run = Duration::from_secs(30);
     let t = simulate(pacing.clone(), bucket.clone(), 32, run).await;
