@@ -60,10 +60,11 @@ pub struct Context {
 impl Context {
     /// Resolves the global options (and the command's scope, if it has one) for a command
     /// that prints diagnostics as `format`.
-    /// Fails only on a bad `--select`/`--exclude` glob, as a problem to print.
+    /// Fails only on a scope the command cannot take (`scope` is that problem) or a bad
+    /// `--select`/`--exclude` glob, as a problem to print.
     pub fn new(
         global: &Global,
-        scope: &Scope,
+        scope: Result<Scope, Problem>,
         format: DiagnosticFormat,
     ) -> Result<Context, (Diagnostics, Problem)> {
         let stderr_is_terminal = std::io::stderr().is_terminal();
@@ -71,6 +72,7 @@ impl Context {
             format,
             color: color(global.color, stderr_is_terminal),
         };
+        let scope = scope.map_err(|problem| (diagnostics, problem))?;
         let selection = Selection::new(&scope.select, &scope.exclude).map_err(|m| {
             let problem = Problem::error(codes::SELECT_GLOB, format!("--select/--exclude: {m}"))
                 .help("pass globs over the AVS name, `avs/opset` or `repository:tag`, e.g. --select 'price-oracle' or --exclude '*/1'");

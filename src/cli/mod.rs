@@ -47,19 +47,46 @@ pub struct Global {
 
 impl Cli {
     /// The scope a command runs with: the command's own options, plus any written before
-    /// the command name (`eigenpub --select x plan`); `None` for commands without one.
-    pub fn scope(&self) -> Option<Scope> {
+    /// the command name (`eigenpub --select x plan`). A command without a scope (lock,
+    /// verify, inspect, …) refuses one written before it rather than ignore it: `eigenpub
+    /// --select x lock` would otherwise lock the whole project. The error is the flag.
+    pub fn scope(&self) -> Result<Scope, &'static str> {
         let own = match &self.command {
             Command::Plan(a) => &a.scope,
             Command::Apply(a) => &a.scope,
             Command::Validate(a) => &a.scope,
-            _ => return None,
+            _ => {
+                return match (&self.scope.select[..], &self.scope.exclude[..]) {
+                    ([_, ..], _) => Err("--select"),
+                    (_, [_, ..]) => Err("--exclude"),
+                    _ if self.scope.concurrency.is_some() => Err("--concurrency"),
+                    _ => Ok(Scope::default()),
+                };
+            }
         };
         let mut scope = self.scope.clone();
         scope.select.extend(own.select.iter().cloned());
         scope.exclude.extend(own.exclude.iter().cloned());
         scope.concurrency = own.concurrency.or(scope.concurrency);
-        Some(scope)
+        Ok(scope)
+    }
+
+    /// The subcommand's name, as typed.
+    pub fn command_name(&self) -> &'static str {
+        match &self.command {
+            Command::Plan(_) => "plan",
+            Command::Apply(_) => "apply",
+            Command::Validate(_) => "validate",
+            Command::Login(_) => "login",
+            Command::Logout(_) => "logout",
+            Command::Inspect(_) => "inspect",
+            Command::Pull(_) => "pull",
+            Command::Init(_) => "init",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
+            Command::Lock(_) => "lock",
+            Command::Verify(_) => "verify",
+        }
     }
 }
 

@@ -95,8 +95,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inspect(args) => args.format == Format::Json,
         _ => false,
     };
-    let scope = cli.scope().unwrap_or_default();
-    let ctx = match Context::new(&cli.global, &scope, format) {
+    let scope = cli.scope().map_err(|flag| {
+        let name = cli.command_name();
+        Problem::error(
+            codes::SELECT_UNUSED,
+            format!("`eigenpub {name}` does not take {flag}; it would be ignored"),
+        )
+        .help(format!(
+            "{flag} applies to validate, plan and apply only; run `eigenpub {name}` without it"
+        ))
+    });
+    let ctx = match Context::new(&cli.global, scope, format) {
         Ok(ctx) => ctx,
         Err((diagnostics, problem)) => {
             return finish(&diagnostics, json_document, Err(problem.into()));

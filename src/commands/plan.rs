@@ -41,18 +41,12 @@ pub(super) async fn make_plan(
     // The lock covers the whole project, so it is checked before the selection.
     let stale =
         super::lock::check_offline(ctx, &project, locked).map_err(|f| everything(f, &project))?;
-    if !selection.is_everything() {
-        let all = project.publications.len();
-        project.publications = selection.apply(std::mem::take(&mut project.publications));
-        if project.publications.is_empty() && all > 0 {
-            // Most likely a typo: saying "no changes" would hide it.
-            return Err(Problem::error(
-                codes::SELECT_EMPTY,
-                format!("the selection matches none of the project's {all} artifacts"),
-            )
-            .help("--select and --exclude match the AVS name, `avs/opset`, or `repository:tag`; `eigenpub validate -v` lists them")
-            .into());
-        }
+    // Every glob must match something: a typo would otherwise pass as "no changes", or
+    // publish what an --exclude meant to leave out.
+    let problems = selection.check(&project.publications);
+    project.publications = selection.apply(std::mem::take(&mut project.publications));
+    if !problems.is_empty() {
+        return Err(everything(problems.into(), &project));
     }
     let not_attempted = |problems: Vec<Problem>, project: &Project| Failure {
         problems,

@@ -18,6 +18,10 @@ pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
     }
     let project = load_project(ctx)?;
     super::lock::check_offline(ctx, &project, args.locked)?;
+    let problems = ctx.selection.check(&project.publications);
+    if !problems.is_empty() {
+        return Err(problems.into());
+    }
     let publications = ctx.selection.apply(project.publications);
     if ctx.verbose() {
         for p in &publications {
@@ -47,7 +51,8 @@ fn json_document(ctx: &Context, locked: bool) -> Exit {
     let (valid, problems, artifacts) =
         match crate::project::load(&ctx.config, &crate::project::Env::from_process()) {
             Ok(project) => {
-                let (_, lock_problems) = super::lock::offline_problems(&project, locked);
+                let (_, mut lock_problems) = super::lock::offline_problems(&project, locked);
+                lock_problems.extend(ctx.selection.check(&project.publications));
                 let valid = !lock_problems.iter().any(|p| p.is_error());
                 let mut problems = project.warnings.clone();
                 problems.extend(lock_problems);

@@ -222,6 +222,12 @@ pub const SCHEMA_UNREADABLE: &str = "eigenpub::schema::unreadable";
 /// The `--select`/`--exclude` globs match none of the project's artifacts, so nothing would be
 /// planned.
 pub const SELECT_EMPTY: &str = "eigenpub::select::empty";
+/// One `--select` or `--exclude` glob matches none of the project's artifacts (most likely a
+/// typo; an `--exclude` that misses would publish what it meant to leave out).
+pub const SELECT_UNMATCHED: &str = "eigenpub::select::unmatched";
+/// `--select`, `--exclude` or `--concurrency` was written before a command that works on
+/// the whole project (or on no project), which would ignore it.
+pub const SELECT_UNUSED: &str = "eigenpub::select::unused";
 /// A `--select` or `--exclude` value is not a valid glob.
 pub const SELECT_GLOB: &str = "eigenpub::select::glob";
 /// (warning) A component's `spec.<name>.digest` is not `sha256:` followed by 64 lowercase hex

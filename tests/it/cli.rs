@@ -96,7 +96,10 @@ fn every_exit_code_of_the_table() {
     // A selection that matches nothing is an error, not "no changes".
     let typo = project.run(&["plan", "--select", "price-orcale"]);
     typo.no_panic().expect_code(1);
-    assert!(typo.stderr.contains("eigenpub::select::empty"), "{typo}");
+    assert!(
+        typo.stderr.contains("eigenpub::select::unmatched"),
+        "{typo}"
+    );
     // Written before the command, as before.
     project
         .run(&["--select", "price-orcale", "plan"])
@@ -105,6 +108,107 @@ fn every_exit_code_of_the_table() {
     project.write("eigenruntime.toml", "[defaults]\nregistry = 3\n");
     project.run(&["validate"]).expect_code(1);
     project.run(&["plan"]).expect_code(1);
+}
+
+/// Issue 20: every `--select`/`--exclude` glob must match one of the project's artifacts,
+/// in every command, or the command fails naming it (with a "did you mean"), pushing and
+/// writing nothing; a command that takes no selection refuses one written before it.
+#[test]
+fn a_selection_glob_that_matches_nothing_fails_in_every_command_naming_it() {
+    let project = monorepo();
+    let cases: &[(&[&str], &str)] = &[
+        // A typo in --exclude: would publish what the release job meant to skip.
+        (
+            &["apply", "--exclude", "dice-rollr"],
+            "did you mean `--exclude dice-roller`?",
+        ),
+        // One good, one misspelt --select: would publish half of what was meant.
+        (
+            &[
+                "plan",
+                "--select",
+                "price-oracle",
+                "--select",
+                "price-orcale",
+            ],
+            "did you mean `--select price-oracle`?",
+        ),
+        (
+            &["validate", "--select", "nothing"],
+            "`--select nothing` matches none",
+        ),
+        (
+            &[
+                "validate",
+                "--format",
+                "github",
+                "--select",
+                "weather-feed/7",
+            ],
+            "did you mean `--select weather-feed/",
+        ),
+        // Quotes a shell would have removed (an Action's `args:` taken literally).
+        (
+            &["plan", "--select", "'price*'"],
+            "the quotes are part of the glob",
+        ),
+        (
+            &["--exclude", "tide-gauge/9", "apply"],
+            "`--exclude tide-gauge/9`",
+        ),
+        // Every glob matches, but nothing is left.
+        (
+            &["plan", "--select", "price-oracle", "--exclude", "price-*"],
+            "eigenpub::select::empty",
+        ),
+        // Commands without a selection refuse one rather than ignore it.
+        (
+            &["--select", "price-oracle", "lock"],
+            "`eigenpub lock` does not take --select",
+        ),
+        (
+            &["--exclude", "dice-roller", "verify"],
+            "`eigenpub verify` does not take --exclude",
+        ),
+        (
+            &["--concurrency", "2", "init"],
+            "`eigenpub init` does not take --concurrency",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = project.run(args);
+        out.no_panic().expect_code(1);
+        assert!(
+            out.stderr.contains(expected) || out.stdout.contains(expected),
+            "{args:?}: expected {expected:?}\n{out}"
+        );
+    }
+    // Nothing was pushed or written.
+    assert!(!project.join("out").exists(), "an apply pushed");
+    assert!(!project.join("eigenruntime.lock").exists(), "lock wrote");
+    assert!(!project.join("eigenruntime.toml.new").exists());
+    // The JSON document says so too.
+    let out = project.run(&["validate", "--format", "json", "--exclude", "dice-rollr"]);
+    out.expect_code(1);
+    let doc = json(&out.stdout, "validate --format json");
+    assert_eq!(doc["valid"], false, "{out}");
+    assert_eq!(
+        doc["diagnostics"][0]["code"], "eigenpub::select::unmatched",
+        "{out}"
+    );
+    // Globs that all match still work, before or after the command.
+    project
+        .run(&["--select", "price-*", "plan", "--exclude", "*/1"])
+        .success();
+    project
+        .run(&[
+            "validate",
+            "--select",
+            "dice-roller",
+            "--exclude",
+            "dice-roller/0",
+        ])
+        .success();
 }
 
 #[test]
