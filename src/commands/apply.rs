@@ -25,56 +25,66 @@ use crate::report::{self, Format, out};
 const GRACE: Duration = Duration::from_secs(3);
 
 pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
-    // With a saved plan: its selection and overwrite policy, and a check that it still holds.
+    // A saved plan only narrows: its selection on top of the project's artifacts (the
+    // command line's selection narrows further, below), and never an overwrite permission
+    // of its own: that comes from this command line alone (see `plan::saved`).
     let saved = args.plan.as_deref().map(read_saved_plan).transpose()?;
-    let (selection, overwrite) = match &saved {
-        Some(doc) => {
-            if !ctx.selection.is_everything() || args.allow_overwrite {
-                return Err(Problem::error(
-                    codes::APPLY_SAVED_PLAN_OPTIONS,
-                    "a saved plan carries its own selection and --allow-overwrite",
-                )
-                .help("apply it without --select, --exclude and --allow-overwrite, or make a new plan")
-                .into());
-            }
-            let selection = Selection::new(&doc.select, &doc.exclude).map_err(|m| {
-                Problem::error(
-                    codes::APPLY_SAVED_PLAN_INVALID,
-                    format!("the saved plan's selection is invalid: {m}"),
-                )
-                .help("make a new plan with `eigenpub plan --out FILE`")
-            })?;
-            (selection, Overwrite::from_flag(doc.allow_overwrite))
-        }
-        None => (
-            ctx.selection.clone(),
-            Overwrite::from_flag(args.allow_overwrite),
-        ),
+    let overwrite = Overwrite::from_flag(args.allow_overwrite);
+    let selection = match &saved {
+        Some(doc) => Selection::new(&doc.select, &doc.exclude).map_err(|m| {
+            Problem::error(
+                codes::APPLY_SAVED_PLAN_INVALID,
+                format!("the saved plan's selection is invalid: {m}"),
+            )
+            .help("make a new plan with `eigenpub plan --out FILE`")
+        })?,
+        None => ctx.selection.clone(),
     };
     let Planned {
         project,
         targets,
-        plan,
-        document,
+        mut plan,
+        mut document,
     } = make_plan(ctx, Access::Push, overwrite, &selection, args.locked).await?;
 
     if let Some(saved) = &saved {
-        let stale = saved::check(saved, &document);
-        if !stale.is_empty() {
+        // Compared with the saved options, so that the hashes compare the project's inputs
+        // only; what may be done is decided by the actions, made with this run's options.
+        let inputs = saved::inputs_hash(
+            &project.file.text,
+            plan.changes.iter().map(|c| &c.publication),
+        );
+        document = PlanDocument::new(
+            &plan,
+            &inputs,
+            saved.allow_overwrite,
+            &saved.select,
+            &saved.exclude,
+        );
+        let problems = saved_plan_problems(saved, &document, args.plan.as_deref());
+        if !problems.is_empty() {
             let not_attempted = references(&plan);
             print_not_started(args, &document.inputs_hash, plan);
             return Err(Failure {
-                problems: stale
-                    .iter()
-                    .map(|s| {
-                        Problem::error(codes::APPLY_STALE_PLAN, format!("the saved plan is stale: {s}"))
-                            .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
-                    })
-                    .collect(),
+                problems,
                 not_attempted,
                 document_printed: args.format == Format::Json,
                 ..Failure::default()
             });
+        }
+        // The command line's selection narrows the reviewed plan (never widens it).
+        if !ctx.selection.is_everything() {
+            let all = plan.changes.len();
+            plan.changes
+                .retain(|c| ctx.selection.matches(&c.publication));
+            if plan.changes.is_empty() && all > 0 {
+                return Err(Problem::error(
+                    codes::SELECT_EMPTY,
+                    format!("the selection matches none of the saved plan's {all} artifacts"),
+                )
+                .help("--select and --exclude narrow a saved plan: they match the AVS name, `avs/opset`, or `repository:tag` of its artifacts")
+                .into());
+            }
         }
     }
     // From here on only the inputs hash of the plan document is needed (the JSON result
@@ -206,6 +216,45 @@ fn print_not_started(args: &ApplyArgs, inputs_hash: &str, plan: Plan) {
                 .expect("JSON"),
         );
     }
+}
+
+/// Why a saved plan may not be applied by this run: the overwrites it needs that this
+/// command line does not allow (with what to add), then every way it went stale.
+fn saved_plan_problems(
+    saved: &PlanDocument,
+    now: &PlanDocument,
+    path: Option<&Path>,
+) -> Vec<Problem> {
+    let overwrites = saved::overwrites_not_allowed(saved, now);
+    let mut problems = Vec::new();
+    if !overwrites.is_empty() {
+        let file = path.map_or_else(|| "PLAN".to_string(), |p| p.display().to_string());
+        problems.push(
+            Problem::error(
+                codes::APPLY_SAVED_PLAN_OVERWRITE,
+                format!(
+                    "the saved plan moves {} published immutable tag{} to other content ({}), and this apply was not given --allow-overwrite",
+                    overwrites.len(),
+                    plural(overwrites.len()),
+                    overwrites.join(", ")
+                ),
+            )
+            .help(format!(
+                "nothing was pushed; a saved plan's `allow_overwrite` is not a permission: only the apply command line gives it. If overwriting was reviewed and is intended, run `eigenpub apply --allow-overwrite {file}`; otherwise bump `version` and make a new plan"
+            )),
+        );
+    }
+    problems.extend(
+        saved::check(saved, now)
+            .into_iter()
+            // A `refused` now where the saved plan moves the tag is the problem above.
+            .filter(|s| !matches!(s, saved::Stale::Action { reference, now, .. } if now == "refused" && overwrites.contains(reference)))
+            .map(|s| {
+                Problem::error(codes::APPLY_STALE_PLAN, format!("the saved plan is stale: {s}"))
+                    .help("nothing was pushed; make a new plan (`eigenpub plan --out FILE`), review it, and apply that")
+            }),
+    );
+    problems
 }
 
 /// `repository:tag` of every artifact of a plan.

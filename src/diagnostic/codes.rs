@@ -12,9 +12,10 @@ pub const APPLY_REFUSED_OVERWRITE: &str = "eigenpub::apply::refused-overwrite";
 /// The plan file given to `apply` cannot be read, is not a plan saved by `eigenpub plan --out`,
 /// has an unsupported plan format, or carries an invalid selection.
 pub const APPLY_SAVED_PLAN_INVALID: &str = "eigenpub::apply::saved-plan-invalid";
-/// `apply PLAN` was given `--select`, `--exclude` or `--allow-overwrite`, which a saved plan
-/// carries itself.
-pub const APPLY_SAVED_PLAN_OPTIONS: &str = "eigenpub::apply::saved-plan-options";
+/// The saved plan moves published, immutable tags to other content (it was made with
+/// `--allow-overwrite`), and `apply` was not given `--allow-overwrite` itself: a saved plan
+/// grants no permission. Nothing is pushed.
+pub const APPLY_SAVED_PLAN_OVERWRITE: &str = "eigenpub::apply::saved-plan-overwrite";
 /// The saved plan no longer holds, or was edited: the plan made again with its options differs
 /// from it (an artifact added or missing, another action, digest, spec or mutability, an option
 /// such as `allow_overwrite` or the selection changed), an artifact's inputs or the project

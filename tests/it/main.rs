@@ -23,3 +23,4 @@ mod progress;
 mod redirects;
 mod security;
 mod transport;
+mod trust;

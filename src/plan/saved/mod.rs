@@ -6,10 +6,17 @@
 //! specs' bytes and every resolved setting, and the selection and overwrite flag it was
 //! made with), every artifact with its action and digest, the digest each tag held when it
 //! was planned, and a hash of the whole document (`plan_hash`), so that an edit to the file
-//! is seen. `apply PLAN` makes the plan again with the saved options and [`check`] (pure)
+//! is seen. `apply PLAN` makes the plan again with the saved selection and [`check`] (pure)
 //! compares the two: every artifact, action, digest and option must be the same, or nothing
 //! is pushed. The one allowed difference: a tag that already holds what the plan wanted
 //! (an earlier apply of this plan got that far).
+//!
+//! Both hashes are unkeyed: whoever can write the file can recompute them. So the file
+//! only ever narrows what `apply` does, never widens it: its selection is applied on top of
+//! the project (and apply's own `--select`/`--exclude` narrow it further), and its
+//! `allow_overwrite` grants nothing. The plan is made again with the overwrite permission of
+//! apply's own command line, and a saved plan that moves an immutable tag that this run
+//! may not move is refused ([`overwrites_not_allowed`]), naming the flag to add.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -18,7 +25,7 @@ use crate::plan::{Change, Plan, Summary};
 use crate::project::Publication;
 
 mod stale;
-pub use stale::check;
+pub use stale::{Stale, check, overwrites_not_allowed};
 
 /// The version of the JSON documents eigenpub writes (plans, apply results, diagnostics);
 /// a saved plan of another version is refused.
@@ -70,6 +77,8 @@ pub struct PlanDocument {
     /// sha256 of this document without this field: an edited file no longer matches it.
     #[serde(default)]
     pub plan_hash: Option<String>,
+    /// Whether the plan was made with `--allow-overwrite`: a record, not a permission
+    /// (`apply` takes that only from its own command line).
     pub allow_overwrite: bool,
     #[serde(default)]
     pub select: Vec<String>,
@@ -184,7 +193,10 @@ fn with_options(
 }
 
 /// The hash of every input of a plan.
-pub fn inputs_hash(project_text: &str, publications: &[Publication]) -> String {
+pub fn inputs_hash<'a>(
+    project_text: &str,
+    publications: impl IntoIterator<Item = &'a Publication>,
+) -> String {
     let mut h = Sha256::new();
     h.update(b"eigenpub-inputs-v1\0");
     h.update((project_text.len() as u64).to_le_bytes());
@@ -206,7 +218,6 @@ pub fn inputs_hash(project_text: &str, publications: &[Publication]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::stale::Stale;
     use super::*;
     use crate::plan::Overwrite;
     use crate::plan::{Observation, diff, tests::publication};
@@ -350,6 +361,33 @@ mod tests {
         };
         let stale = check(&selected, &now);
         assert!(stale.contains(&Stale::ProjectFile), "{stale:?}");
+    }
+
+    #[test]
+    fn a_saved_overwrite_is_not_granted_by_the_file() {
+        let plan_with = |overwrite: Overwrite| {
+            let p = publication("avs0", "t", "x: 1", false);
+            let hash = inputs_hash("p", std::slice::from_ref(&p));
+            let plan = diff(
+                vec![p],
+                vec![Observation::tag(Some("sha256:old"))],
+                overwrite,
+            );
+            PlanDocument::new(&plan, &hash, overwrite.allowed(), &[], &[])
+        };
+        let (saved, refusing, allowing) = (
+            plan_with(Overwrite::Allow),
+            plan_with(Overwrite::Refuse),
+            plan_with(Overwrite::Allow),
+        );
+        assert_eq!(saved.artifacts[0].action, "update");
+        assert_eq!(
+            overwrites_not_allowed(&saved, &refusing),
+            ["r.example/avs0:t"]
+        );
+        assert!(overwrites_not_allowed(&saved, &allowing).is_empty());
+        // A plan that refused stays a problem of its own (stale), not a missing flag.
+        assert!(overwrites_not_allowed(&refusing, &refusing).is_empty());
     }
 
     #[test]

@@ -192,6 +192,30 @@ pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
     stale
 }
 
+/// The tags a saved plan moves to other content (`update` or `retag` there) that the plan
+/// made now refuses (`refused`): the saved plan was made with `--allow-overwrite`, this run
+/// was not given it. A saved plan's `allow_overwrite` grants nothing: the permission to move
+/// an immutable tag comes only from the command line of the run that pushes.
+pub fn overwrites_not_allowed(saved: &PlanDocument, now: &PlanDocument) -> Vec<String> {
+    let key = |a: &PlannedArtifact| format!("{}:{}", a.repository, a.tag);
+    let saved_actions: BTreeMap<String, &str> = saved
+        .artifacts
+        .iter()
+        .map(|a| (key(a), a.action.as_str()))
+        .collect();
+    now.artifacts
+        .iter()
+        .filter(|n| n.action == "refused")
+        .map(key)
+        .filter(|reference| {
+            matches!(
+                saved_actions.get(reference),
+                Some(&"update") | Some(&"retag")
+            )
+        })
+        .collect()
+}
+
 /// `update` and `retag` both point the tag at the planned manifest; which one it is depends
 /// on whether the registry already holds that manifest, which may change in between.
 fn same_outcome(a: &str, b: &str) -> bool {
