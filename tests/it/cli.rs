@@ -573,4 +573,70 @@ fn the_workflow_and_action_files_pass_the_linter_and_a_bad_one_does_not() {
     let out = run(cmd);
     assert_ne!(out.code, 0, "{out}");
     assert!(out.stdout.contains("untrusted"), "{out}");
+    // Issue 20: what actionlint lets through, zizmor does not: an action pinned by tag
+    // (which whoever can move the tag can replace) whose checkout keeps the token.
+    project.write(
+        "unpinned.yml",
+        "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n    steps:\n      - uses: actions/checkout@v5\n      - run: echo hi\n",
+    );
+    let mut cmd = std::process::Command::new(&lint);
+    cmd.arg(project.join("unpinned.yml"));
+    let out = run(cmd);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("actionlint: 1 file(s) clean"), "{out}");
+    for finding in ["unpinned-uses", "artipacked"] {
+        assert!(out.stdout.contains(finding), "{finding}\n{out}");
+    }
+}
+
+/// Issue 20: the image is built from base images pinned by digest (a moved tag cannot
+/// change what is built), runs as an unprivileged user, and the README's `docker run`
+/// says how credentials reach it. (Building it needs the base images, which this test
+/// does not fetch.)
+#[test]
+fn the_dockerfile_pins_its_base_images_by_digest_and_runs_as_a_user() {
+    let dockerfile = fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .copied()
+        .collect();
+    assert!(froms.len() >= 2, "{dockerfile}");
+    for from in &froms {
+        let image = from.split_whitespace().nth(1).unwrap_or_default();
+        let digest = image
+            .split_once("@sha256:")
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        assert!(
+            digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+            "not pinned by digest: {from}"
+        );
+    }
+    let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    let user = lines[last_from..]
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .unwrap_or_else(|| panic!("the final stage runs as root (no USER)\n{dockerfile}"));
+    let user = user.trim();
+    assert!(
+        !["root", "0", "0:0", "root:root"].contains(&user),
+        "USER {user}"
+    );
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let docker_run = readme
+        .split("docker run")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the README has no `docker run` line"));
+    let docker_run: String = docker_run.chars().take(600).collect();
+    assert!(
+        docker_run.contains("-e EIGENPUB_REGISTRY_") && docker_run.contains("DOCKER_CONFIG"),
+        "the README's docker run does not say how credentials reach the container:{docker_run}"
+    );
 }
