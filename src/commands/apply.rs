@@ -73,19 +73,15 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
             });
         }
         // The command line's selection narrows the reviewed plan (never widens it).
-        if !ctx.selection.is_everything() {
-            let all = plan.changes.len();
-            plan.changes
-                .retain(|c| ctx.selection.matches(&c.publication));
-            if plan.changes.is_empty() && all > 0 {
-                return Err(Problem::error(
-                    codes::SELECT_EMPTY,
-                    format!("the selection matches none of the saved plan's {all} artifacts"),
-                )
-                .help("--select and --exclude narrow a saved plan: they match the AVS name, `avs/opset`, or `repository:tag` of its artifacts")
-                .into());
-            }
+        // Every glob must match one of the plan's artifacts (see `Selection::check`).
+        let problems = ctx
+            .selection
+            .check(plan.changes.iter().map(|c| &c.publication));
+        if !problems.is_empty() {
+            return Err(problems.into());
         }
+        plan.changes
+            .retain(|c| ctx.selection.matches(&c.publication));
     }
     // From here on only the inputs hash of the plan document is needed (the JSON result
     // names it); its artifact list, as large as the plan, goes.

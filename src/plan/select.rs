@@ -60,27 +60,33 @@ impl Selection {
     }
 
     pub fn matches(&self, p: &Publication) -> bool {
-        let names = Selection::names(p);
+        self.matches_names(&Selection::names(p))
+    }
+
+    fn matches_names(&self, names: &[String; 3]) -> bool {
         let selected = self.select.is_empty() || names.iter().any(|n| self.select_set.is_match(n));
         selected && !names.iter().any(|n| self.exclude_set.is_match(n))
     }
 
-    /// Problems with this selection over all of the project's publications: one per glob
-    /// that matches none of them, and one when nothing is left in scope. Empty when the
-    /// selection is fine (always for no selection).
-    pub fn check(&self, publications: &[Publication]) -> Vec<Problem> {
+    /// Problems with this selection over all of the project's publications (or a saved
+    /// plan's, which it narrows): one per glob that matches none of them, and one when
+    /// nothing is left in scope. Empty when the selection is fine (always for no selection).
+    pub fn check<'a>(
+        &self,
+        publications: impl IntoIterator<Item = &'a Publication>,
+    ) -> Vec<Problem> {
         if self.is_everything() {
             return Vec::new();
         }
-        let names: Vec<[String; 3]> = publications.iter().map(Selection::names).collect();
-        let all = publications.len();
+        let names: Vec<[String; 3]> = publications.into_iter().map(Selection::names).collect();
+        let all = names.len();
         let mut problems: Vec<Problem> = self
             .each
             .iter()
             .filter(|(_, _, m)| !names.iter().flatten().any(|n| m.is_match(n)))
             .map(|(flag, g, _)| unmatched(flag, g, &names, all))
             .collect();
-        if problems.is_empty() && all > 0 && !publications.iter().any(|p| self.matches(p)) {
+        if problems.is_empty() && all > 0 && !names.iter().any(|n| self.matches_names(n)) {
             problems.push(
                 Problem::error(
                     codes::SELECT_EMPTY,

@@ -174,7 +174,13 @@ fn a_selection_glob_that_matches_nothing_fails_in_every_command_naming_it() {
             &["--concurrency", "2", "init"],
             "`eigenpub init` does not take --concurrency",
         ),
+        // Narrowing a saved plan: the same rule.
+        (
+            &["apply", "plan.json", "--exclude", "dice-rollr"],
+            "did you mean `--exclude dice-roller`?",
+        ),
     ];
+    project.run(&["plan", "--out", "plan.json"]).success();
     for (args, expected) in cases {
         let out = project.run(args);
         out.no_panic().expect_code(1);
