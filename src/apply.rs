@@ -135,12 +135,27 @@ type Cells = HashMap<(String, String), Arc<OnceCell<()>>>;
 #[derive(Default)]
 struct Ledger {
     cells: std::sync::Mutex<Cells>,
-    /// Per `(registry, digest)`: a repository of that registry known to hold the blob,
-    /// so another repository can mount it instead of uploading it again.
+    /// Per `(registry, digest)`: a repository of that registry that holds the blob in a
+    /// manifest pushed by this run, so another repository can mount it instead of
+    /// uploading it again. Only a pushed manifest makes a source: ECR mounts only blobs a
+    /// manifest of the source references, and a repository still uploading has none.
     holders: std::sync::Mutex<HashMap<(String, String), String>>,
 }
 
 impl Ledger {
+    /// Records that `target`'s repository now holds `blobs` under a pushed manifest.
+    fn pushed(&self, target: &Target, blobs: &[&Blob]) {
+        let (Some(registry), Some(repository)) = (target.registry(), target.repository()) else {
+            return;
+        };
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        for blob in blobs {
+            holders
+                .entry((registry.to_string(), blob.digest.clone()))
+                .or_insert_with(|| repository.to_string());
+        }
+    }
+
     /// Makes sure a blob is in a repository, uploading it only when absent. Concurrent
     /// callers for the same blob and repository share one check and one upload.
     async fn ensure(&self, key: &str, target: &Target, blob: &Blob) -> Result<(), TargetError> {
@@ -163,13 +178,6 @@ impl Ledger {
                     .cloned()
             });
             target.ensure_blob(blob, from.as_deref()).await?;
-            if let (Some(k), Some(repository)) = (holder_key, target.repository()) {
-                self.holders
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(k)
-                    .or_insert_with(|| repository.to_string());
-            }
             Ok::<(), TargetError>(())
         })
         .await?;
@@ -292,6 +300,7 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
     let reported = target
         .push_manifest(&p.tag, &p.artifact.manifest, &p.artifact.blobs(), &guard)
         .await?;
+    ledger.pushed(&target, &p.artifact.blobs());
     if reported != p.artifact.digest() {
         return Err(TargetError {
             target: key.clone(),

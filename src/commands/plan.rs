@@ -71,6 +71,10 @@ pub(super) async fn make_plan(
     )
     .await;
     bar.finish();
+    let notes = targets.notes();
+    if !ctx.quiet() && !notes.is_empty() {
+        ctx.diagnostics.print(&notes);
+    }
     let observed = observed.map_err(|errors| {
         not_attempted(
             plan::observe_problems(&errors, &project.publications),

@@ -194,6 +194,10 @@ pub const REGISTRY_PROTOCOL: &str = "eigenpub::registry::protocol";
 /// The registry refused a request with HTTP 404 or another 4xx status (other than 401 and 403),
 /// including throttling that outlasted the retries.
 pub const REGISTRY_REJECTED: &str = "eigenpub::registry::rejected";
+/// The repository does not exist and the registry does not create repositories on push
+/// (Amazon ECR, Google Artifact Registry): named once per repository, with the command that
+/// creates it.
+pub const REGISTRY_REPOSITORY_MISSING: &str = "eigenpub::registry::repository-missing";
 /// The registry or its token service failed with a 5xx status, after retries, or lost an upload
 /// session.
 pub const REGISTRY_SERVER: &str = "eigenpub::registry::server";
@@ -201,6 +205,10 @@ pub const REGISTRY_SERVER: &str = "eigenpub::registry::server";
 /// to the same `EIGENPUB_REGISTRY_<HOST>_USERNAME`/`_PASSWORD`, and those variables are set:
 /// the credentials would be sent to both. Nothing was sent.
 pub const REGISTRY_SHARED_CREDENTIALS: &str = "eigenpub::registry::shared-credentials";
+/// (warning) The registry answered 403 to the plan's check of a tag, with Artifactory's text for
+/// a tag that does not exist in a virtual repository (RTFACT-13797): the tag is planned as new
+/// and the push decides.
+pub const REGISTRY_TAG_FORBIDDEN: &str = "eigenpub::registry::tag-forbidden";
 /// The registry's TLS certificate is not trusted, the `ca-file` holds no usable PEM
 /// certificate, or HTTPS could not be set up.
 pub const REGISTRY_TLS: &str = "eigenpub::registry::tls";

@@ -438,6 +438,22 @@ impl Targets {
         }
     }
 
+    /// Warnings the registries gave cause for so far (each once), such as a 403 taken as
+    /// a missing tag ([`codes::REGISTRY_TAG_FORBIDDEN`]).
+    pub fn notes(&self) -> Vec<Problem> {
+        let mut hosts: Vec<&String> = self.registries.keys().collect();
+        hosts.sort();
+        hosts
+            .into_iter()
+            .flat_map(|h| self.registries[h].notes())
+            .map(|note| {
+                Problem::warning(codes::REGISTRY_TAG_FORBIDDEN, note).help(
+                    "if the tag does exist, the plan's create fails at push time with the registry's reason; give the account read access to every repository behind the virtual repository to get exact answers",
+                )
+            })
+            .collect()
+    }
+
     /// Requests sent to registries so far (token requests included).
     pub fn requests(&self) -> u64 {
         self.stats

@@ -21,6 +21,7 @@ mod faults;
 mod lock;
 mod progress;
 mod redirects;
+mod registries;
 mod security;
 mod transport;
 mod trust;

@@ -72,6 +72,20 @@ impl AuthState {
         matches!(*self.scheme.lock().await, Scheme::Unknown)
     }
 
+    /// The realm of the token service this run learned (or `harbor` for a Basic challenge
+    /// with that realm is not kept: only bearer realms), when it is known right now.
+    pub(super) fn realm(&self) -> Option<String> {
+        match &*self.scheme.try_lock().ok()? {
+            Scheme::Bearer { realm, .. } => Some(realm.clone()),
+            _ => None,
+        }
+    }
+
+    /// Drops a cached token the registry refused.
+    async fn forget_token(&self, scope: &str) {
+        self.tokens.lock().await.remove(scope);
+    }
+
     /// An answer other than 401 came while the scheme was unknown: the registry is open.
     pub(super) async fn learned_open(&self) {
         let mut scheme = self.scheme.lock().await;
@@ -177,6 +191,14 @@ impl Registry {
     }
 
     /// Reads a 401's challenge; returns true when a retry with credentials makes sense.
+    ///
+    /// A scheme is learned only from the challenge to a request that carried no
+    /// credentials. A 401 to one that did is the registry's answer about them: Harbor, for
+    /// one, answers `Basic realm="harbor"` to every refused request that carried an
+    /// `Authorization` header, and learning from that would send the password as Basic on
+    /// every later request. Only a bearer token that may have expired (a 401 that is not
+    /// `insufficient_scope`) is fetched again, once; `insufficient_scope` would get the
+    /// same token again.
     pub(super) async fn learn_challenge(
         &self,
         challenge: Option<&str>,
@@ -186,15 +208,36 @@ impl Registry {
             return Ok(false);
         };
         let (kind, params) = parse_challenge(challenge);
+        let current = self.auth.scheme.lock().await.clone();
+        let basic_credential = matches!(
+            self.credential,
+            Some(Credential {
+                secret: Secret::Basic { .. },
+                ..
+            })
+        );
+        let authenticated = match current {
+            Scheme::Bearer { .. } => true,
+            Scheme::Basic => basic_credential,
+            Scheme::Unknown | Scheme::Open => false,
+        };
+        if authenticated {
+            let insufficient = params
+                .get("error")
+                .is_some_and(|e| e.eq_ignore_ascii_case("insufficient_scope"));
+            if matches!(current, Scheme::Bearer { .. })
+                && kind.eq_ignore_ascii_case("bearer")
+                && !insufficient
+            {
+                self.auth.forget_token(scope).await;
+                self.fetch_token(scope).await?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
         if kind.eq_ignore_ascii_case("basic") {
             *self.auth.scheme.lock().await = Scheme::Basic;
-            return Ok(matches!(
-                self.credential,
-                Some(Credential {
-                    secret: Secret::Basic { .. },
-                    ..
-                })
-            ));
+            return Ok(basic_credential);
         }
         if kind.eq_ignore_ascii_case("bearer") {
             let Some(realm) = params.get("realm").cloned() else {
@@ -236,9 +279,12 @@ impl Registry {
             })?;
             self.route(&realm, Some(&named))?;
         }
+        // One `scope` parameter per scope (a mount asks pull on its source too), as
+        // distribution's own client sends them; the refresh-token form joins them with
+        // spaces (OAuth 2).
         let mut query: Vec<(&str, &str)> = Vec::new();
-        if !scope.is_empty() {
-            query.push(("scope", scope));
+        for one in scope.split_whitespace() {
+            query.push(("scope", one));
         }
         if let Some(s) = &service {
             query.push(("service", s));
@@ -294,28 +340,7 @@ impl Registry {
             ));
         }
         if !status.is_success() {
-            let (_, detail) = error_body(&body);
-            let (kind, help) = match status.as_u16() {
-                401 | 403 => (
-                    ErrorKind::Auth,
-                    error::login_help(&self.host, self.credential.as_ref()),
-                ),
-                _ => (
-                    ErrorKind::Server,
-                    "the registry's token service failed; try again later".to_string(),
-                ),
-            };
-            return Err(self.error(
-                kind,
-                Some(status.as_u16()),
-                format!(
-                    "the token service refused {}: HTTP {} {}",
-                    error::who(self.credential.as_ref()),
-                    status.as_u16(),
-                    detail
-                ),
-                help,
-            ));
+            return Err(self.token_refusal(status, &body, scope));
         }
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
@@ -354,6 +379,91 @@ impl Registry {
         );
         Ok(value)
     }
+}
+
+impl Registry {
+    /// A token service's refusal. 401 is about the credentials; a 403 may say more (an
+    /// Artifact Registry repository that may not exist); another 4xx refuses the request
+    /// itself (Quay's `400 NAME_INVALID` for a nested name) and would be refused again:
+    /// its message is shown and nothing says "try again".
+    fn token_refusal(&self, status: StatusCode, body: &[u8], scope: &str) -> RegistryError {
+        let parts = error::error_parts(body);
+        let mut detail = parts.message.clone();
+        if !parts.detail.is_empty() {
+            detail = format!("{detail} (detail: {})", parts.detail);
+        }
+        let code = status.as_u16();
+        let (kind, help) = match code {
+            401 => (
+                ErrorKind::Auth,
+                error::login_help(&self.host, self.credential.as_ref()),
+            ),
+            403 => {
+                let context = self.context("authenticate");
+                let mut refusal = error::refusal_of(
+                    &context,
+                    &super::Answer {
+                        status,
+                        headers: Default::default(),
+                        body: Bytes::copy_from_slice(body),
+                        url: None,
+                    },
+                );
+                refusal.repository = scope_repository(scope);
+                let (kind, help) = super::refusal::classify(&refusal);
+                // A bare 403 from a token service is about the credentials.
+                if parts.message.is_empty() || kind == ErrorKind::Denied && parts.codes.is_empty() {
+                    (
+                        ErrorKind::Auth,
+                        error::login_help(&self.host, self.credential.as_ref()),
+                    )
+                } else {
+                    (kind, help)
+                }
+            }
+            400..=499 => (
+                ErrorKind::Rejected,
+                format!(
+                    "the token service refused the request for {}: its reason is above, and asking again would get the same answer{}",
+                    if scope.is_empty() {
+                        "the registry".to_string()
+                    } else {
+                        crate::sanitize::text(scope)
+                    },
+                    if parts.codes.iter().any(|c| c == "NAME_INVALID") {
+                        "; the registry refuses this repository name (Quay refuses nested names unless FEATURE_EXTENDED_REPOSITORY_NAMES is on): use a prefix the registry accepts"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            _ => (
+                ErrorKind::Server,
+                "the registry's token service failed; try again later".to_string(),
+            ),
+        };
+        let verb = if matches!(code, 401 | 403) {
+            format!("refused {}", error::who(self.credential.as_ref()))
+        } else if (400..500).contains(&code) {
+            "refused the request".to_string()
+        } else {
+            "failed".to_string()
+        };
+        self.error(
+            kind,
+            Some(code),
+            format!("the token service {verb}: HTTP {code} {detail}"),
+            help,
+        )
+    }
+}
+
+/// The first repository a token scope names (`repository:<name>:<actions>`).
+fn scope_repository(scope: &str) -> Option<String> {
+    let first = scope.split_whitespace().next()?;
+    let rest = first.strip_prefix("repository:")?;
+    let (name, _) = rest.rsplit_once(':')?;
+    Some(crate::sanitize::text(name))
 }
 
 /// One token request, as the retry driver repeats it.

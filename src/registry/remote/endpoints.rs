@@ -31,6 +31,13 @@ impl Registry {
     }
 
     /// The digest `repository:tag` points at, or `None` when the tag does not exist.
+    ///
+    /// One HEAD. A HEAD answer has no body, so any answer but 200 and 404 is asked again
+    /// once as a GET, whose body says why (and which the transport retries when it is a
+    /// rate limit, such as GHCR's 403 "secondary rate limit"). A 404 on a registry that
+    /// does not create repositories on push (ECR) is asked again as a GET once per
+    /// repository, to tell a missing tag (`MANIFEST_UNKNOWN`) from a missing repository
+    /// (`NAME_UNKNOWN`): the plan then names the repository, not `+ create`.
     pub async fn manifest_digest(
         &self,
         repository: &str,
@@ -40,10 +47,18 @@ impl Registry {
         let answer = self
             .send(repository, Method::HEAD, &url, accept_manifests(), None)
             .await?;
+        let answer = match answer.status {
+            StatusCode::OK => answer,
+            StatusCode::NOT_FOUND => {
+                self.repository_exists(repository, &url).await?;
+                return Ok(None);
+            }
+            _ => self.read_reason(repository, &url, answer).await?,
+        };
         match answer.status {
             StatusCode::OK => match header(&answer.headers, "docker-content-digest") {
                 Some(d) => Ok(Some(d)),
-                None => {
+                None if answer.body.is_empty() => {
                     // Rare: a registry that sends no digest on HEAD. Hash the manifest.
                     let got = self
                         .send_limited(
@@ -58,9 +73,93 @@ impl Registry {
                     self.expect(&got, &[StatusCode::OK], "read a manifest")?;
                     Ok(Some(artifact::sha256_digest(&got.body)))
                 }
+                None => Ok(Some(artifact::sha256_digest(&answer.body))),
             },
             StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::FORBIDDEN if artifactory_hides_missing_tags(&answer) => {
+                // Artifactory's virtual repositories answer 403 for a tag that does not
+                // exist (RTFACT-13797): take it as absent, as go-containerregistry does,
+                // and let the push decide; say so once.
+                self.note_once(format!(
+                    "{}: the registry answered 403 for tag {tag} of {repository} (Artifactory answers so for a tag that does not exist in a virtual repository); it is planned as new, and the push decides",
+                    self.host
+                ));
+                Ok(None)
+            }
             _ => Err(self.unexpected(&answer, "check a tag")),
+        }
+    }
+
+    /// The answer to `url` again as a bounded GET, when `head` (a HEAD's answer) is neither
+    /// 200 nor 404: a HEAD has no body to say why.
+    async fn read_reason(
+        &self,
+        repository: &str,
+        url: &str,
+        head: Answer,
+    ) -> Result<Answer, RegistryError> {
+        let got = self
+            .send_limited(
+                repository,
+                Method::GET,
+                url,
+                accept_manifests(),
+                None,
+                MANIFEST_BODY,
+            )
+            .await?;
+        // Keep the HEAD's challenge when the GET's answer has none.
+        if got.status == head.status
+            && got.headers.get("www-authenticate").is_none()
+            && let Some(c) = head.headers.get("www-authenticate")
+        {
+            let mut got = got;
+            got.headers.insert("www-authenticate", c.clone());
+            return Ok(got);
+        }
+        Ok(got)
+    }
+
+    /// After a 404 for a tag: on a registry that does not create repositories on push,
+    /// whether the repository exists, asked once per repository and run (a GET of the
+    /// same tag: its error code tells). Elsewhere nothing is asked: the repository will
+    /// be created by the first push.
+    async fn repository_exists(&self, repository: &str, url: &str) -> Result<(), RegistryError> {
+        let probe = self.context("check a tag");
+        let facts = super::refusal::Refusal {
+            host: &self.host,
+            realm: probe.realm.clone(),
+            ..Default::default()
+        };
+        if !facts.repositories_must_exist() {
+            return Ok(());
+        }
+        let cell = self
+            .repositories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repository.to_string())
+            .or_default()
+            .clone();
+        let known = cell
+            .get_or_try_init(|| async {
+                let got = self
+                    .send_limited(
+                        repository,
+                        Method::GET,
+                        url,
+                        accept_manifests(),
+                        None,
+                        MANIFEST_BODY,
+                    )
+                    .await?;
+                let e = self.unexpected(&got, "check a tag");
+                Ok::<_, RegistryError>((e.kind == ErrorKind::RepositoryMissing).then_some(e))
+            })
+            .await?;
+        match known {
+            Some(missing) => Err(missing.clone()),
+            None => Ok(()),
         }
     }
 
@@ -118,12 +217,28 @@ impl Registry {
         }
     }
 
-    /// True when the repository holds the blob.
+    /// True when the repository holds the blob. A HEAD answer other than 200 and 404 is
+    /// asked again as a GET, whose body says why.
     pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
         let url = self.url(repository, &format!("blobs/{digest}"));
         let answer = self
             .send(repository, Method::HEAD, &url, HeaderMap::new(), None)
             .await?;
+        let answer = match answer.status {
+            StatusCode::OK => return Ok(true),
+            StatusCode::NOT_FOUND => return Ok(false),
+            _ => {
+                self.send_limited(
+                    repository,
+                    Method::GET,
+                    &url,
+                    HeaderMap::new(),
+                    None,
+                    BLOB_BODY,
+                )
+                .await?
+            }
+        };
         match answer.status {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -175,31 +290,49 @@ impl Registry {
         blob: &Blob,
         from: Option<&str>,
     ) -> Result<BlobState, RegistryError> {
+        // Where mounts were ignored or refused once, they are not tried again this run:
+        // the POST asks the repository itself (present, or an upload session).
+        let from =
+            from.filter(|f| *f != repository && !self.mounts_refused.load(Ordering::Relaxed));
         let source = self.api_path(from.unwrap_or(repository));
         let url = self.url(
             repository,
             &format!("blobs/uploads/?mount={}&from={}", blob.digest, source),
         );
-        let answer = self
-            .send(
-                repository,
+        // A mount needs pull on its source in the same token (distribution, Harbor).
+        let scope = self.scope(repository, from);
+        let answer = match self
+            .send_scoped(
+                scope,
                 Method::POST,
                 &url,
                 HeaderMap::new(),
                 Some(Bytes::new()),
+                super::body::SMALL_BODY,
             )
-            .await?;
-        if answer.status == StatusCode::UNAUTHORIZED && from.is_some_and(|f| f != repository) {
-            // Mounting from another repository needs pull access there, which a token
-            // scoped to this repository lacks on some registries: ask this repository alone.
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.upload_refused(e)),
+        };
+        if from.is_some() && answer.status == StatusCode::UNAUTHORIZED {
+            // The registry refuses mounts from there for these credentials: upload, and
+            // do not ask again this run.
+            self.mounts_refused.store(true, Ordering::Relaxed);
             return Box::pin(self.try_ensure_blob(repository, blob, None)).await;
         }
         if answer.status == StatusCode::CREATED {
-            return Ok(if from.is_some_and(|f| f != repository) {
+            return Ok(if from.is_some() {
                 BlobState::Mounted
             } else {
                 BlobState::Present
             });
+        }
+        if from.is_some() && answer.status == StatusCode::ACCEPTED {
+            // The source holds the blob (its manifest was pushed in this run), so a 202 is
+            // a registry that does not mount (ECR without blob mounting): upload into the
+            // session it opened, and mount no more this run.
+            self.mounts_refused.store(true, Ordering::Relaxed);
         }
         self.expect(&answer, &[StatusCode::ACCEPTED], "start a blob upload")?;
         let location = header(&answer.headers, "location").ok_or_else(|| {
@@ -333,6 +466,38 @@ impl Registry {
             Err(self.unexpected(answer, what))
         }
     }
+}
+
+impl Registry {
+    /// A failed first upload `POST`: on ECR, a dropped connection there is how a missing
+    /// repository was answered (2023 reports), so the error says so.
+    fn upload_refused(&self, e: RegistryError) -> RegistryError {
+        let ecr = matches!(
+            super::refusal::family(&self.host, None),
+            super::refusal::Family::Ecr { .. }
+        );
+        if !ecr || e.kind != ErrorKind::Unreachable || self.down.get().is_some() {
+            return e;
+        }
+        RegistryError {
+            message: format!(
+                "{} (ECR closed the connection when asked to start an upload: the repository may not exist)",
+                e.message
+            ),
+            help: "ECR does not create repositories on push: create it with `aws ecr create-repository --repository-name REPOSITORY`, then run again; if it exists, check the network".into(),
+            ..e
+        }
+    }
+}
+
+/// True when a 403 for a manifest is Artifactory's answer for a tag it does not have:
+/// "The client does not have permission for manifest: Download request for repo:path
+/// '…' is forbidden" (RTFACT-13797).
+fn artifactory_hides_missing_tags(answer: &Answer) -> bool {
+    let (_, message) = super::error::error_body(&answer.body);
+    let message = message.to_ascii_lowercase();
+    message.contains("does not have permission for manifest")
+        || (message.contains("download request for repo:path") && message.contains("forbidden"))
 }
 
 fn accept_manifests() -> HeaderMap {

@@ -7,6 +7,7 @@
 //! that every endpoint words them the same way.
 
 use super::Answer;
+use super::refusal::{self, Refusal};
 use crate::diagnostic::codes;
 use crate::registry::credentials::{self, Credential};
 
@@ -18,6 +19,8 @@ pub enum ErrorKind {
     Auth,
     Denied,
     Rejected,
+    /// The repository does not exist and the registry does not create it on push (ECR).
+    RepositoryMissing,
     Server,
     Protocol,
 }
@@ -31,6 +34,7 @@ impl ErrorKind {
             ErrorKind::Auth => codes::REGISTRY_AUTH,
             ErrorKind::Denied => codes::REGISTRY_DENIED,
             ErrorKind::Rejected => codes::REGISTRY_REJECTED,
+            ErrorKind::RepositoryMissing => codes::REGISTRY_REPOSITORY_MISSING,
             ErrorKind::Server => codes::REGISTRY_SERVER,
             ErrorKind::Protocol => codes::REGISTRY_PROTOCOL,
         }
@@ -92,60 +96,90 @@ pub(super) fn login_help(host: &str, credential: Option<&Credential>) -> String 
     }
 }
 
-/// Turns an unexpected answer into an error that says what to do.
-pub(super) fn unexpected(
-    host: &str,
-    credential: Option<&Credential>,
-    answer: &Answer,
-    what: &str,
-) -> RegistryError {
-    let status = answer.status.as_u16();
-    let (codes, detail) = error_body(&answer.body);
-    let detail = if detail.is_empty() {
+/// What was being done when a registry answered unexpectedly, for [`unexpected`].
+pub(super) struct Context<'a> {
+    pub host: &'a str,
+    pub credential: Option<&'a Credential>,
+    /// True for a read (a plan's check, a GET), false for a write.
+    pub read: bool,
+    /// The token service's realm this run learned, if any.
+    pub realm: Option<String>,
+}
+
+/// Turns an unexpected answer into an error that says what to do, from everything the
+/// registry said: status, error codes, `message`, `detail`, the challenge and the host
+/// ([`super::refusal`]).
+pub(super) fn unexpected(context: &Context<'_>, answer: &Answer, what: &str) -> RegistryError {
+    let refusal = refusal_of(context, answer);
+    let (kind, help) = refusal::classify(&refusal);
+    let status = refusal.status;
+    let mut reason = if refusal.message.is_empty() {
         answer.status.canonical_reason().unwrap_or("").to_string()
     } else {
-        detail
+        refusal.message.clone()
     };
-    let code = codes.first().cloned().unwrap_or_default();
-    let (kind, help) = match status {
-        _ if code == "BLOB_UPLOAD_UNKNOWN" => (
-            ErrorKind::Server,
-            "the registry lost the upload session; run apply again".to_string(),
-        ),
-        401 => (ErrorKind::Auth, login_help(host, credential)),
-        403 => (
-            ErrorKind::Denied,
-            format!(
-                "{} may not write to this repository; check its permissions (for GHCR, the token needs write:packages and the package must grant the repository access)",
-                who(credential)
-            ),
-        ),
-        404 => (
-            ErrorKind::Rejected,
-            "check the repository name; some registries need the repository created first"
-                .to_string(),
-        ),
-        400..=499 => (
-            ErrorKind::Rejected,
-            "the registry refused the request as sent; this is likely a bug in eigenpub or an unsupported registry: please report it with -v output".to_string(),
-        ),
-        _ => (
-            ErrorKind::Server,
-            "the registry failed; try again later".to_string(),
-        ),
-    };
-    let code = if code.is_empty() {
-        String::new()
-    } else {
-        format!(" {code}")
+    if !refusal.detail.is_empty() && !reason.contains(&refusal.detail) {
+        reason = format!("{reason} (detail: {})", refusal.detail);
+    }
+    if let Some(e) = &refusal.challenge_error
+        && !reason.contains(e.as_str())
+    {
+        reason = format!("{reason} ({e})");
+    }
+    let code = match refusal.codes.first() {
+        Some(code) => format!(" {code}"),
+        None => String::new(),
     };
     RegistryError {
-        registry: host.to_string(),
+        registry: context.host.to_string(),
         kind,
         status: Some(status),
-        message: format!("could not {what}: HTTP {status}{code}: {detail}"),
+        message: format!("could not {what}: HTTP {status}{code}: {reason}"),
         help,
     }
+}
+
+/// The facts of one refusal, read from the answer.
+pub(super) fn refusal_of<'a>(context: &Context<'a>, answer: &Answer) -> Refusal<'a> {
+    let parts = error_parts(&answer.body);
+    let challenge = super::transport::header(&answer.headers, "www-authenticate")
+        .map(|c| super::auth::parse_challenge(&c));
+    let (scheme, challenge_error, challenge_realm) = match challenge {
+        Some((scheme, params)) => (
+            Some(scheme),
+            params
+                .get("error")
+                .map(|e| crate::sanitize::text(e).chars().take(60).collect()),
+            params.get("realm").cloned(),
+        ),
+        None => (None, None, None),
+    };
+    Refusal {
+        host: context.host,
+        repository: answer.url.as_ref().and_then(repository_of),
+        status: answer.status.as_u16(),
+        codes: parts.codes,
+        message: parts.message,
+        detail: parts.detail,
+        authenticated: context.credential.is_some(),
+        challenge: scheme,
+        challenge_error,
+        realm: context.realm.clone().or(challenge_realm),
+        read: context.read,
+        who: who(context.credential),
+        login_help: login_help(context.host, context.credential),
+    }
+}
+
+/// The repository a registry API URL names (`/v2/<name>/manifests/…`).
+fn repository_of(url: &reqwest::Url) -> Option<String> {
+    let path = url.path().strip_prefix("/v2/")?;
+    ["/manifests/", "/blobs/", "/tags/"]
+        .iter()
+        .filter_map(|marker| path.rfind(marker).map(|i| &path[..i]))
+        .next()
+        .filter(|name| !name.is_empty())
+        .map(crate::sanitize::text)
 }
 
 /// Kind and help for a manifest the registry kept refusing (`pushes` times) for a blob it
@@ -220,8 +254,29 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// How many characters of a registry's `detail` are kept.
+const DETAIL_LIMIT: usize = 300;
+
+/// What a registry's error body says: its codes, its messages and its details.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ErrorParts {
+    pub codes: Vec<String>,
+    /// The messages, each once, joined with "; " (or the body's text when it is not the
+    /// spec's JSON).
+    pub message: String,
+    /// The `detail`s (a string as it is, anything else as compact JSON), each once, cut to
+    /// [`DETAIL_LIMIT`] characters in all. Quay puts its reason only here.
+    pub detail: String,
+}
+
 /// The registry's error codes and a readable message from a JSON error body.
 pub fn error_body(body: &[u8]) -> (Vec<String>, String) {
+    let parts = error_parts(body);
+    (parts.codes, parts.message)
+}
+
+/// Reads an error body: `{"errors":[{"code","message","detail"}]}`, or plain text.
+pub fn error_parts(body: &[u8]) -> ErrorParts {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<Entry>,
@@ -230,6 +285,7 @@ pub fn error_body(body: &[u8]) -> (Vec<String>, String) {
     struct Entry {
         code: Option<String>,
         message: Option<String>,
+        detail: Option<serde_json::Value>,
     }
     if let Ok(envelope) = serde_json::from_slice::<Envelope>(body) {
         let codes = envelope
@@ -244,11 +300,38 @@ pub fn error_body(body: &[u8]) -> (Vec<String>, String) {
                 messages.push(m);
             }
         }
-        return (codes, messages.join("; "));
+        let mut details: Vec<String> = Vec::new();
+        for d in envelope.errors.iter().filter_map(|e| e.detail.as_ref()) {
+            let text = match d {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) if s.trim().is_empty() => continue,
+                serde_json::Value::String(s) => s.trim().to_string(),
+                other => other.to_string(),
+            };
+            if !details.contains(&text) && !messages.contains(&text) {
+                details.push(text);
+            }
+        }
+        let detail = details.join("; ");
+        let detail = if detail.chars().count() > DETAIL_LIMIT {
+            let cut: String = detail.chars().take(DETAIL_LIMIT).collect();
+            format!("{cut}…")
+        } else {
+            detail
+        };
+        return ErrorParts {
+            codes,
+            message: messages.join("; "),
+            detail,
+        };
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    (Vec::new(), text.chars().take(300).collect())
+    ErrorParts {
+        codes: Vec::new(),
+        message: text.chars().take(300).collect(),
+        detail: String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -296,7 +379,13 @@ mod tests {
             body: bytes::Bytes::from_static(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
             url: None,
         };
-        let e = unexpected("r.example", None, &answer, "push a manifest");
+        let context = Context {
+            host: "r.example",
+            credential: None,
+            read: false,
+            realm: None,
+        };
+        let e = unexpected(&context, &answer, "push a manifest");
         assert_eq!(e.kind, ErrorKind::Denied);
         assert_eq!(e.status, Some(403));
         assert_eq!(e.message, "could not push a manifest: HTTP 403 DENIED: no");

@@ -19,6 +19,7 @@ mod body;
 mod endpoints;
 mod error;
 mod pacing;
+mod refusal;
 mod routing;
 mod transport;
 
@@ -122,8 +123,20 @@ pub struct Registry {
     /// every request for long: every later request fails at once with this error (one
     /// failure per registry, not one per artifact).
     down: std::sync::OnceLock<RegistryError>,
+    /// Set once the registry ignored (202) or refused (401) a cross-repository mount: no
+    /// more are tried this run.
+    mounts_refused: std::sync::atomic::AtomicBool,
+    /// Per repository, on registries that need repositories created first: whether it
+    /// was found missing (asked once per run).
+    repositories: std::sync::Mutex<RepositoryChecks>,
+    /// Things worth telling the user that are not failures, each once.
+    notes: std::sync::Mutex<Vec<String>>,
     pub stats: Arc<Stats>,
 }
+
+/// One check per repository: `Some(error)` when it does not exist.
+type RepositoryChecks =
+    std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Option<RegistryError>>>>;
 
 impl Registry {
     pub fn new(
@@ -189,8 +202,26 @@ impl Registry {
             backoff: options.backoff,
             deadline: options.deadline,
             down: std::sync::OnceLock::new(),
+            mounts_refused: Default::default(),
+            repositories: Default::default(),
+            notes: Default::default(),
             stats,
         })
+    }
+
+    /// Warnings this registry gave cause for during the run, each once (Artifactory's 403
+    /// for a missing tag taken as absent).
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn note_once(&self, note: String) {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        // One note per registry for the same reason, however many tags it hit.
+        let key: String = note.split(" tag ").next().unwrap_or(&note).to_string();
+        if !notes.iter().any(|n| n.starts_with(&key)) {
+            notes.push(note);
+        }
     }
 
     /// The repository path as the registry's API names it (Docker Hub's `library/`).
@@ -222,8 +253,23 @@ impl Registry {
         }
     }
 
-    /// Turns an unexpected answer into an error that says what to do.
+    /// Turns an unexpected answer into an error that says what to do; `what` says what
+    /// was being done ("check a tag", "push a manifest"): reads are worded as reads.
     fn unexpected(&self, answer: &Answer, what: &str) -> RegistryError {
-        error::unexpected(&self.host, self.credential.as_ref(), answer, what)
+        error::unexpected(&self.context(what), answer, what)
+    }
+
+    /// What [`error::unexpected`] needs to know about this registry and the request.
+    fn context(&self, what: &str) -> error::Context<'_> {
+        let read = self.access == Access::Pull
+            || ["check ", "read ", "log in"]
+                .iter()
+                .any(|verb| what.starts_with(verb));
+        error::Context {
+            host: &self.host,
+            credential: self.credential.as_ref(),
+            read,
+            realm: self.auth.realm(),
+        }
     }
 }

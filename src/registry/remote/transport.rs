@@ -289,18 +289,42 @@ impl Registry {
         body: Option<Bytes>,
         limit: usize,
     ) -> Result<Answer, RegistryError> {
-        let scope = if repository.is_empty() {
-            String::new() // the API root (a login check): no repository scope
-        } else {
-            format!(
-                "repository:{}:{}",
-                self.api_path(repository),
-                match self.access {
-                    Access::Pull => "pull",
-                    Access::Push => "pull,push",
-                }
-            )
-        };
+        let scope = self.scope(repository, None);
+        self.send_scoped(scope, method, url, headers, body, limit)
+            .await
+    }
+
+    /// The token scope of a request for `repository`: pull, or pull and push for an
+    /// apply; with `also_pull`, pull on that repository too (the source of a mount, which
+    /// registries check against the same token), as a second space-separated scope.
+    pub(super) fn scope(&self, repository: &str, also_pull: Option<&str>) -> String {
+        if repository.is_empty() {
+            return String::new(); // the API root (a login check): no repository scope
+        }
+        let mut scope = format!(
+            "repository:{}:{}",
+            self.api_path(repository),
+            match self.access {
+                Access::Pull => "pull",
+                Access::Push => "pull,push",
+            }
+        );
+        if let Some(from) = also_pull.filter(|f| *f != repository) {
+            scope.push_str(&format!(" repository:{}:pull", self.api_path(from)));
+        }
+        scope
+    }
+
+    /// [`Registry::send_limited`] with an explicit token scope ([`Registry::scope`]).
+    pub(super) async fn send_scoped(
+        &self,
+        scope: String,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        limit: usize,
+    ) -> Result<Answer, RegistryError> {
         let mut learning = None;
         if self.auth.scheme_unknown().await {
             let guard = self.auth.learning.lock().await;
@@ -393,9 +417,8 @@ impl Attempts for RegistryAttempts<'_> {
                 self.learning = None;
                 match learned {
                     Ok(true) => continue,
-                    Ok(false) => {
-                        return Attempt::Done(Err(registry.unexpected(&answer, "authenticate")));
-                    }
+                    // A refusal, not a challenge to answer: the caller says what it was doing.
+                    Ok(false) => return Attempt::Done(Ok(answer)),
                     Err(e) => return Attempt::Done(Err(e)),
                 }
             }

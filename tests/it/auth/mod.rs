@@ -6,9 +6,8 @@
 //! plainly which ones a registry refused and how to log in ([`sources`]), store
 //! them the way `docker login` does ([`login`]), speak TLS to registries signed by
 //! a private CA ([`tls`]), renew short-lived bearer tokens before the registry
-//! refuses them, retry a briefly overloaded token service, upload a blob itself
-//! when a token scoped to one repository may not mount it from another
-//! ([`tokens`]), refuse to send credentials or tokens in clear text off this
+//! refuses them, retry a briefly overloaded token service, mount a blob another
+//! repository holds with a token that may pull from it ([`tokens`]), refuse to send credentials or tokens in clear text off this
 //! machine ([`clear_text`]), and never print or write a secret (every test).
 //!
 //! Everything is real and comes from the harness: `docker-registry` behind

@@ -33,6 +33,7 @@ pub mod http;
 pub mod pki;
 pub mod process;
 pub mod registry;
+pub mod registry_emulator;
 pub mod relay;
 pub mod secrets;
 pub mod token_server;
