@@ -20,6 +20,7 @@
 mod apply;
 mod artifact;
 mod atomic;
+mod child;
 mod cli;
 mod commands;
 mod diagnostic;

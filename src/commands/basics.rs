@@ -75,11 +75,7 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Outcome {
     for f in found {
         by_avs.entry(f.avs).or_default().push(f.path);
     }
-    let in_git = std::process::Command::new("git")
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .current_dir(&dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let in_git = crate::project::git::Repository::find(&dir).is_some();
     let text = render(&args.registry, &by_avs, in_git);
     let schema_path = dir.join(SCHEMA_FILE);
     if !schema_path.exists() {

@@ -46,12 +46,13 @@ pub struct Stamp {
 
 impl Clock {
     /// Reads `SOURCE_DATE_EPOCH` from `env` and, in one go, git's commit times of the specs
-    /// whose time comes from git (those with no `locked` time). Problems (an invalid
-    /// epoch, a failing git, a shallow clone) go to `problems`.
+    /// whose time comes from git (those read, as `bytes`, with no `locked` time). Problems
+    /// (an invalid epoch, a failing git, a shallow clone) go to `problems`.
     pub fn new(
         file: &SourceFile,
         entries: &[Entry],
         locked: &[Option<String>],
+        bytes: &[Option<&[u8]>],
         dir: &Path,
         env: &Env,
         problems: &mut Problems,
@@ -66,11 +67,12 @@ impl Clock {
                 Epoch::Invalid(problem)
             }
         };
-        let paths: Vec<PathBuf> = entries
+        let paths: Vec<(PathBuf, &[u8])> = entries
             .iter()
             .zip(locked)
-            .filter(|(e, locked)| locked.is_none() && uses_git(e, env))
-            .map(|(e, _)| e.spec_path.clone())
+            .zip(bytes)
+            .filter(|((e, locked), _)| locked.is_none() && uses_git(e, env))
+            .filter_map(|((e, _), bytes)| Some((e.spec_path.clone(), (*bytes)?)))
             .collect();
         let git = if paths.is_empty() {
             GitTimes::default()

@@ -23,6 +23,7 @@ mod created_time;
 pub mod discover;
 mod entries;
 pub mod file;
+pub mod git;
 pub mod lock;
 mod operator_set;
 pub mod paths;
@@ -214,7 +215,11 @@ fn resolve(
             created_time::locked(lock?, dir, entry, &spec.bytes, &spec.document)
         })
         .collect();
-    resolver.clock = Clock::new(file, &entries, &locked, dir, env, &mut problems);
+    let bytes: Vec<Option<&[u8]>> = specs
+        .iter()
+        .map(|s| s.as_ref().map(|s| &s.bytes[..]))
+        .collect();
+    resolver.clock = Clock::new(file, &entries, &locked, &bytes, dir, env, &mut problems);
 
     let mut publications: Vec<Publication> = entries
         .iter()

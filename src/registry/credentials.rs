@@ -132,6 +132,50 @@ fn read_config(path: &std::path::Path) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
 }
 
+/// The credential of one `auths` entry of Docker's config, read the way Docker reads it:
+/// `identitytoken`, else `auth` (base64 of `user:password`, which must agree with
+/// `username`/`password` when those are there too), else `username` and `password`.
+/// `None` when it holds none of these. Nothing of the entry is quoted in an error.
+fn auths_secret(entry: &serde_json::Value) -> Result<Option<Secret>, String> {
+    use base64::Engine as _;
+    let field = |name: &str| {
+        entry
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(token) = field("identitytoken") {
+        return Ok(Some(Secret::IdentityToken(token.to_string())));
+    }
+    let fields = field("username").zip(field("password"));
+    if let Some(auth) = field("auth") {
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let decoded = engine
+            .decode(auth.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or("`auth` is not base64 of user:password")?;
+        let (username, password) = decoded
+            .split_once(':')
+            .ok_or("`auth` is not base64 of user:password (no `:`)")?;
+        if fields.is_some_and(|(u, p)| (u, p) != (username, password)) {
+            return Err("`auth` does not match `username` and `password`".into());
+        }
+        return Ok(Some(Secret::Basic {
+            username: username.to_string(),
+            password: password.to_string(),
+        }));
+    }
+    Ok(fields.map(|(username, password)| Secret::Basic {
+        username: username.to_string(),
+        password: password.to_string(),
+    }))
+}
+
 /// A helper's answer as a credential: the user name `<token>` marks an identity token.
 fn from_helper(helper: &str, key: &str, origin: String) -> Result<Option<Credential>, String> {
     Ok(super::helper::get(helper, key)?.map(|answer| {
@@ -226,24 +270,13 @@ fn find(registry: &str) -> Result<Option<Credential>, String> {
         }
         if in_auths {
             let origin = format!("auths[\"{key}\"] in {}", path.display());
-            let reader = std::io::Cursor::new(text.as_bytes());
-            return match docker_credential::get_credential_from_reader(reader, &key) {
-                Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
-                    Ok(Some(Credential {
-                        secret: Secret::Basic { username, password },
-                        origin,
-                    }))
-                }
-                Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
-                    Ok(Some(Credential {
-                        secret: Secret::IdentityToken(token),
-                        origin,
-                    }))
-                }
-                Err(e) => Err(format!(
-                    "cannot read credentials for {key} from {origin}: {e}"
-                )),
-            };
+            // An entry with no usable credential (a user name alone) falls through to
+            // credsStore, as Docker's does.
+            if let Some(secret) = auths_secret(&config["auths"][&key])
+                .map_err(|e| format!("cannot read credentials for {key} from {origin}: {e}"))?
+            {
+                return Ok(Some(Credential { secret, origin }));
+            }
         }
         if let Some(store) = store {
             let origin = format!(

@@ -1,15 +1,19 @@
 //! Running Docker credential helpers (`docker-credential-<name> get|store|erase`), and
-//! reading credentials from `get`, so that no helper outlives eigenpub or floods it.
+//! reading credentials from `get`, so that no helper outlives eigenpub, floods it or sees
+//! its secrets.
 //!
-//! A helper may hang (waiting for a prompt nobody sees, a locked keychain): it gets a
-//! deadline, and when the deadline passes it is killed together with every process it
-//! started (it runs in its own process group). What it prints is read up to a bound, and
-//! never echoed by this module: a failing helper's output may hold the secret.
+//! Every call to a helper goes through [`run`], and so through [`crate::child`]: a helper
+//! may hang (waiting for a prompt nobody sees, a locked keychain), so it gets a deadline,
+//! and when the deadline passes it is killed together with every process it started. It
+//! runs in `/` (not in the project folder a pull request controls), with the operator's
+//! environment less every `EIGENPUB_*` variable: no `EIGENPUB_REGISTRY_*` password reaches
+//! it. What it prints is read up to a bound, and never echoed by this module: a failing
+//! helper's output may hold the secret.
 
-use std::io::{Read, Write};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use crate::child::{self, ChildError, Environment, Launch};
 
 /// How long a credential helper may take unless `EIGENPUB_CREDENTIAL_HELPER_TIMEOUT` (in
 /// seconds) says otherwise.
@@ -38,7 +42,7 @@ pub struct HelperOutput {
 #[derive(Debug)]
 pub enum HelperError {
     /// It could not be started (not installed, not executable).
-    Start(std::io::Error),
+    Start(ChildError),
     /// It did not finish in time and was killed, with its children.
     TimedOut(Duration),
 }
@@ -46,7 +50,7 @@ pub enum HelperError {
 impl std::fmt::Display for HelperError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HelperError::Start(e) => write!(f, "cannot run it: {e}"),
+            HelperError::Start(e) => write!(f, "{e}"),
             HelperError::TimedOut(t) => write!(
                 f,
                 "it did not answer within {} s and was stopped (it may be waiting for a prompt or a locked keychain; EIGENPUB_CREDENTIAL_HELPER_TIMEOUT sets the limit)",
@@ -63,74 +67,24 @@ pub fn run(
     input: &[u8],
     timeout: Duration,
 ) -> Result<HelperOutput, HelperError> {
-    let mut command = Command::new(program);
-    command
-        .arg(action)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-    }
-    let mut child = command.spawn().map_err(HelperError::Start)?;
-    let deadline = Instant::now() + timeout;
-    let stdout = child.stdout.take().map(reader);
-    let stderr = child.stderr.take().map(reader);
-    if let Some(mut stdin) = child.stdin.take() {
-        let input = input.to_vec();
-        // In a thread: a helper that never reads must not block eigenpub on a full pipe.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-    }
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                kill_group(&mut child);
-                return Err(HelperError::TimedOut(timeout));
-            }
-        }
-    };
-    // The helper has exited; its output is complete unless a child it left behind still
-    // holds the pipe, which is not waited for long.
-    let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
-        rx.and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok())
-            .unwrap_or_default()
-    };
-    Ok(HelperOutput {
-        status,
-        stdout: collect(stdout),
-        stderr: collect(stderr),
+    let finished = child::run(Launch {
+        program,
+        args: vec![action.into()],
+        env: Environment::OperatorLessEigenpub,
+        dir: std::path::Path::new("/"),
+        input,
+        timeout,
+        output_limit: OUTPUT_LIMIT,
     })
-}
-
-fn reader(pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.take(OUTPUT_LIMIT).read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-/// Kills the helper and everything in its process group, and reaps it.
-#[allow(unsafe_code)]
-fn kill_group(child: &mut std::process::Child) {
-    #[cfg(unix)]
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) with a negative pid signals the process group the helper leads
-        // (it was started with process_group(0)); it touches no memory.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    .map_err(|e| match e {
+        ChildError::TimedOut(t) => HelperError::TimedOut(t),
+        other => HelperError::Start(other),
+    })?;
+    Ok(HelperOutput {
+        status: finished.status,
+        stdout: finished.stdout,
+        stderr: finished.stderr,
+    })
 }
 
 /// What `get` answered: Docker's `{"Username": …, "Secret": …}`.
@@ -179,6 +133,7 @@ pub fn get(helper: &str, key: &str) -> Result<Option<Answer>, String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
 
     fn script(dir: &std::path::Path, body: &str) -> String {
         let path = dir.join("docker-credential-test");

@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 
 mod auth;
+mod children;
 mod cli;
 mod contract;
 mod core;
