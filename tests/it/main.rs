@@ -12,6 +12,7 @@
 mod harness;
 mod hostile;
 
+mod action;
 mod auth;
 mod children;
 mod cli;
