@@ -11,6 +11,7 @@ use super::{Context, Exit, Outcome, load_project, plural};
 use crate::cli::ValidateArgs;
 use crate::project::Publication;
 use crate::report::{self, DiagnosticFormat, out};
+use crate::sanitize::Untrusted;
 
 pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
     if args.format == DiagnosticFormat::Json {
@@ -27,10 +28,10 @@ pub(super) fn run(ctx: &Context, args: &ValidateArgs) -> Outcome {
         for p in &publications {
             out::line(&format!(
                 "{}/{}  {}  {}  {}",
-                crate::sanitize::text(&p.avs),
+                Untrusted(&p.avs),
                 p.operator_set,
-                crate::sanitize::text(&p.spec),
-                p.reference(),
+                Untrusted(&p.spec),
+                Untrusted(&p.reference()),
                 p.artifact.digest()
             ));
         }

@@ -11,7 +11,12 @@ pub use crate::plan::saved::FORMAT_VERSION;
 
 /// A plan as pretty-printed JSON text: what `plan --format json` prints and `plan --out` saves.
 pub fn plan_text(document: &PlanDocument) -> String {
-    serde_json::to_string_pretty(document).expect("plan documents serialize")
+    // Guarded (the same document, escaped where a job log would read a workflow command):
+    // a saved plan is a file a workflow may print.
+    crate::sanitize::workflow::guard(
+        &serde_json::to_string_pretty(document).expect("plan documents serialize"),
+    )
+    .into_owned()
 }
 
 /// An apply's results as JSON: every artifact of the plan, each with its `result`.

@@ -15,6 +15,7 @@ use similar::TextDiff;
 use crate::plan::previous::Contents;
 use crate::plan::{Action, Change, Plan};
 use crate::report::text::plan_summary;
+use crate::sanitize::Untrusted;
 
 /// The most characters a rendered comment may have.
 pub const LIMIT: usize = 65_000;
@@ -28,15 +29,34 @@ fn short(digest: &str) -> String {
     format!("`{}`", &hex[..hex.len().min(12)])
 }
 
-/// Text from the project (a discovered file name) in a table cell: sanitised, and unable
-/// to end the code span or the row, or to open HTML.
+/// An outside value (a repository, a spec path, a registry's note) inside a table cell's
+/// code span: sanitised on one line, and unable to end the code span or the row, or to
+/// open HTML.
 fn cell(s: &str) -> String {
-    crate::sanitize::text(s)
+    crate::sanitize::line(s)
         .replace('|', "\\|")
         .replace('`', "'")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-        .replace(['\n', '\r'], " ")
+}
+
+/// An outside value inside an HTML element (the `<summary>` of a diff): sanitised on one
+/// line, every character HTML gives a meaning escaped, so it can neither close the element
+/// nor open a tag or a comment (`</code></summary><!--` would hide every later diff).
+fn html(s: &str) -> String {
+    let line = crate::sanitize::line(s);
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn row(change: &Change) -> Option<String> {
@@ -74,7 +94,7 @@ pub fn details(change: &Change, before: &Contents, after: &Contents) -> String {
     let mut out = format!(
         "<details><summary>{} <code>{}</code></summary>\n\n",
         change.action.name(),
-        p.reference()
+        html(&p.reference())
     );
     let old_spec = before.spec.clone().unwrap_or_default();
     let new_spec = after.spec.clone().unwrap_or_default();
@@ -84,8 +104,8 @@ pub fn details(change: &Change, before: &Contents, after: &Contents) -> String {
             .unified_diff()
             .context_radius(3)
             .header(
-                &format!("registry: {}", p.spec),
-                &format!("proposed: {}", p.spec),
+                &format!("registry: {}", Untrusted(&p.spec)),
+                &format!("proposed: {}", Untrusted(&p.spec)),
             )
             .to_string();
         let _ = write!(out, "Spec:\n\n```diff\n{}```\n\n", fence_safe(&unified));
@@ -98,11 +118,12 @@ pub fn details(change: &Change, before: &Contents, after: &Contents) -> String {
     for k in keys {
         let (a, b) = (before.fields.get(k), after.fields.get(k));
         if a != b {
+            // Names and values the registry holds: one line each.
             if let Some(a) = a {
-                let _ = writeln!(fields, "- {k}: {a}");
+                let _ = writeln!(fields, "- {}: {}", Untrusted(k), Untrusted(a));
             }
             if let Some(b) = b {
-                let _ = writeln!(fields, "+ {k}: {b}");
+                let _ = writeln!(fields, "+ {}: {}", Untrusted(k), Untrusted(b));
             }
         }
     }
@@ -133,7 +154,7 @@ pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbos
                 let note = c
                     .equivalent
                     .as_ref()
-                    .map(|p| format!(" (equivalent: {p})"))
+                    .map(|p| format!(" (equivalent: `{}`)", cell(&p.to_string())))
                     .unwrap_or_default();
                 Some(format!(
                     "| unchanged | `{}` | `{}` | {}{note} |",
@@ -263,6 +284,46 @@ mod tests {
         let md = plan(&p, &HashMap::new(), false);
         assert!(md.chars().count() <= LIMIT, "{}", md.len());
         assert!(md.contains("Truncated to fit a comment"));
+    }
+
+    #[test]
+    fn a_hostile_folder_name_cannot_hide_later_diffs_or_start_a_command() {
+        let hostile = "x\u{1b}[2J\n::error::pwned\n</code></summary><!--";
+        let mut changes = Vec::new();
+        let mut contents = HashMap::new();
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            let old = publication(name, "t", "v: 1\n", true);
+            let mut new = publication(name, "t", "v: 2\n##[error]spec\n", true);
+            new.repository = crate::reference::Repository::Remote {
+                registry: "r.example".into(),
+                path: format!("{name}{hostile}"),
+            };
+            new.spec = format!("{name}{hostile}.yaml");
+            contents.insert(
+                i,
+                (Contents::of(&old.artifact), Contents::of(&new.artifact)),
+            );
+            changes.push((new, Observation::tag(Some(old.artifact.digest()))));
+        }
+        let (ps, obs) = changes.into_iter().unzip();
+        let md = plan(&diff(ps, obs, Overwrite::Refuse), &contents, true);
+        // Every fence opened is closed, and outside the fences (inside them HTML is text)
+        // the marker is the one comment and every element opened is closed.
+        let fences = md.lines().filter(|l| l.starts_with("```")).count();
+        assert_eq!(fences, 4, "{md}");
+        let outside: String = md.split("```").step_by(2).collect::<Vec<_>>().join("");
+        assert_eq!(outside.matches("<!--").count(), 1, "{md}");
+        assert_eq!(outside.matches("<details>").count(), 2, "{md}");
+        assert_eq!(outside.matches("</details>").count(), 2, "{md}");
+        assert_eq!(outside.matches("</summary>").count(), 2, "{md}");
+        assert_eq!(outside.matches("</code>").count(), 2, "{md}");
+        assert!(!md.contains('\u{1b}'), "{md}");
+        assert!(
+            !crate::sanitize::workflow::tests::runner_sees_a_command(&md),
+            "{md}"
+        );
+        // Both diffs are there.
+        assert_eq!(md.matches("+v: 2").count(), 2, "{md}");
     }
 
     #[test]

@@ -65,16 +65,20 @@ pub fn render_problem(problem: &Problem, color: bool, width: usize) -> String {
 /// Prints problems to standard error in the chosen format. Every renderer sanitises the
 /// problem first (secrets, escape sequences and URL queries never reach a terminal or log).
 pub fn print_problems(problems: &[Problem], format: DiagnosticFormat, color: bool) {
+    use crate::sanitize::workflow::guard;
     let mut err = std::io::stderr().lock();
     match format {
+        // Guarded as standard output is (see `out`): no line starts a workflow command.
         DiagnosticFormat::Human => {
             for p in problems {
-                let _ = write!(err, "{}", render_problem(p, color, 100));
+                let _ = write!(err, "{}", guard(&render_problem(p, color, 100)));
             }
         }
         DiagnosticFormat::Json => {
-            let _ = writeln!(err, "{}", json::problems(problems));
+            let _ = writeln!(err, "{}", guard(&json::problems(problems).to_string()));
         }
+        // Workflow commands by design: each one line, its outside text sanitised (so no
+        // `##[`) and its data %-escaped (so no line break).
         DiagnosticFormat::Github => {
             for p in problems {
                 let _ = writeln!(err, "{}", github_annotation(p));

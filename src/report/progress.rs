@@ -14,6 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::apply::{Outcome, Progress};
 use crate::plan::Change;
 use crate::report::text::{self, Style};
+use crate::sanitize::Untrusted;
 
 /// Bars: the overall one, and a spinner per artifact in flight.
 pub struct Bars {
@@ -94,7 +95,8 @@ impl Progress for Printer {
                     ProgressStyle::with_template("  {spinner} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 )
-                .with_message(reference.clone());
+                // The project's text: sanitised on one line at the terminal.
+                .with_message(Untrusted(&reference).to_string());
             let spinner = bars.multi.add(spinner);
             spinner.enable_steady_tick(Duration::from_millis(120));
             bars.active
@@ -183,8 +185,8 @@ fn draw_from_now(bar: &ProgressBar) {
 fn list(places: &[String]) -> String {
     match places {
         [] => "nowhere".to_string(),
-        [one] => one.clone(),
-        [a, b] => format!("{a} and {b}"),
+        [one] => Untrusted(one).to_string(),
+        [a, b] => format!("{} and {}", Untrusted(a), Untrusted(b)),
         more => format!("{} places", more.len()),
     }
 }

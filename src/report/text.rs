@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::apply::{Applied, Outcome, totals};
 use crate::plan::{Action, Change, Plan};
+use crate::sanitize::Untrusted;
 
 /// ANSI styling, on or off.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +40,9 @@ impl Style {
 /// One plan line for a change (`None` for unchanged artifacts unless verbose).
 pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<String> {
     let p = &change.publication;
+    // From the project file (an `oci:` folder name is any text): shown sanitised.
     let reference = p.reference();
+    let reference = Untrusted(&reference);
     let digest = p.artifact.digest();
     Some(match &change.action {
         Action::Create => format!("{} {reference} {digest}", style.green("+ create")),
@@ -60,9 +63,11 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
         ),
         Action::Unchanged if verbose => match &change.equivalent {
             Some(provenance) => format!(
-                "{} {reference} {} (equivalent: {provenance})",
+                "{} {reference} {} (equivalent: {})",
                 style.dim("= unchanged"),
-                change.digest()
+                change.digest(),
+                // From the registry's annotations.
+                Untrusted(&provenance.to_string())
             ),
             None => format!("{} {reference} {digest}", style.dim("= unchanged")),
         },
@@ -120,6 +125,7 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
 /// One result line for a finished artifact.
 pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String {
     let reference = change.publication.reference();
+    let reference = Untrusted(&reference);
     if let Outcome::Interrupted = outcome {
         let applied = Applied {
             change: change.clone(),

@@ -14,7 +14,15 @@
 //! - URLs lose their userinfo and query string;
 //! - control characters (other than newline and tab), escape sequences and bidirectional
 //!   overrides are shown escaped (`\x1b`, `\u{202e}`);
-//! - registry text is cut to [`REGISTRY_TEXT_LIMIT`] characters.
+//! - nothing can start a GitHub Actions workflow command when the text reaches a job log:
+//!   `::` at the start of a line (after leading whitespace, which the runner trims) is shown
+//!   as `\x3a:`, and `##[` (the legacy form, which the runner finds anywhere in a line) as
+//!   `\x23#[` (see [`workflow`], which also guards the output streams themselves);
+//! - registry text is cut to [`REGISTRY_TEXT_LIMIT`] characters, on one line.
+//!
+//! [`Untrusted`] is the way a renderer shows one outside value (a repository, a folder
+//! name, a spec path) on a line: its `Display` is the sanitised text with line breaks
+//! escaped, so that a value can neither start a line nor carry an escape sequence.
 //!
 //! The secrets live in one process-wide list because every output path (diagnostics,
 //! per-artifact errors, JSON documents) must consult them, and they are found deep in the
@@ -28,6 +36,10 @@ use crate::diagnostic::{Label, Problem, SourceFile};
 use patterns::{redact_credential_values, scrub_urls};
 
 mod patterns;
+mod untrusted;
+pub mod workflow;
+
+pub use untrusted::Untrusted;
 
 /// What a redacted secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -118,7 +130,26 @@ pub fn registry_text(s: &str) -> String {
     // Cut (generously) before sanitising too, so that a huge body costs no more than a
     // bounded one; then cut to the limit what is shown.
     let head: String = s.chars().take(REGISTRY_TEXT_LIMIT * 4).collect();
-    truncate(&text(&head), REGISTRY_TEXT_LIMIT)
+    // On one line: a registry's text cannot add lines of its own to a log (fake results,
+    // fake errors) wherever eigenpub prints it.
+    truncate(&one_line(&text(&head)), REGISTRY_TEXT_LIMIT)
+}
+
+/// Sanitises an outside value shown on one line (a name, a path, a reference): as
+/// [`text`], with line breaks and tabs shown escaped.
+pub fn line(s: &str) -> String {
+    one_line(&text(s))
+}
+
+/// Line breaks and tabs of sanitised text shown escaped (`\n`, `\t`).
+fn one_line(s: &str) -> String {
+    if !s.contains(['\n', '\r', '\t']) {
+        return s.to_string();
+    }
+    s.replace("\r\n", "\\n")
+        .replace('\n', "\\n")
+        .replace('\r', "\\x0d")
+        .replace('\t', "\\t")
 }
 
 /// Sanitises every string of a problem (message, help, labels, the snippet's text).
@@ -229,6 +260,7 @@ impl Sanitizer {
         let needs_work = s
             .chars()
             .any(|c| !matches!(c, '\n' | '\t' | '\r') && is_hostile_char(c))
+            || workflow::has_command(s)
             || if keep_crlf {
                 lone_cr(s)
             } else {
@@ -244,6 +276,9 @@ impl Sanitizer {
         let mut out = String::with_capacity(s.len());
         let mut map = OffsetMap::default();
         let mut i = 0;
+        // Only whitespace since the start of the text or of a line: where the runner looks
+        // for `::` (the text may be printed at the start of a line).
+        let mut line_start = true;
         'scan: while i < s.len() {
             let rest = &s[i..];
             for secret in &self.secrets {
@@ -256,13 +291,15 @@ impl Sanitizer {
                     });
                     out.push_str(REDACTED);
                     i += secret.len();
+                    line_start = false;
                     continue 'scan;
                 }
             }
             let c = rest.chars().next().expect("i is below the length");
             let keep =
                 c == '\n' || c == '\t' || (keep_crlf && c == '\r' && rest[1..].starts_with('\n'));
-            if !keep && is_hostile_char(c) {
+            let command = workflow::starts_command(rest, line_start);
+            if command || (!keep && is_hostile_char(c)) {
                 let escaped = if (c as u32) < 0x80 {
                     format!("\\x{:02x}", c as u32)
                 } else {
@@ -275,8 +312,10 @@ impl Sanitizer {
                     output_len: escaped.len(),
                 });
                 out.push_str(&escaped);
+                line_start = false;
             } else {
                 out.push(c);
+                line_start = c == '\n' || (line_start && c.is_whitespace());
             }
             i += c.len_utf8();
         }
@@ -334,6 +373,36 @@ mod tests {
             "a\\x1b[31mred\\x1b]0;title\\x07\\x0d\\u{202e}b\nc\td"
         );
         assert_eq!(s.text("\u{9b}31m"), "\\u{9b}31m");
+    }
+
+    #[test]
+    fn outside_text_cannot_start_a_workflow_command() {
+        let s = Sanitizer::default();
+        for hostile in [
+            "::error::pwned",
+            "registry said:\n::add-mask::x",
+            "a\n \u{a0}\u{3000}::warning::trimmed whitespace",
+            "a\r\n::stop-commands::t",
+            "mid-line ##[error]legacy form",
+            "###[error]x ##[##[x",
+        ] {
+            let out = s.text(hostile);
+            assert!(
+                !workflow::tests::runner_sees_a_command(&out),
+                "{hostile:?} -> {out:?}"
+            );
+            let (snippet, _) = s.source(hostile);
+            assert!(
+                !workflow::tests::runner_sees_a_command(&snippet),
+                "{hostile:?} -> {snippet:?}"
+            );
+        }
+        assert_eq!(s.text("a\n::error::x"), "a\n\\x3a:error::x");
+        assert_eq!(s.text("a ##[e]"), "a \\x23#[e]");
+        // `::` inside a line is left alone.
+        assert_eq!(s.text("see [::1]:5000 and a::b"), "see [::1]:5000 and a::b");
+        // Registry text stays on one line.
+        assert_eq!(registry_text("x\n::error::y"), "x\\n\\x3a:error::y");
     }
 
     #[test]

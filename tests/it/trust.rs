@@ -5,6 +5,7 @@
 //! of the pull-request comment, or reach a terminal as an escape sequence.
 
 use crate::harness::{Project, Registry, sha256_digest, skopeo_raw, spec_yaml};
+use crate::hostile::{Hostile, Reply, Seen};
 
 // ---------------------------------------------------------------------------
 // A saved plan narrows; it never grants an overwrite
@@ -113,4 +114,191 @@ fn the_command_line_selection_narrows_a_saved_plan() {
     // The rest of the reviewed plan applies later (the pushed tag holds what was planned).
     p.run(&["apply", "plan.json"]).success();
     assert!(skopeo_raw(&format!("{host}/acme/oracle:opset-0-v1")).is_some());
+}
+
+// ---------------------------------------------------------------------------
+// No outside string starts a workflow command, hides part of a comment or reaches a
+// terminal as an escape sequence
+// ---------------------------------------------------------------------------
+
+/// Text meant to break out: an escape sequence (a terminal title), a line that starts a
+/// workflow command (modern and legacy form, after whitespace the runner trims), and the
+/// end of the Markdown comment's `<summary>` followed by an HTML comment.
+const BREAKOUT: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\n::error::pwned\n \u{a0}::add-mask::x\nmid ##[error]legacy\n</code></summary><!--";
+
+/// The lines of `text` that the Actions runner would take for a workflow command: one that
+/// starts with `::` after leading whitespace, or holds `##[` anywhere (lines split as .NET's
+/// `ReadLine` does).
+fn commands_in(text: &str) -> Vec<String> {
+    text.split(['\n', '\r'])
+        .filter(|line| line.trim_start().starts_with("::") || line.contains("##["))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Panics when `text` (one output channel) carries a raw escape or a workflow command.
+#[track_caller]
+fn assert_inert(what: &str, text: &str) {
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}']),
+        "{what}: a raw escape sequence got through\n{text}"
+    );
+    let commands = commands_in(text);
+    assert!(
+        commands.is_empty(),
+        "{what}: these lines start workflow commands: {commands:?}\n{text}"
+    );
+}
+
+/// Outside the fenced code blocks (where HTML is text), a Markdown plan has exactly its
+/// marker as a comment and closes every element it opens.
+#[track_caller]
+fn assert_markdown_closed(md: &str, details: usize) {
+    let outside: String = md.split("```").step_by(2).collect();
+    assert_eq!(outside.matches("<!--").count(), 1, "{md}");
+    for (open, close) in [
+        ("<details>", "</details>"),
+        ("<summary>", "</summary>"),
+        ("<code>", "</code>"),
+    ] {
+        assert_eq!(outside.matches(open).count(), details, "{open}\n{md}");
+        assert_eq!(outside.matches(close).count(), details, "{close}\n{md}");
+    }
+}
+
+#[test]
+fn an_oci_folder_name_cannot_break_out_of_any_output() {
+    let p = Project::new();
+    let folder = format!("out/x{BREAKOUT}y");
+    let toml = |extra: &str| {
+        format!(
+            "[defaults]\nregistry = {}\ncreated = \"2025-01-01T00:00:00Z\"\n{extra}\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"a.yaml\"\n",
+            toml_string(&format!("oci:{folder}"))
+        )
+    };
+    p.write("eigenruntime.toml", toml(""));
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-1"));
+    for (what, args) in [
+        ("validate -v", &["validate", "-v"][..]),
+        ("validate json", &["validate", "--format", "json"]),
+        ("plan", &["plan", "-v"]),
+        (
+            "plan json",
+            &["plan", "--format", "json", "--out", "plan.json"],
+        ),
+        ("plan markdown", &["plan", "--format", "markdown", "-v"]),
+        (
+            "apply",
+            &["apply", "plan.json", "--release-json", "release.json"],
+        ),
+    ] {
+        let out = p.run(args);
+        out.no_panic();
+        assert_eq!(out.code, 0, "{what}\n{out}");
+        assert_inert(&format!("{what}: stdout"), &out.stdout);
+        assert_inert(&format!("{what}: stderr"), &out.stderr);
+    }
+    for file in ["plan.json", "release.json"] {
+        let text = String::from_utf8(p.read(file)).unwrap();
+        assert_inert(file, &text);
+        // Still the same data: the escapes are JSON's.
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(doc.to_string().contains("::error::pwned"), "{file}: {doc}");
+    }
+    // The tag was written where the project said, folder name and all.
+    assert!(p.join(&folder).join("oracle").join("index.json").is_file());
+
+    // An update shows a diff in a <details> block, summary named after the repository.
+    p.write("eigenruntime.toml", toml("mutable-tags = [\"*\"]\n"));
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-2"));
+    let out = p.run(&["plan", "--format", "markdown"]);
+    out.no_panic().success();
+    assert!(out.stdout.contains("<details>"), "{out}");
+    assert_inert("markdown update: stdout", &out.stdout);
+    assert_markdown_closed(&out.stdout, 1);
+    let out = p.run(&["apply"]);
+    out.no_panic().success();
+    assert_inert("apply update: stdout", &out.stdout);
+}
+
+/// A TOML basic string holding `s` (escapes as TOML wants them).
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[test]
+fn a_registry_error_cannot_start_a_workflow_command_or_add_lines() {
+    // The tag is absent; every write is refused with the breakout text, in the JSON error
+    // body and in a plain-text body.
+    for json in [true, false] {
+        let registry = Hostile::start(move |req: &Seen| {
+            if req.method == "HEAD" || req.method == "GET" {
+                return Reply::new(404);
+            }
+            let reply = Reply::new(400);
+            if json {
+                reply
+                    .json(&serde_json::json!({"errors": [{"code": "DENIED", "message": BREAKOUT}]}))
+            } else {
+                reply
+                    .with_header("Content-Type", "text/plain")
+                    .with_body(format!("refused\n{BREAKOUT}\nfake: pushed everything"))
+            }
+        });
+        let p = Project::new();
+        p.write(
+            "eigenruntime.toml",
+            format!(
+                "[defaults]\nregistry = \"{}/acme\"\ncreated = \"2025-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"a.yaml\"\n",
+                registry.host()
+            ),
+        );
+        p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-1"));
+        for diagnostics in ["human", "json", "github"] {
+            for format in ["text", "json"] {
+                let what =
+                    format!("json body {json}, --diagnostics {diagnostics}, --format {format}");
+                let out = p.run(&["apply", "--format", format, "--diagnostics", diagnostics]);
+                out.no_panic().expect_code(1);
+                assert!(
+                    out.stdout.contains("pwned") || out.stderr.contains("pwned"),
+                    "{what}: the registry's text is shown\n{out}"
+                );
+                assert_inert(&format!("{what}: stdout"), &out.stdout);
+                if diagnostics == "github" {
+                    // Its own annotations are commands, one line each; nothing else is.
+                    for line in commands_in(&out.stderr) {
+                        assert!(
+                            line.starts_with("::error title=eigenpub::")
+                                || line.starts_with("::warning title=eigenpub::")
+                                || line.starts_with("::error file=")
+                                || line.starts_with("::warning file="),
+                            "{what}: a command eigenpub did not write: {line}\n{out}"
+                        );
+                        assert!(!line.contains("##["), "{what}: {line}");
+                    }
+                    assert!(!out.stderr.contains('\u{1b}'), "{what}\n{out}");
+                } else {
+                    assert_inert(&format!("{what}: stderr"), &out.stderr);
+                }
+                // The registry's text adds no line of its own.
+                for channel in [&out.stdout, &out.stderr] {
+                    assert!(
+                        !channel.lines().any(|l| l.starts_with("fake: pushed")),
+                        "{what}: the registry added a line\n{out}"
+                    );
+                }
+            }
+        }
+    }
 }
