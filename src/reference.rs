@@ -12,6 +12,12 @@
 use std::fmt;
 use std::path::PathBuf;
 
+mod host;
+pub use host::{
+    DOCKER_HUB, RegistryId, is_docker_hub, is_loopback, parse_host, plain_http_by_default,
+    spellings,
+};
+
 /// A content digest as eigenpub reads and writes them: `sha256:` and 64 lowercase hex
 /// digits (the only algorithm eigenpub computes, so the only one it can verify).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -90,9 +96,6 @@ pub fn is_sha256(text: &str) -> bool {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
-
-/// Docker Hub, as users write it.
-pub const DOCKER_HUB: &str = "docker.io";
 
 /// A repository that artifacts are published to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -189,24 +192,7 @@ fn looks_like_host(first: &str) -> bool {
 }
 
 fn check_host(host: &str) -> Result<(), String> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) if !n.contains(']') || n.ends_with(']') => (n, Some(p)),
-        _ => (host, None),
-    };
-    if let Some(port) = port
-        && (port.is_empty() || port.parse::<u16>().is_err())
-    {
-        return Err(format!("`{host}` has an invalid port `{port}`"));
-    }
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{host}` is not a valid registry host"))
-    }
+    parse_host(host).map(|_| ())
 }
 
 /// Checks a repository path against the distribution grammar:
@@ -303,19 +289,6 @@ pub fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
-/// True for hosts that only this machine can reach, where plain HTTP is the default.
-pub fn is_loopback(registry: &str) -> bool {
-    let host = match registry.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => registry,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,15 +366,6 @@ mod tests {
         assert!(check_tag("a/b").is_err());
         assert!(check_tag(&"a".repeat(129)).is_err());
         assert!(check_tag("").is_err());
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(!is_loopback("ghcr.io"));
-        assert!(!is_loopback("10.0.0.1:5000"));
     }
 
     #[test]

@@ -128,7 +128,7 @@ async fn open(ctx: &Context, r: &Ref) -> Result<Target, Failure> {
             let settings = crate::project::paths::project_text(&ctx.config)
                 .ok()
                 .and_then(|text| toml::from_str::<ProjectFile>(&text).ok())
-                .and_then(|p| p.registries.get(registry).cloned())
+                .map(|p| crate::project::file::RegistrySettings::for_host(&p.registries, registry))
                 .unwrap_or_default();
             let credential = lookup_credential(registry).await?;
             let client = open_registry(

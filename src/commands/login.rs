@@ -29,7 +29,7 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
     let settings = crate::project::paths::project_text(&ctx.config)
         .ok()
         .and_then(|text| toml::from_str::<ProjectFile>(&text).ok())
-        .and_then(|p| p.registries.get(&host).cloned())
+        .map(|p| crate::project::file::RegistrySettings::for_host(&p.registries, &host))
         .unwrap_or_default();
     let credential = Credential {
         secret: Secret::Basic {

@@ -253,7 +253,8 @@ fn connections(project: &Project) -> Vec<(String, Connection)> {
     hosts
         .into_iter()
         .map(|host| {
-            let settings = project.registries.get(host).cloned().unwrap_or_default();
+            let settings =
+                crate::project::file::RegistrySettings::for_host(&project.registries, host);
             (host.to_string(), connection(&project.dir, &settings))
         })
         .collect()

@@ -63,7 +63,7 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     let hosts: std::collections::BTreeSet<&str> =
         entries.iter().filter_map(|(_, r)| r.registry()).collect();
     let connections = hosts.into_iter().map(|host| {
-        let settings = registries.get(host).cloned().unwrap_or_default();
+        let settings = crate::project::file::RegistrySettings::for_host(&registries, host);
         (host.to_string(), connection(&dir, &settings))
     });
     let targets = Targets::connect(connections, Access::Pull).await?;

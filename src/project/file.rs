@@ -79,6 +79,38 @@ pub struct RegistrySettings {
     pub timeout: Option<f64>,
 }
 
+impl RegistrySettings {
+    /// The settings for a registry host, however the key and the host spell the registry
+    /// (`[registries."GHCR.io:443"]` applies to `ghcr.io`; `localhost:5000` to
+    /// `127.0.0.1:5000`): a key applies when both are one registry under the key's own
+    /// `plain-http`. An exact key wins; none found is the defaults.
+    pub fn for_host(
+        registries: &BTreeMap<String, RegistrySettings>,
+        host: &str,
+    ) -> RegistrySettings {
+        use crate::reference::{RegistryId, plain_http_by_default};
+        if let Some(exact) = registries.get(host) {
+            return exact.clone();
+        }
+        registries
+            .iter()
+            .find(|(key, settings)| {
+                let plain = settings
+                    .plain_http
+                    .unwrap_or_else(|| plain_http_by_default(key));
+                RegistryId::of(key, plain).is_some_and(|k| RegistryId::of(host, plain) == Some(k))
+            })
+            .map(|(_, settings)| settings.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether `host` is spoken to over plain HTTP with these settings.
+    pub fn plain_http_for(&self, host: &str) -> bool {
+        self.plain_http
+            .unwrap_or_else(|| crate::reference::plain_http_by_default(host))
+    }
+}
+
 /// A `version = …` value: an integer or a string.
 #[derive(Debug, Clone)]
 pub enum VersionValue {

@@ -231,7 +231,7 @@ fn resolve(
         .collect();
     // Kept for the whole run: no slack from growing the vector.
     publications.shrink_to_fit();
-    unique::check_duplicates(file, &publications, &mut problems);
+    unique::check_duplicates(file, &publications, &parsed.registries, &mut problems);
 
     let concurrency = parsed
         .defaults

@@ -5,15 +5,18 @@
 //! every operator set has exactly one spelling (`0`, `1`, … : not `00`, `+0` or `1.0`), an
 //! AVS name is listed once, and two entries (from `[[avs]]` or `[[discover]]`) for the same
 //! AVS and operator set are an error naming both places. Two publications on one
-//! `repository:tag` are caught after the repositories are resolved (`check_duplicates`).
+//! `repository:tag` are caught after the repositories are resolved (`check_duplicates`),
+//! however the registry is spelled (`localhost:5000` and `127.0.0.1:5000`, `ghcr.io` and
+//! `GHCR.io:443` are one registry: [`RegistryId`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::Publication;
 use super::entries::Entry;
 use crate::diagnostic::codes;
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::project::file::ProjectFile;
+use crate::project::file::{ProjectFile, RegistrySettings};
+use crate::reference::{RegistryId, Repository};
 
 /// The same AVS name in two `[[avs]]` tables is an error naming both.
 pub fn check_avs_names(file: &SourceFile, parsed: &ProjectFile, problems: &mut Problems) {
@@ -74,24 +77,46 @@ pub(super) fn check_operator_sets(file: &SourceFile, entries: &[Entry], problems
     }
 }
 
-/// Two publications on one `repository:tag` is an error naming both.
+/// Where a publication lands, as one string whatever the registry's spelling.
+fn landing(p: &Publication, registries: &BTreeMap<String, RegistrySettings>) -> String {
+    match &p.repository {
+        Repository::Remote { registry, path } => {
+            let plain = RegistrySettings::for_host(registries, registry).plain_http_for(registry);
+            match RegistryId::of(registry, plain) {
+                Some(id) => format!("{id}/{path}:{}", p.tag),
+                None => p.reference(),
+            }
+        }
+        Repository::Layout { .. } => p.reference(),
+    }
+}
+
+/// Two publications on one `repository:tag` (in any spelling of its registry) is an error
+/// naming both.
 pub(super) fn check_duplicates(
     file: &SourceFile,
     publications: &[Publication],
+    registries: &BTreeMap<String, RegistrySettings>,
     problems: &mut Problems,
 ) {
     let mut seen: HashMap<String, &Publication> = HashMap::new();
     for p in publications {
-        let key = p.reference();
+        let key = landing(p, registries);
         let Some(first) = seen.get(&key) else {
             seen.insert(key, p);
             continue;
         };
         let (a, b) = (&first.origin, &p.origin);
+        let (one, two) = (first.reference(), p.reference());
+        let place = if one == two {
+            one
+        } else {
+            format!("{one} and {two} (one registry, spelled two ways)")
+        };
         let mut problem = Problem::error(
             codes::PROJECT_DUPLICATE,
             format!(
-                "two artifacts on {key}: {} ({}) and {} ({})",
+                "two artifacts on {place}: {} ({}) and {} ({})",
                 a.label, first.spec, b.label, p.spec
             ),
         )

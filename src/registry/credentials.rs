@@ -1,7 +1,7 @@
 //! Registry credentials, found the way Docker finds them, and never shown.
 //!
-//! Order: `EIGENPUB_REGISTRY_<HOST>_USERNAME`/`_PASSWORD` (for CI without a Docker config),
-//! then Docker's `config.json` (`DOCKER_CONFIG` or `~/.docker`): `credHelpers`, `auths`
+//! Order: `EIGENPUB_REGISTRY_<HOST>_USERNAME`/`_PASSWORD` (for CI without a Docker config;
+//! one name per host, see [`env_names`]), then Docker's `config.json` (`DOCKER_CONFIG` or `~/.docker`): `credHelpers`, `auths`
 //! (`auth`, `username`/`password`, `identitytoken`), `credsStore`. Docker Hub's several
 //! spellings are one registry. A [`Credential`] remembers where it came from so that a
 //! refusal can say so, and its `Debug` never prints the secret.
@@ -9,7 +9,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::reference::DOCKER_HUB;
+mod env_names;
+
+pub use env_names::prefix_for as env_prefix;
 
 /// The secret part of a credential.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,7 +38,9 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// The keys Docker may have stored a registry's credentials under.
+/// The keys Docker may have stored a registry's credentials under: each spelling of the
+/// registry (case, trailing dot, default port, this machine's names), as a host and as an
+/// `https://` URL; Docker Hub's four keys.
 pub fn config_keys(registry: &str) -> Vec<String> {
     if is_docker_hub(registry) {
         vec![
@@ -46,48 +50,40 @@ pub fn config_keys(registry: &str) -> Vec<String> {
             "index.docker.io".into(),
         ]
     } else {
-        vec![registry.to_string(), format!("https://{registry}")]
+        let mut keys = vec![registry.to_string(), format!("https://{registry}")];
+        for spelling in
+            crate::reference::spellings(registry, crate::reference::plain_http_by_default(registry))
+        {
+            for key in [spelling.clone(), format!("https://{spelling}")] {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
     }
 }
 
+/// Docker Hub's names, and the key `docker login` files it under.
 pub fn is_docker_hub(registry: &str) -> bool {
-    matches!(
-        registry,
-        DOCKER_HUB | "registry-1.docker.io" | "index.docker.io" | "https://index.docker.io/v1/"
-    )
+    registry == "https://index.docker.io/v1/" || crate::reference::is_docker_hub(registry)
 }
 
-/// The environment variable prefix for a registry: `EIGENPUB_REGISTRY_GHCR_IO`.
-pub fn env_prefix(registry: &str) -> String {
-    let host: String = registry
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("EIGENPUB_REGISTRY_{host}")
+/// Why credentials could not be looked up, and what to do when there is more to say than
+/// the generic advice.
+#[derive(Debug)]
+pub struct LookupError {
+    pub message: String,
+    pub help: Option<String>,
 }
 
-/// Registries whose `EIGENPUB_REGISTRY_*` names are the same (`my-reg.io`, `my.reg.io`):
-/// each such name with the hosts that share it.
-pub fn shared_env_prefixes<'a>(
-    hosts: impl IntoIterator<Item = &'a str>,
-) -> Vec<(String, Vec<String>)> {
-    let mut by_prefix: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for host in hosts {
-        let hosts = by_prefix.entry(env_prefix(host)).or_default();
-        if !hosts.iter().any(|h| h == host) {
-            hosts.push(host.to_string());
+impl From<String> for LookupError {
+    fn from(message: String) -> LookupError {
+        LookupError {
+            message,
+            help: None,
         }
     }
-    by_prefix
-        .into_iter()
-        .filter(|(_, hosts)| hosts.len() > 1)
-        .collect()
 }
 
 /// Docker's config folder.
@@ -193,8 +189,23 @@ fn from_helper(helper: &str, key: &str, origin: String) -> Result<Option<Credent
 
 /// Finds credentials for a registry, and registers their secrets with the sanitiser so
 /// that no output of the run can show them. Blocking (may run a credential helper).
-pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
-    let found = find(registry)?;
+pub fn resolve(registry: &str) -> Result<Option<Credential>, LookupError> {
+    let from_env =
+        env_names::lookup(registry, |name| std::env::var(name).ok()).map_err(|r| LookupError {
+            message: r.message,
+            help: r.help,
+        })?;
+    let found = match from_env {
+        Some(env_names::Found {
+            prefix,
+            username,
+            password,
+        }) => Some(Credential {
+            secret: Secret::Basic { username, password },
+            origin: format!("environment ({prefix}_USERNAME/_PASSWORD)"),
+        }),
+        None => find(registry)?,
+    };
     if let Some(credential) = &found {
         credential.register_secrets();
     }
@@ -202,23 +213,6 @@ pub fn resolve(registry: &str) -> Result<Option<Credential>, String> {
 }
 
 fn find(registry: &str) -> Result<Option<Credential>, String> {
-    let prefix = env_prefix(registry);
-    let user = std::env::var(format!("{prefix}_USERNAME")).ok();
-    let pass = std::env::var(format!("{prefix}_PASSWORD")).ok();
-    match (user, pass) {
-        (Some(username), Some(password)) => {
-            return Ok(Some(Credential {
-                secret: Secret::Basic { username, password },
-                origin: format!("environment ({prefix}_USERNAME/_PASSWORD)"),
-            }));
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(format!(
-                "only one of {prefix}_USERNAME and {prefix}_PASSWORD is set; set both, or neither"
-            ));
-        }
-        (None, None) => {}
-    }
     let Some(dir) = docker_config_dir() else {
         return Ok(None);
     };
@@ -459,27 +453,6 @@ fn sanitize_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_names() {
-        assert_eq!(env_prefix("ghcr.io"), "EIGENPUB_REGISTRY_GHCR_IO");
-        assert_eq!(
-            env_prefix("127.0.0.1:5000"),
-            "EIGENPUB_REGISTRY_127_0_0_1_5000"
-        );
-    }
-
-    #[test]
-    fn hosts_differing_in_punctuation_share_a_variable_name() {
-        assert_eq!(
-            shared_env_prefixes(["my-reg.io", "my.reg.io", "ghcr.io", "my.reg.io"]),
-            [(
-                "EIGENPUB_REGISTRY_MY_REG_IO".to_string(),
-                vec!["my-reg.io".to_string(), "my.reg.io".to_string()]
-            )]
-        );
-        assert!(shared_env_prefixes(["a.io", "b.io"]).is_empty());
-    }
 
     #[test]
     fn login_writes_through_a_symlinked_config() {

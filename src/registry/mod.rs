@@ -332,42 +332,30 @@ pub async fn lookup_credential(
     let task = tokio::task::spawn_blocking(move || crate::registry::credentials::resolve(&lookup));
     let deadline = helper::timeout() + std::time::Duration::from_secs(5);
     let result = match tokio::time::timeout(deadline, task).await {
-        Ok(joined) => joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}"))),
+        Ok(joined) => {
+            joined.unwrap_or_else(|e| Err(format!("credential lookup failed: {e}").into()))
+        }
         Err(_) => Err(format!(
             "looking up credentials did not finish in {} s: a credential helper is not answering",
             deadline.as_secs()
-        )),
-    };
-    result.map_err(|m| {
-        Problem::error(codes::REGISTRY_CREDENTIALS, format!("registry {host}: {m}")).help(
-            format!("fix Docker's config.json or the credential helper, or log in again with `docker login {host}`"),
         )
+        .into()),
+    };
+    result.map_err(|e| match e.help {
+        // The environment named another host's credentials: not a broken config.
+        Some(help) => Problem::error(
+            codes::REGISTRY_SHARED_CREDENTIALS,
+            format!("registry {host}: {}", e.message),
+        )
+        .help(help),
+        None => Problem::error(
+            codes::REGISTRY_CREDENTIALS,
+            format!("registry {host}: {}", e.message),
+        )
+        .help(format!(
+            "fix Docker's config.json or the credential helper, or log in again with `docker login {host}`"
+        )),
     })
-}
-
-/// Two registries of a run whose `EIGENPUB_REGISTRY_*` variable names are the same, while
-/// those variables are set: the credentials would go to both hosts, so this is an error.
-fn shared_credential_variables<'a>(hosts: impl IntoIterator<Item = &'a str>) -> Vec<Problem> {
-    credentials::shared_env_prefixes(hosts)
-        .into_iter()
-        .filter(|(prefix, _)| {
-            ["USERNAME", "PASSWORD"]
-                .iter()
-                .any(|v| std::env::var_os(format!("{prefix}_{v}")).is_some())
-        })
-        .map(|(prefix, hosts)| {
-            Problem::error(
-                codes::REGISTRY_SHARED_CREDENTIALS,
-                format!(
-                    "registries {} share the credential variables {prefix}_USERNAME/_PASSWORD, so their credentials would be sent to each of them",
-                    hosts.join(" and ")
-                ),
-            )
-            .help(format!(
-                "unset {prefix}_USERNAME and {prefix}_PASSWORD and log in to each registry separately (`eigenpub login HOST` or `docker login HOST`)"
-            ))
-        })
-        .collect()
 }
 
 /// Every registry and layout a run talks to.
@@ -388,12 +376,6 @@ impl Targets {
         let mut registries = HashMap::new();
         let mut problems = Vec::new();
         let hosts: Vec<(String, Connection)> = hosts.into_iter().collect();
-        problems.extend(shared_credential_variables(
-            hosts.iter().map(|(h, _)| h.as_str()),
-        ));
-        if !problems.is_empty() {
-            return Err(problems);
-        }
         for (host, connection) in hosts {
             let opened = match lookup_credential(&host).await {
                 Ok(credential) => {

@@ -143,10 +143,7 @@ fn run_with(p: &Project, host: &str, channel: &Channel, args: &[&str]) -> Output
     cmd.env("DOCKER_CONFIG", &docker);
     match channel {
         Channel::Env => {
-            let prefix = format!(
-                "EIGENPUB_REGISTRY_{}",
-                host.replace(['.', ':'], "_").to_ascii_uppercase()
-            );
+            let prefix = crate::harness::env::registry_var_prefix(host);
             cmd.env(format!("{prefix}_USERNAME"), USER)
                 .env(format!("{prefix}_PASSWORD"), PASSWORD);
         }

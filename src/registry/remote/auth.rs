@@ -170,21 +170,29 @@ impl Registry {
         })?;
         routing::may_send(url, &base, realm).map_err(|refusal| {
             let help = match &refusal {
+                Refusal::PlainHttp(_) if self.credential.is_none() => "a registry's token service is asked over HTTPS unless it is on this machine; report this to the registry's operator; nothing was sent".to_string(),
                 Refusal::PlainHttp(_) => format!(
                     "serve the registry and its token service over HTTPS (with ca-file for a private CA); plain-http never carries credentials to another machine, so remove it for {} or use it without credentials",
                     self.host
                 ),
                 Refusal::OtherOrigin(_) => "credentials go only to the registry and to the token service it names itself; nothing was sent".to_string(),
+                Refusal::LocalRealm(_) => "only a registry on this machine may have its token service on this machine; nothing was sent to it".to_string(),
                 Refusal::NotHttp(_) => "the registry named a token service that is not an HTTPS URL; nothing was sent".to_string(),
             };
-            let what = match refusal {
-                Refusal::PlainHttp(_) => "over plain HTTP to a host that is not this machine: ",
-                _ => "",
+            let what = match (&refusal, self.credential.is_some()) {
+                (Refusal::PlainHttp(_), true) => {
+                    "refusing to send credentials over plain HTTP to a host that is not this machine: "
+                }
+                (_, true) => "refusing to send credentials: ",
+                (Refusal::PlainHttp(_), false) => {
+                    "refusing to ask for a token over plain HTTP from a host that is not this machine: "
+                }
+                (_, false) => "refusing to ask for a token: ",
             };
             self.error(
                 ErrorKind::Auth,
                 None,
-                format!("refusing to send credentials {what}{refusal}"),
+                format!("{what}{refusal}"),
                 help,
             )
         })
@@ -263,22 +271,21 @@ impl Registry {
         let Scheme::Bearer { realm, service } = self.auth.scheme.lock().await.clone() else {
             return Err(self.error(ErrorKind::Protocol, None, "no token service known", ""));
         };
-        // Checked before anything is built or sent: the realm, parsed (scheme and host case
-        // do not matter), over HTTPS unless it is this machine.
-        if self.credential.is_some() {
-            let named = reqwest::Url::parse(&realm).map_err(|_| {
-                self.error(
-                    ErrorKind::Protocol,
-                    None,
-                    format!(
-                        "the registry named a token service that is not a URL: {}",
-                        crate::sanitize::text(&realm)
-                    ),
-                    "",
-                )
-            })?;
-            self.route(&realm, Some(&named))?;
-        }
+        // Checked before anything is built or sent, with credentials or without: the
+        // realm, parsed (scheme and host case do not matter), over HTTPS unless it is this
+        // machine, and on this machine only for a registry on it.
+        let named = reqwest::Url::parse(&realm).map_err(|_| {
+            self.error(
+                ErrorKind::Protocol,
+                None,
+                format!(
+                    "the registry named a token service that is not a URL: {}",
+                    crate::sanitize::text(&realm)
+                ),
+                "",
+            )
+        })?;
+        self.route(&realm, Some(&named))?;
         // One `scope` parameter per scope (a mount asks pull on its source too), as
         // distribution's own client sends them; the refresh-token form joins them with
         // spaces (OAuth 2).

@@ -84,14 +84,16 @@ pub(super) fn who(credential: Option<&Credential>) -> String {
 
 /// What to do when the registry refuses the credentials (or wants some).
 pub(super) fn login_help(host: &str, credential: Option<&Credential>) -> String {
-    let env = credentials::env_prefix(host);
+    let env = credentials::env_prefix(host)
+        .map(|env| format!(", or set {env}_USERNAME and {env}_PASSWORD"))
+        .unwrap_or_default();
     match credential {
         Some(c) => format!(
-            "the registry refused the credentials from {}; log in again with `docker login {host}` or `eigenpub login {host}`, or set {env}_USERNAME and {env}_PASSWORD",
+            "the registry refused the credentials from {}; log in again with `docker login {host}` or `eigenpub login {host}`{env}",
             c.origin
         ),
         None => format!(
-            "no credentials were found for {host}; log in with `docker login {host}` or `eigenpub login {host} --username U --password-stdin`, or set {env}_USERNAME and {env}_PASSWORD"
+            "no credentials were found for {host}; log in with `docker login {host}` or `eigenpub login {host} --username U --password-stdin`{env}"
         ),
     }
 }

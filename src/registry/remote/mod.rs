@@ -19,6 +19,7 @@ mod body;
 mod endpoints;
 mod error;
 mod pacing;
+mod proxy;
 mod refusal;
 mod routing;
 mod transport;
@@ -164,8 +165,17 @@ impl Registry {
             }
             None => None,
         };
+        // Proxies from the environment, never for this machine (see `proxy`).
+        let proxies = proxy::from_env().map_err(|message| RegistryError {
+            registry: host.to_string(),
+            kind: ErrorKind::Unreachable,
+            status: None,
+            message,
+            help: "fix the proxy variable, or unset it to connect directly".into(),
+        })?;
         let client = |redirect: reqwest::redirect::Policy| {
             let mut builder = reqwest::Client::builder()
+                .no_proxy()
                 .connect_timeout(options.connect_timeout.min(options.deadline))
                 .read_timeout(options.read_timeout)
                 .user_agent(concat!("eigenpub/", env!("CARGO_PKG_VERSION")))
@@ -175,6 +185,9 @@ impl Registry {
                 .redirect(redirect);
             if let Some(certs) = &ca {
                 builder = builder.tls_certs_merge(certs.clone());
+            }
+            for proxy in &proxies {
+                builder = builder.proxy(proxy.clone());
             }
             builder.build().map_err(|e| RegistryError {
                 registry: host.to_string(),

@@ -10,8 +10,17 @@
 //!   any HTTPS host it likes; that is trusting the registry, not anyone else;
 //!
 //! and never over plain HTTP to a host that is not this machine, whatever `plain-http`
-//! says. Schemes are compared case-insensitively and hosts normalised (lower case, no
-//! trailing dot) because URLs are parsed, not matched as strings. Redirects never change
+//! says. Schemes are compared case-insensitively and hosts as registry identities
+//! ([`RegistryId`]: case, trailing dot, default port, Docker Hub's and this machine's
+//! names), the same identity that duplicates and credentials are matched by, because URLs
+//! are parsed, not matched as strings. "This machine" is exact ([`is_loopback`]):
+//! `localhost.`, which a resolver may send to DNS, is another machine.
+//!
+//! An anonymous token request goes by the same rules as one with credentials: what a
+//! registry names as its token service must be HTTP(S), over HTTPS unless it is this
+//! machine, and a registry that is not this machine may not name a token service on it
+//! (eigenpub would otherwise fetch any local URL the registry chose and relay or print
+//! the answer). Redirects never change
 //! where credentials go: the HTTP client drops the `Authorization` header whenever a
 //! redirect leaves the origin, token requests follow no redirect at all (a redirect there
 //! is an error), and challenges are learned only from answers whose final URL is the
@@ -19,7 +28,7 @@
 
 use reqwest::Url;
 
-use crate::reference::is_loopback;
+use crate::reference::{RegistryId, is_loopback};
 
 /// Why credentials may be sent to a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +48,8 @@ pub(super) enum Refusal {
     PlainHttp(String),
     /// Neither the registry nor the token service it named.
     OtherOrigin(String),
+    /// A registry that is not this machine named a token service on this machine.
+    LocalRealm(String),
 }
 
 impl std::fmt::Display for Refusal {
@@ -47,30 +58,30 @@ impl std::fmt::Display for Refusal {
             Refusal::NotHttp(url) => write!(f, "{url} is not an HTTP or HTTPS URL"),
             Refusal::PlainHttp(host) => write!(
                 f,
-                "{host} would get them over plain HTTP, and it is not this machine"
+                "{host} is reached over plain HTTP, and it is not this machine"
             ),
             Refusal::OtherOrigin(origin) => write!(
                 f,
                 "{origin} is neither the registry nor the token service it named"
             ),
+            Refusal::LocalRealm(origin) => write!(
+                f,
+                "the registry is not on this machine, but named a token service on it ({origin})"
+            ),
         }
     }
 }
 
-/// `scheme://host:port` of a URL, host normalised, for comparing and for messages.
-fn origin(url: &Url) -> Option<(String, String, u16)> {
-    let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
-    Some((
-        url.scheme().to_ascii_lowercase(),
-        host,
-        url.port_or_known_default()?,
-    ))
+/// A URL's scheme (lower case) and registry identity, for comparing.
+fn origin(url: &Url) -> Option<(String, RegistryId)> {
+    Some((url.scheme().to_ascii_lowercase(), RegistryId::of_url(url)?))
 }
 
+/// `scheme://host:port` of a URL, host as the URL has it, for messages.
 fn origin_text(url: &Url) -> String {
-    match origin(url) {
-        Some((scheme, host, port)) => format!("{scheme}://{host}:{port}"),
-        None => "a URL without a host".to_string(),
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        _ => "a URL without a host".to_string(),
     }
 }
 
@@ -102,28 +113,31 @@ pub(super) fn may_send(
     realm: Option<&Url>,
 ) -> Result<Destination, Refusal> {
     let parsed = Url::parse(url).map_err(|_| Refusal::NotHttp(crate::sanitize::text(url)))?;
-    let Some((scheme, host, port)) = origin(&parsed) else {
+    let Some(target) = origin(&parsed) else {
         return Err(Refusal::NotHttp(crate::sanitize::text(url)));
     };
-    match scheme.as_str() {
+    // `host_str` as the URL has it: `localhost.` keeps its dot, IPv6 its brackets.
+    let host = parsed.host_str().unwrap_or_default();
+    let local = is_loopback(host);
+    match target.0.as_str() {
         "https" => {}
+        "http" if local => {}
         "http" => {
-            let authority = if host.contains(':') {
-                format!("[{}]", host.trim_start_matches('[').trim_end_matches(']'))
-            } else {
-                host.clone()
-            };
-            if !is_loopback(&authority) {
-                return Err(Refusal::PlainHttp(format!("{authority}:{port}")));
-            }
+            let port = parsed.port_or_known_default().unwrap_or(80);
+            return Err(Refusal::PlainHttp(format!("{host}:{port}")));
         }
         _ => return Err(Refusal::NotHttp(crate::sanitize::text(url))),
     }
-    let target = Some((scheme, host, port));
+    let target = Some(target);
     if target == origin(registry) {
         return Ok(Destination::Registry);
     }
-    if realm.is_some_and(|r| target == origin(r)) {
+    if let Some(realm) = realm
+        && target == origin(realm)
+    {
+        if local && !registry.host_str().is_some_and(is_loopback) {
+            return Err(Refusal::LocalRealm(origin_text(&parsed)));
+        }
         return Ok(Destination::Realm);
     }
     Err(Refusal::OtherOrigin(origin_text(&parsed)))
@@ -248,6 +262,78 @@ mod tests {
                 &local,
                 Some(&url("http://localhost:5001/token"))
             ),
+            Ok(Destination::Realm)
+        );
+    }
+
+    #[test]
+    fn this_machine_is_exact() {
+        // `localhost.` goes through DNS: another machine, not the registry `localhost`.
+        let local = url("http://localhost:5000");
+        for target in ["http://localhost.:5000/v2/", "http://LOCALHOST.:5000/v2/"] {
+            assert!(
+                matches!(may_send(target, &local, None), Err(Refusal::PlainHttp(_))),
+                "{target}"
+            );
+        }
+        let realm = url("http://localhost.:5001/token");
+        assert!(matches!(
+            may_send("http://localhost.:5001/token", &local, Some(&realm)),
+            Err(Refusal::PlainHttp(_))
+        ));
+        // Over HTTPS `localhost.` is just another origin.
+        let tls = url("https://localhost:5000");
+        assert!(matches!(
+            may_send("https://localhost.:5000/v2/", &tls, None),
+            Err(Refusal::OtherOrigin(_))
+        ));
+        assert!(!same_origin(
+            "http://localhost.:5000/v2/",
+            "http://localhost:5000"
+        ));
+    }
+
+    #[test]
+    fn one_registry_whatever_the_spelling() {
+        // This machine's names are one registry, as they are for duplicates and credentials.
+        let local = url("http://127.0.0.1:5000");
+        for target in [
+            "http://localhost:5000/v2/",
+            "http://[::1]:5000/v2/",
+            "http://127.0.0.1:5000/v2/",
+        ] {
+            assert_eq!(
+                may_send(target, &local, None),
+                Ok(Destination::Registry),
+                "{target}"
+            );
+        }
+        assert!(may_send("http://127.0.0.2:5000/v2/", &local, None).is_err());
+        assert!(may_send("http://localhost:5001/v2/", &local, None).is_err());
+    }
+
+    #[test]
+    fn a_remote_registry_names_no_token_service_on_this_machine() {
+        let reg = url("https://registry.example");
+        for realm in [
+            "http://127.0.0.1:8080/token",
+            "https://localhost/token",
+            "http://[::1]/token",
+        ] {
+            let named = url(realm);
+            assert!(
+                matches!(
+                    may_send(realm, &reg, Some(&named)),
+                    Err(Refusal::LocalRealm(_))
+                ),
+                "{realm}"
+            );
+        }
+        // A registry on this machine may.
+        let local = url("http://localhost:5000");
+        let named = url("http://127.0.0.1:5001/token");
+        assert_eq!(
+            may_send("http://127.0.0.1:5001/token", &local, Some(&named)),
             Ok(Destination::Realm)
         );
     }

@@ -21,7 +21,10 @@
 //! checks of messages and pushed manifests.
 
 pub(crate) mod clear_text;
+mod identity;
 mod login;
+mod proxy;
+mod realms;
 mod sources;
 mod tls;
 mod tokens;

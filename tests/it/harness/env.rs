@@ -69,6 +69,16 @@ impl Env {
             .var(format!("{prefix}_PASSWORD"), &secret.password)
     }
 
+    /// `registry_vars`, and the same pair under the name eigenpub read before 0.2 (see
+    /// [`old_registry_var_prefix`]), so that a test of where credentials go fails on the
+    /// old code for the reason it tests, not for not finding them.
+    pub fn registry_vars_old_and_new(self, host: &str, secret: &Secret) -> Env {
+        let old = old_registry_var_prefix(host);
+        self.registry_vars(host, secret)
+            .var(format!("{old}_USERNAME"), &secret.user)
+            .var(format!("{old}_PASSWORD"), &secret.password)
+    }
+
     /// An environment whose `config.json` holds `secret` in `auths` for `key`
     /// (a host, or a URL as older Docker versions write), as `base64(user:password)`.
     pub fn with_auths(key: &str, secret: &Secret) -> Env {
@@ -109,9 +119,25 @@ impl Env {
     }
 }
 
-/// `EIGENPUB_REGISTRY_<HOST>` for `host` (`IP:PORT` or a name): upper-cased, every
-/// character other than a letter or digit `_`, as the README says.
+/// `EIGENPUB_REGISTRY_<HOST>` for `host` (`IP:PORT` or a name), as the README says:
+/// upper-cased, `.` as `_`, `-` as `__`, the `:` before the port as `___`.
 pub fn registry_var_prefix(host: &str) -> String {
+    let mut name = String::from("EIGENPUB_REGISTRY_");
+    for c in host.chars() {
+        match c {
+            '.' => name.push('_'),
+            '-' => name.push_str("__"),
+            ':' => name.push_str("___"),
+            c => name.push(c.to_ascii_uppercase()),
+        }
+    }
+    name
+}
+
+/// The name the variables had before eigenpub 0.2, when every character other than a
+/// letter or digit became `_` (and `registry.example.com` and `registry-example.com`
+/// shared one): what the look-alike tests set besides the right one.
+pub fn old_registry_var_prefix(host: &str) -> String {
     let host: String = host
         .chars()
         .map(|c| {

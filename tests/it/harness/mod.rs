@@ -30,6 +30,7 @@ pub mod credential_helper;
 pub mod env;
 pub mod fault_proxy;
 pub mod http;
+pub mod names;
 pub mod pki;
 pub mod process;
 pub mod registry;

@@ -22,6 +22,12 @@ pub struct Pki {
 
 impl Pki {
     pub fn new(ip: IpAddr) -> Pki {
+        Pki::for_names(ip, &[])
+    }
+
+    /// A server certificate for `ip` and the DNS `names` too (for a registry reached
+    /// by a name that an `/etc/hosts` of the test's own maps to `ip`).
+    pub fn for_names(ip: IpAddr, names: &[&str]) -> Pki {
         let dir = tempfile::Builder::new()
             .prefix("eigenpub-it-pki-")
             .tempdir()
@@ -65,10 +71,14 @@ impl Pki {
         fs::write(
             d.join("server.ext"),
             format!(
-                "subjectAltName=IP:{ip}\n\
+                "subjectAltName=IP:{ip}{dns}\n\
                  basicConstraints=critical,CA:FALSE\n\
                  keyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage=serverAuth\n"
+                 extendedKeyUsage=serverAuth\n",
+                dns = names
+                    .iter()
+                    .map(|n| format!(",DNS:{n}"))
+                    .collect::<String>()
             ),
         )
         .expect("write server.ext");
