@@ -63,7 +63,12 @@ pub(super) async fn run(ctx: &Context, args: &LoginArgs) -> Outcome {
         }
     }
     let user = args.username.clone();
-    let store_host = host.clone();
+    // Filed under the registry's canonical spelling (`ghcr.io` for `GHCR.io:443`), the
+    // first key every lookup tries, whichever spelling a project uses.
+    let store_host = crate::reference::spellings(&host, settings.plain_http_for(&host))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| host.clone());
     let stored =
         tokio::task::spawn_blocking(move || credentials::store(&store_host, &user, &password))
             .await

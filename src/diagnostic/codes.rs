@@ -170,7 +170,8 @@ pub const PULL_EXISTS: &str = "eigenpub::pull::exists";
 pub const PULL_WRITE: &str = "eigenpub::pull::write";
 /// The registry (HTTP 401) or its token service refused the credentials, or wanted some and
 /// none were found; also when eigenpub refuses to send credentials over plain HTTP to a host
-/// (or token service) that is not this machine.
+/// (or token service) that is not this machine, or refuses to ask a token service at all (plain
+/// HTTP to another machine, or on this machine for a registry that is not).
 pub const REGISTRY_AUTH: &str = "eigenpub::registry::auth";
 /// The `ca-file` set for a registry in `[registries."…"]` cannot be read.
 pub const REGISTRY_CA_FILE: &str = "eigenpub::registry::ca-file";
@@ -201,9 +202,9 @@ pub const REGISTRY_REPOSITORY_MISSING: &str = "eigenpub::registry::repository-mi
 /// The registry or its token service failed with a 5xx status, after retries, or lost an upload
 /// session.
 pub const REGISTRY_SERVER: &str = "eigenpub::registry::server";
-/// Two registries of the run differ only in punctuation (`my-reg.io`, `my.reg.io`), so they map
-/// to the same `EIGENPUB_REGISTRY_<HOST>_USERNAME`/`_PASSWORD`, and those variables are set:
-/// the credentials would be sent to both. Nothing was sent.
+/// Only the 0.1 name of a registry's variables is set (`EIGENPUB_REGISTRY_MY_REG_IO_*` for
+/// `my-reg.io`), a name it shared with hosts that differ in punctuation (`my.reg.io`) and that
+/// is now another host's: the variables are not used for this registry. Nothing was sent.
 pub const REGISTRY_SHARED_CREDENTIALS: &str = "eigenpub::registry::shared-credentials";
 /// (warning) The registry answered 403 to the plan's check of a tag, with Artifactory's text for
 /// a tag that does not exist in a virtual repository (RTFACT-13797): the tag is planned as new

@@ -11,9 +11,16 @@ use crate::harness::env::Env;
 use crate::harness::secrets::{Secret, Transcript};
 use crate::hostile::{Hostile, Reply, Seen};
 
-/// A proxy that records and refuses.
+/// A proxy that records, and plays the registry far enough to be sent credentials:
+/// a Basic challenge to a request without them, 502 to one with them.
 fn recording_proxy() -> Hostile {
-    Hostile::start(|_req: &Seen| Reply::new(502))
+    Hostile::start(|req: &Seen| {
+        if req.header("authorization").is_some() || req.method == "CONNECT" {
+            Reply::new(502)
+        } else {
+            Reply::new(401).with_header("WWW-Authenticate", "Basic realm=\"proxy\"")
+        }
+    })
 }
 
 /// Every proxy variable, both cases, pointing at `proxy`.
@@ -42,14 +49,19 @@ fn a_loopback_registry_is_never_reached_through_a_proxy() {
     let project = project_for(&host, "");
     let env = proxied(Env::new().registry_vars_old_and_new(&host, &secret), &proxy);
     let plan = env.run(&project, &["plan"]);
-    plan.success();
     let apply = env.run(&project, &["apply"]);
-    apply.success();
+    let seen = proxy.requests();
     assert!(
-        proxy.requests().is_empty(),
-        "requests to {host} went through the proxy: {:#?}",
-        proxy.requests()
+        seen.is_empty(),
+        "{} requests to {host} went through the proxy, {} with credentials; the first: {:#?}",
+        seen.len(),
+        seen.iter()
+            .filter(|r| r.header("authorization").is_some())
+            .count(),
+        seen.first()
     );
+    plan.success();
+    apply.success();
     Transcript::of(&[("plan", &plan), ("apply", &apply)]).assert_free_of(&[&secret]);
 }
 

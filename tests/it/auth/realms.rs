@@ -59,14 +59,14 @@ fn an_anonymous_token_request_goes_by_the_rules_of_one_with_credentials() {
         );
         // No credentials anywhere: the request would be anonymous.
         let out = Env::new().run(&project, &["plan"]);
-        out.expect_code(1);
-        assert_says(&out, &["refusing to ask for a token", says]);
         assert!(
             tokens.requests().is_empty(),
             "the token service at {} was asked: {:?}\n{out}",
             tokens.host(),
             tokens.requests()
         );
+        out.expect_code(1);
+        assert_says(&out, &["refusing to ask for a token", says]);
         assert!(
             !out.stdout.contains("tok-from-a-realm") && !out.stderr.contains("tok-from-a-realm")
         );
@@ -97,11 +97,6 @@ fn a_token_service_on_localhost_with_a_trailing_dot_gets_no_credentials_over_pla
     let secret = Secret::new(USER);
     let env = Env::new().registry_vars_old_and_new(&host, &secret);
     let out = crate::harness::run(hosts.wrap(&env.command(&project, &["plan"])));
-    out.no_panic().expect_code(1);
-    assert_says(
-        &out,
-        &["refusing to send credentials", "plain HTTP", "localhost."],
-    );
     let carrying: Vec<_> = tokens
         .requests()
         .into_iter()
@@ -110,5 +105,10 @@ fn a_token_service_on_localhost_with_a_trailing_dot_gets_no_credentials_over_pla
     assert!(
         carrying.is_empty(),
         "credentials went to localhost. over plain HTTP: {carrying:?}"
+    );
+    out.no_panic().expect_code(1);
+    assert_says(
+        &out,
+        &["refusing to send credentials", "plain HTTP", "localhost."],
     );
 }
