@@ -83,6 +83,10 @@ fn landing(p: &Publication, registries: &BTreeMap<String, RegistrySettings>) -> 
         Repository::Remote { registry, path } => {
             let plain = RegistrySettings::for_host(registries, registry).plain_http_for(registry);
             match RegistryId::of(registry, plain) {
+                // Docker Hub's one-component names are its `library/` namespace.
+                Some(id) if crate::reference::is_docker_hub(registry) && !path.contains('/') => {
+                    format!("{id}/library/{path}:{}", p.tag)
+                }
                 Some(id) => format!("{id}/{path}:{}", p.tag),
                 None => p.reference(),
             }

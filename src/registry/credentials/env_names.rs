@@ -10,7 +10,8 @@
 //! colon, and nothing else occurs. The name is made from the registry's canonical spelling
 //! (lower case, no trailing dot, no default port); a loopback registry also answers to the
 //! names of its other spellings (`localhost`, `127.0.0.1`), and Docker Hub to those of its
-//! three names. An IPv6 address has no name (use `docker login` or `eigenpub login`).
+//! three names. An IPv6 address has no name (use `docker login` or `eigenpub login`), nor
+//! has `localhost.` (whose dot would meet the port's `___`).
 //!
 //! Before this rule every character other than a letter or digit became `_`, so
 //! `registry.example.com` and `registry-example.com` shared a name, and a pull request
@@ -26,7 +27,11 @@ const PREFIX: &str = "EIGENPUB_REGISTRY_";
 /// `EIGENPUB_REGISTRY_<NAME>` for one spelling of a host (`ghcr.io`, `my-reg.io:5000`);
 /// `None` for an IPv6 address, which has no name.
 pub fn encode(spelling: &str) -> Option<String> {
-    if spelling.starts_with('[') {
+    // An IPv6 address has no name; nor has `localhost.`, the one canonical spelling with
+    // a trailing dot: its `.` next to the port's `___` would read as `--`
+    // (`localhost.:5000` and `localhost--5000`), and at the end it would run into the
+    // `_USERNAME` after it.
+    if spelling.starts_with('[') || spelling.ends_with('.') || spelling.contains(".:") {
         return None;
     }
     let mut name = String::from(PREFIX);
@@ -215,6 +220,8 @@ mod tests {
             "EIGENPUB_REGISTRY_127_0_0_1___5000"
         );
         assert_eq!(encode("[::1]:5000"), None);
+        assert_eq!(encode("localhost."), None);
+        assert_eq!(prefix_for("localhost.:5000"), None);
         assert_eq!(
             prefix_for("GHCR.IO:443").unwrap(),
             "EIGENPUB_REGISTRY_GHCR_IO"
@@ -258,6 +265,35 @@ mod tests {
         ] {
             assert_eq!(decode(junk), None, "{junk}");
         }
+    }
+
+    #[test]
+    fn no_two_canonical_spellings_share_a_name() {
+        // Every string of up to 7 pieces (a letter, a digit, the separators, a name of
+        // this machine) that is a host in its canonical spelling: their names differ.
+        let alphabet = ["a", "1", ".", "-", ":", "localhost"];
+        let mut by_name: HashMap<String, String> = HashMap::new();
+        let mut strings = vec![String::new()];
+        for _ in 0..7 {
+            let longer: Vec<String> = strings
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |piece| format!("{s}{piece}")))
+                .collect();
+            for host in &longer {
+                if crate::reference::parse_host(host).is_err()
+                    || spellings(host, false).first() != Some(host)
+                {
+                    continue;
+                }
+                if let Some(name) = encode(host)
+                    && let Some(other) = by_name.insert(name.clone(), host.clone())
+                {
+                    panic!("{host} and {other} share {name}");
+                }
+            }
+            strings = longer;
+        }
+        assert!(by_name.len() > 1000, "{}", by_name.len());
     }
 
     #[test]

@@ -135,7 +135,14 @@ pub(super) fn may_send(
     if let Some(realm) = realm
         && target == origin(realm)
     {
-        if local && !registry.host_str().is_some_and(is_loopback) {
+        // The unspecified address (`0.0.0.0`, `::`) reaches this machine too.
+        let here = local
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified());
+        if here && !registry.host_str().is_some_and(is_loopback) {
             return Err(Refusal::LocalRealm(origin_text(&parsed)));
         }
         return Ok(Destination::Realm);
@@ -319,6 +326,9 @@ mod tests {
             "http://127.0.0.1:8080/token",
             "https://localhost/token",
             "http://[::1]/token",
+            "https://0.0.0.0:8443/token",
+            "https://[::]/token",
+            "https://127.1/token",
         ] {
             let named = url(realm);
             assert!(

@@ -127,28 +127,36 @@ fn two_spellings_of_one_registry_on_one_tag_are_a_duplicate() {
         ("docker.io", "index.docker.io"),
         ("registry-1.docker.io", "docker.io"),
     ] {
-        let project = Project::new();
-        project
-            .write(
-                "eigenruntime.toml",
-                format!(
-                    "[defaults]\ncreated = \"2025-01-01T00:00:00Z\"\n\n\
-                     [[avs]]\nname = \"alpha\"\nversion = 1\nrepository = \"{a}/acme/oracle\"\n\
-                     [avs.operator-sets]\n0 = \"a.yaml\"\n\n\
-                     [[avs]]\nname = \"beta\"\nversion = 1\nrepository = \"{b}/acme/oracle\"\n\
-                     [avs.operator-sets]\n0 = \"b.yaml\"\n"
-                ),
-            )
-            .write("a.yaml", harness::spec_yaml("alpha", "aggregator", "a"))
-            .write("b.yaml", harness::spec_yaml("beta", "aggregator", "b"));
-        let out = project.run(&["validate"]);
-        out.no_panic().expect_code(1);
-        assert_says(
-            &out,
-            &[
-                "eigenpub::project::duplicate",
-                "one registry, spelled two ways",
-            ],
-        );
+        assert_duplicate(&format!("{a}/acme/oracle"), &format!("{b}/acme/oracle"));
     }
+    // Docker Hub's one-component names are its `library/` namespace.
+    assert_duplicate("docker.io/oracle", "docker.io/library/oracle");
+}
+
+/// Two AVSs published to `a` and `b` with one tag are a duplicate.
+#[track_caller]
+fn assert_duplicate(a: &str, b: &str) {
+    let project = Project::new();
+    project
+        .write(
+            "eigenruntime.toml",
+            format!(
+                "[defaults]\ncreated = \"2025-01-01T00:00:00Z\"\n\n\
+                     [[avs]]\nname = \"alpha\"\nversion = 1\nrepository = \"{a}\"\n\
+                     [avs.operator-sets]\n0 = \"a.yaml\"\n\n\
+                     [[avs]]\nname = \"beta\"\nversion = 1\nrepository = \"{b}\"\n\
+                     [avs.operator-sets]\n0 = \"b.yaml\"\n"
+            ),
+        )
+        .write("a.yaml", harness::spec_yaml("alpha", "aggregator", "a"))
+        .write("b.yaml", harness::spec_yaml("beta", "aggregator", "b"));
+    let out = project.run(&["validate"]);
+    out.no_panic().expect_code(1);
+    assert_says(
+        &out,
+        &[
+            "eigenpub::project::duplicate",
+            "one registry, spelled two ways",
+        ],
+    );
 }
