@@ -54,6 +54,8 @@ pub struct Context {
     pub stdout: Style,
     /// Whether standard error is a terminal (bars are drawn only there).
     pub stderr_is_terminal: bool,
+    /// Whether standard output is a terminal (where bars replace per-artifact lines).
+    pub stdout_is_terminal: bool,
     pub selection: Selection,
 }
 
@@ -85,15 +87,17 @@ impl Context {
         } else {
             Verbosity::Normal
         };
+        let stdout_is_terminal = std::io::stdout().is_terminal();
         Ok(Context {
             config: global.config.clone(),
             concurrency: scope.concurrency.map(|c| c as usize),
             verbosity,
             diagnostics,
             stdout: Style {
-                color: color(global.color, std::io::stdout().is_terminal()),
+                color: color(global.color, stdout_is_terminal),
             },
             stderr_is_terminal,
+            stdout_is_terminal,
             selection,
         })
     }

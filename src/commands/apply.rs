@@ -16,7 +16,7 @@ use crate::plan::saved::{self, PlanDocument};
 use crate::plan::select::Selection;
 use crate::plan::{Overwrite, Plan};
 use crate::registry::remote::Access;
-use crate::report::progress::Printer;
+use crate::report::progress::{Notices, Printer};
 use crate::report::release;
 use crate::report::text;
 use crate::report::{self, Format, out};
@@ -109,8 +109,6 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         });
     }
 
-    let (state_tx, state) = watch::channel(RunState::Running);
-    let signals = watch_signals(state_tx, ctx.quiet());
     let to_push = plan.changes.iter().filter(|c| c.action.pushes()).count();
     let places = super::places(
         plan.changes
@@ -120,12 +118,17 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
     );
     let printer = Printer::new(
         ctx.quiet(),
+        ctx.verbose(),
         args.format == Format::Text,
         ctx.stderr_is_terminal,
+        ctx.stdout_is_terminal,
         to_push,
         &places,
         ctx.stdout,
     );
+    // Notices go above the bars, so that a redraw does not erase them.
+    let (state_tx, state) = watch::channel(RunState::Running);
+    let signals = watch_signals(state_tx, ctx.quiet(), printer.notices());
     let options = apply::Options {
         concurrency: ctx.concurrency(project.concurrency),
         fail_fast: args.fail_fast,
@@ -190,7 +193,12 @@ fn print_results(
                     out::line(&text::outcome_line(&a.change, &a.outcome, style));
                 }
             }
-            out::line(&style.bold(&text::apply_summary(applied)));
+            let mut summary = text::apply_summary(applied);
+            if stopped {
+                // "Apply interrupted: 3 pushed, …, 36 not started."
+                summary = summary.replacen("Apply:", "Apply interrupted:", 1);
+            }
+            out::line(&style.bold(&summary));
         }
         Format::Json => out::line(
             &serde_json::to_string_pretty(&report::json::apply(inputs_hash, applied))
@@ -298,18 +306,24 @@ fn read_saved_plan(path: &Path) -> Result<PlanDocument, Failure> {
 
 /// Ctrl-C or SIGTERM once: stop starting new work, and after the grace period cancel what
 /// is in flight. Twice: exit at once.
-fn watch_signals(state: watch::Sender<RunState>, quiet: bool) -> tokio::task::JoinHandle<()> {
+fn watch_signals(
+    state: watch::Sender<RunState>,
+    quiet: bool,
+    notices: Notices,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         state.send_replace(RunState::Interrupted);
         if !quiet {
-            eprintln!(
-                "\nStopping: no new artifacts will be started; those in flight get {} seconds to finish (press Ctrl-C again to exit now).",
+            notices.say(&format!(
+                "Stopping: no new artifacts will be started; those in flight get {} seconds to finish (press Ctrl-C again to exit now).",
                 GRACE.as_secs()
-            );
+            ));
         }
         wait_for_signal().await;
-        eprintln!("\nExiting now. Tags already pushed are complete; run apply again to finish.");
+        notices.last_words(
+            "Exiting now (interrupted twice). Tags already pushed are complete; run apply again to finish.",
+        );
         std::process::exit(130);
     })
 }

@@ -2,14 +2,18 @@
 //! that says what is happening ("checking 500 tags on ghcr.io", "pushing 42 artifacts to
 //! ghcr.io") and, while applying, a spinner per artifact in flight with its name; elsewhere
 //! (CI logs) one plain line per finished artifact; nothing with `-q`. One printer decides,
-//! so bars and log lines never interleave: with bars drawn, finished lines are printed
-//! through indicatif's `MultiProgress::println`, above the bars.
+//! so bars and log lines never interleave: with bars drawn, whatever is printed meanwhile
+//! (a failure, every line with `-v`, the interrupt notice: [`Notices`]) goes through
+//! indicatif's `MultiProgress::println`, above the bars, where a redraw cannot erase it.
+//! At a terminal the bar replaces the per-artifact lines (the summary line says what was
+//! pushed), unless standard output is not the terminal (`apply > log`), which gets them.
+//! Every bar and spinner fits the terminal's width: the text is cut, never wrapped.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 use crate::apply::{Outcome, Progress};
 use crate::plan::Change;
@@ -29,17 +33,63 @@ pub enum Printer {
     Quiet,
     /// A line per finished artifact on standard output.
     Lines { style: Style },
-    /// Bars on standard error, finished lines printed above them.
-    Bars { bars: Bars, style: Style },
+    /// Bars on standard error; above them, failures (every finished line with `-v`); or,
+    /// when standard output is not the terminal, every line there.
+    Bars {
+        bars: Bars,
+        style: Style,
+        lines: Shown,
+    },
+}
+
+/// Which finished lines are printed while bars are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Failures only, above the bars (the summary follows).
+    Failures,
+    /// Every line, above the bars (`-v`).
+    Every,
+    /// Every line on standard output, which is not the terminal (a file, a pipe).
+    ToStdout,
+}
+
+/// What the run says while bars may be drawn (the interrupt notice): printed above the
+/// bars, so that no redraw erases it; plainly on standard error when there are none.
+#[derive(Clone)]
+pub struct Notices(Option<MultiProgress>);
+
+impl Notices {
+    pub fn say(&self, text: &str) {
+        match &self.0 {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Removes the bars for good (the process exits next) and says `text`: no stale bar
+    /// is left on the screen.
+    pub fn last_words(&self, text: &str) {
+        if let Some(multi) = &self.0 {
+            let _ = multi.clear();
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        eprintln!("{text}");
+    }
 }
 
 impl Printer {
     /// `places` names where the artifacts go (registry hosts, layout folders), for the
     /// phase text.
+    /// `terminal`: standard error is one; `stdout_terminal`: standard output is one.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         quiet: bool,
+        verbose: bool,
         lines: bool,
         terminal: bool,
+        stdout_terminal: bool,
         total: usize,
         places: &[String],
         style: Style,
@@ -48,7 +98,14 @@ impl Printer {
             return Printer::Quiet;
         }
         if terminal && total > 0 {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let lines = if !stdout_terminal {
+                Shown::ToStdout
+            } else if verbose {
+                Shown::Every
+            } else {
+                Shown::Failures
+            };
+            let multi = MultiProgress::with_draw_target(stderr());
             let overall = multi.add(phase_bar(
                 total,
                 format!(
@@ -65,9 +122,18 @@ impl Printer {
                     active: Mutex::new(HashMap::new()),
                 },
                 style,
+                lines,
             };
         }
         Printer::Lines { style }
+    }
+
+    /// Where notices go while this printer runs.
+    pub fn notices(&self) -> Notices {
+        match self {
+            Printer::Bars { bars, .. } => Notices(Some(bars.multi.clone())),
+            _ => Notices(None),
+        }
     }
 
     pub fn finish(&self) {
@@ -91,10 +157,7 @@ impl Progress for Printer {
             let reference = change.publication.reference();
             // Named before it is added, so it is never drawn without its artifact.
             let spinner = ProgressBar::new_spinner()
-                .with_style(
-                    ProgressStyle::with_template("  {spinner} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                )
+                .with_style(spinner_style())
                 // The project's text: sanitised on one line at the terminal.
                 .with_message(Untrusted(&reference).to_string());
             let spinner = bars.multi.add(spinner);
@@ -112,7 +175,7 @@ impl Progress for Printer {
             Printer::Lines { style } => {
                 crate::report::out::line(&text::outcome_line(change, outcome, *style))
             }
-            Printer::Bars { bars, style } => {
+            Printer::Bars { bars, style, lines } => {
                 if let Some(spinner) = bars
                     .active
                     .lock()
@@ -122,9 +185,18 @@ impl Progress for Printer {
                     spinner.finish_and_clear();
                     bars.multi.remove(&spinner);
                 }
-                let _ = bars
-                    .multi
-                    .println(text::outcome_line(change, outcome, *style));
+                let line = || text::outcome_line(change, outcome, *style);
+                match lines {
+                    Shown::ToStdout => crate::report::out::line(&line()),
+                    Shown::Every => {
+                        let _ = bars.multi.println(line());
+                    }
+                    Shown::Failures => {
+                        if matches!(outcome, Outcome::Failed(_) | Outcome::Interrupted) {
+                            let _ = bars.multi.println(line());
+                        }
+                    }
+                }
                 bars.overall.inc(1);
             }
         }
@@ -142,7 +214,7 @@ impl ObserveBar {
                 total,
                 format!("checking {total} tag{} on {}", plural(total), list(places)),
             );
-            bar.set_draw_target(ProgressDrawTarget::stderr());
+            bar.set_draw_target(stderr());
             draw_from_now(&bar);
             bar
         }))
@@ -166,12 +238,66 @@ fn phase_bar(total: usize, phase: String) -> ProgressBar {
     let bar = ProgressBar::hidden();
     bar.set_length(total as u64);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}, {elapsed}")
+        // The message takes what the terminal's width leaves, cut (never wrapped) when
+        // longer: an 80-column terminal fits "pushing 300 artifacts to ghcr.io [===] …".
+        ProgressStyle::with_template("{wide_msg} [{bar:20}] {pos}/{len}, {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.set_message(phase);
     bar
+}
+
+/// Columns left free at the right edge. A line that reaches the edge leaves the cursor
+/// waiting to wrap, and the `^C` the terminal echoes when Ctrl-C is pressed then starts a
+/// line the bars do not know of: their next redraw leaves a stale bar above.
+const MARGIN: u16 = 3;
+
+/// Standard error, as a terminal [`MARGIN`] columns narrower than it is.
+fn stderr() -> ProgressDrawTarget {
+    ProgressDrawTarget::term_like(Box::new(Narrower(console::Term::stderr())))
+}
+
+#[derive(Debug)]
+struct Narrower(console::Term);
+
+impl TermLike for Narrower {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(MARGIN).max(20)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A spinner per artifact in flight, its name cut to the terminal's width.
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("  {spinner} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 /// Draws a bar's first frame (0/N) now, then keeps it fresh (elapsed time) while nothing
@@ -198,6 +324,84 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// A terminal of a given width that keeps every line drawn on it.
+    #[derive(Debug, Clone)]
+    struct Screen {
+        width: u16,
+        drawn: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.drawn.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.write_line(s)
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bars_and_spinners_fit_an_80_column_terminal() {
+        let screen = Screen {
+            width: 80,
+            drawn: Arc::default(),
+        };
+        let target = || ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let bar = phase_bar(
+            300,
+            "pushing 300 artifacts to registry.example.com:5000 and ghcr.io".into(),
+        );
+        bar.set_draw_target(target());
+        bar.inc(7);
+        bar.tick();
+        let spinner = ProgressBar::new_spinner()
+            .with_style(spinner_style())
+            .with_message(format!(
+                "registry.example.com:5000/acme/{}:opset-0-v1",
+                "a".repeat(90)
+            ));
+        spinner.set_draw_target(target());
+        spinner.tick();
+        let drawn = screen.drawn.lock().unwrap().clone();
+        assert!(drawn.iter().any(|l| l.contains("7/300")), "{drawn:?}");
+        assert!(
+            drawn
+                .iter()
+                .any(|l| l.contains("registry.example.com:5000/acme/")),
+            "{drawn:?}"
+        );
+        for line in &drawn {
+            assert!(
+                line.chars().count() <= 80,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+    }
 
     #[test]
     fn places_are_named_briefly() {

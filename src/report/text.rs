@@ -147,7 +147,7 @@ pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String 
             line
         }
         Outcome::NotStarted | Outcome::Interrupted => {
-            format!("{} {reference}", style.yellow("skipped  "))
+            format!("{} {reference}", style.yellow("not started"))
         }
     }
 }

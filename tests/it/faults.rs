@@ -120,7 +120,7 @@ fn apply_summary(out: &Output) -> &str {
     out.stdout
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("Apply:"))
+        .find(|l| l.starts_with("Apply:") || l.starts_with("Apply interrupted:"))
         .unwrap_or_else(|| panic!("no `Apply:` summary line on stdout\n{out}"))
 }
 
@@ -130,6 +130,7 @@ fn apply_counts(out: &Output) -> (usize, usize, usize, usize) {
     let count = |word: &str| -> usize {
         let mut previous = None;
         for token in line
+            .trim_start_matches("Apply interrupted:")
             .trim_start_matches("Apply:")
             .split([',', '.'])
             .map(str::trim)
@@ -502,14 +503,19 @@ fn sigint_stops_promptly_with_a_summary() {
         apply_summary(&out).ends_with(&format!(", {not_started} not started.")),
         "{out}"
     );
-    let skipped = out
+    // Issue 20: the summary says the run was interrupted, and the lines use its wording.
+    assert!(
+        apply_summary(&out).starts_with("Apply interrupted:"),
+        "{out}"
+    );
+    let listed = out
         .stdout_lines()
         .iter()
-        .filter(|l| l.starts_with("skipped"))
+        .filter(|l| l.starts_with("not started "))
         .count();
     assert_eq!(
-        skipped, not_started,
-        "one `skipped` line per artifact not started\n{out}"
+        listed, not_started,
+        "one `not started` line per artifact not started\n{out}"
     );
     // What was reported pushed is there, completely. An artifact cancelled after the grace
     // period (reported as failed: interrupted) may have had its manifest PUT land just
