@@ -169,7 +169,7 @@ pub const PULL_EXISTS: &str = "eigenpub::pull::exists";
 /// The output folder could not be created, or the spec file could not be written into it.
 pub const PULL_WRITE: &str = "eigenpub::pull::write";
 /// The registry (HTTP 401) or its token service refused the credentials, or wanted some and
-/// none were found; also when eigenpub refuses to send credentials over plain HTTP to a host
+/// none were found, or said the token expired (ECR's 403); also when eigenpub refuses to send credentials over plain HTTP to a host
 /// (or token service) that is not this machine, or refuses to ask a token service at all (plain
 /// HTTP to another machine, or on this machine for a registry that is not).
 pub const REGISTRY_AUTH: &str = "eigenpub::registry::auth";
@@ -181,8 +181,10 @@ pub const REGISTRY_CA_FILE: &str = "eigenpub::registry::ca-file";
 /// helper did not answer within `EIGENPUB_CREDENTIAL_HELPER_TIMEOUT` seconds (30 by default)
 /// and was killed with the processes it started.
 pub const REGISTRY_CREDENTIALS: &str = "eigenpub::registry::credentials";
-/// The registry refused a request with HTTP 403: the credentials may not write to (or read)
-/// this repository.
+/// The registry refused a request with HTTP 403, or with a 401 to credentials it accepted
+/// (`error="insufficient_scope"`, Harbor's `Basic realm="harbor"`): they may not push to (or
+/// read) this repository. The help names the fix for the registry (GHCR, ECR, Artifact
+/// Registry, ACR, Docker Hub, Harbor, GitLab, Quay).
 pub const REGISTRY_DENIED: &str = "eigenpub::registry::denied";
 /// After a push, the registry reported a manifest digest different from the one eigenpub
 /// computed (it rewrote the manifest).
@@ -192,8 +194,11 @@ pub const REGISTRY_DIGEST_MISMATCH: &str = "eigenpub::registry::digest-mismatch"
 /// malformed `Docker-Content-Digest`, an answer larger than the request can need: manifests 4
 /// MiB, blobs 32 MiB, anything else 64 KiB).
 pub const REGISTRY_PROTOCOL: &str = "eigenpub::registry::protocol";
-/// The registry refused a request with HTTP 404 or another 4xx status (other than 401 and 403),
-/// including throttling that outlasted the retries.
+/// The registry refused a request with HTTP 404 or another 4xx status (other than 401 and 403):
+/// an immutable tag (ECR `TAG_INVALID`, Harbor `412 PRECONDITION`), a manifest it does not
+/// accept (its `detail` shown), a name it refuses (also from its token service), or
+/// throttling that outlasted the retries or a rate-limit quota spent for hours (Docker Hub's
+/// pull limit, said at once).
 pub const REGISTRY_REJECTED: &str = "eigenpub::registry::rejected";
 /// The repository does not exist and the registry does not create repositories on push
 /// (Amazon ECR, Google Artifact Registry): named once per repository, with the command that

@@ -54,6 +54,55 @@ fn mentions_rate_limit(message: &str) -> bool {
     m.contains("rate limit") || m.contains("too many requests") || m.contains("toomanyrequests")
 }
 
+/// A rate-limit quota the registry says is spent (Docker Hub's `ratelimit-remaining: 0;w=21600`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// How many requests the window allows (`ratelimit-limit`), when said.
+    pub limit: Option<u64>,
+    /// How long the window is.
+    pub window: Duration,
+}
+
+impl Quota {
+    /// "0 of 100 left per 6 h".
+    pub fn describe(&self) -> String {
+        let secs = self.window.as_secs();
+        let window = if secs >= 3600 && secs.is_multiple_of(3600) {
+            format!("{} h", secs / 3600)
+        } else if secs >= 60 && secs.is_multiple_of(60) {
+            format!("{} min", secs / 60)
+        } else {
+            format!("{secs} s")
+        };
+        match self.limit {
+            Some(limit) => format!("0 of {limit} left per {window}"),
+            None => format!("none left for up to {window}"),
+        }
+    }
+}
+
+/// The quota a throttled answer says is spent, when its window is too long to wait out
+/// within a run (a minute or more): retrying would only spend the request's budget, so
+/// the refusal is reported at once. `remaining` and `limit` are the `ratelimit-remaining`
+/// and `ratelimit-limit` headers (`N;w=SECONDS`, the IETF draft Docker Hub follows).
+pub fn spent_quota(remaining: Option<&str>, limit: Option<&str>) -> Option<Quota> {
+    fn parse(value: &str) -> Option<(u64, Option<u64>)> {
+        let mut parts = value.split(';');
+        let count = parts.next()?.trim().parse().ok()?;
+        let window = parts
+            .filter_map(|p| p.trim().strip_prefix("w="))
+            .find_map(|w| w.trim().parse().ok());
+        Some((count, window))
+    }
+    let (left, window) = parse(remaining?)?;
+    let limit = limit.and_then(parse);
+    let window = window.or(limit.and_then(|(_, w)| w))?;
+    (left == 0 && window >= 60).then(|| Quota {
+        limit: limit.map(|(n, _)| n),
+        window: Duration::from_secs(window.min(86_400 * 31)),
+    })
+}
+
 /// Backoff policy: exponential with full jitter, capped; `Retry-After` wins when given.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -165,6 +214,21 @@ mod tests {
         assert_eq!(
             classify(403, &["DENIED".into()], "permission denied"),
             Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn a_spent_quota_is_read_from_docker_hubs_headers() {
+        let spent = spent_quota(Some("0;w=21600"), Some("100;w=21600")).expect("spent");
+        assert_eq!(spent.describe(), "0 of 100 left per 6 h");
+        assert_eq!(spent_quota(Some("3;w=21600"), Some("100;w=21600")), None);
+        // A window short enough to wait out within the run is retried as usual.
+        assert_eq!(spent_quota(Some("0;w=10"), None), None);
+        assert_eq!(spent_quota(None, Some("100;w=21600")), None);
+        assert_eq!(spent_quota(Some("zero"), None), None);
+        assert_eq!(
+            spent_quota(Some("0"), Some("100;w=3600")).map(|q| q.describe()),
+            Some("0 of 100 left per 1 h".into())
         );
     }
 

@@ -388,12 +388,26 @@ fn docker_hubs_pull_limit_gets_its_own_help() {
                 "TOOMANYREQUESTS",
                 "You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
             )
+            .with_header("ratelimit-limit", "100;w=21600")
+            .with_header("ratelimit-remaining", "0;w=21600")
+            .with_header("docker-ratelimit-source", "192.0.2.1")
         },
     ));
+    emulator.reset();
     let inspect = project.run(&["inspect", &format!("{host}/acme/alpha:opset-0-v3")]);
     inspect.expect_code(1);
-    says(&inspect, &["TOOMANYREQUESTS", "pull limit"]);
+    says(
+        &inspect,
+        &[
+            "TOOMANYREQUESTS",
+            "pull limit is reached",
+            "0 of 100 left per 6 h",
+        ],
+    );
     never_says(&inspect, &["bug in eigenpub"]);
+    // A quota that refills in hours is not retried: one GET, said at once.
+    let gets = emulator.seen().iter().filter(|s| s.method == "GET").count();
+    assert_eq!(gets, 1, "{:#?}", emulator.seen());
 }
 
 #[test]

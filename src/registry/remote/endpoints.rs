@@ -125,13 +125,12 @@ impl Registry {
     /// same tag: its error code tells). Elsewhere nothing is asked: the repository will
     /// be created by the first push.
     async fn repository_exists(&self, repository: &str, url: &str) -> Result<(), RegistryError> {
-        let probe = self.context("check a tag");
-        let facts = super::refusal::Refusal {
-            host: &self.host,
-            realm: probe.realm.clone(),
-            ..Default::default()
-        };
-        if !facts.repositories_must_exist() {
+        // Only ECR answers a missing repository with a 404 worth telling apart (Artifact
+        // Registry answers 403, which is read with its reason anyway).
+        if !matches!(
+            super::refusal::family(&self.host, None),
+            super::refusal::Family::Ecr { .. }
+        ) {
             return Ok(());
         }
         let cell = self
@@ -343,19 +342,20 @@ impl Registry {
                 "report this registry's behaviour",
             )
         })?;
-        // `Location` may be absolute or relative (to the request URL).
-        let put = reqwest::Url::parse(&url)
-            .and_then(|u| u.join(&location))
-            .map_err(|e| {
-                self.error(
-                    ErrorKind::Protocol,
-                    Some(202),
-                    format!(
-                        "the registry sent an upload Location that is not a URL ({location}): {e}"
-                    ),
-                    "report this registry's behaviour",
-                )
-            })?;
+        // `Location` may be absolute or relative: to the URL that answered (after any
+        // redirect of the POST), else to the one asked.
+        let base = match &answer.url {
+            Some(u) => Ok(u.clone()),
+            None => reqwest::Url::parse(&url),
+        };
+        let put = base.and_then(|u| u.join(&location)).map_err(|e| {
+            self.error(
+                ErrorKind::Protocol,
+                Some(202),
+                format!("the registry sent an upload Location that is not a URL ({location}): {e}"),
+                "report this registry's behaviour",
+            )
+        })?;
         // The digest as clients write it (`sha256:…`, colon unescaped).
         let mut put = put.to_string();
         put.push(if put.contains('?') { '&' } else { '?' });

@@ -10,6 +10,7 @@ use super::Answer;
 use super::refusal::{self, Refusal};
 use crate::diagnostic::codes;
 use crate::registry::credentials::{self, Credential};
+use crate::registry::retry;
 
 /// What went wrong talking to a registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,9 @@ pub(super) fn unexpected(context: &Context<'_>, answer: &Answer, what: &str) -> 
     {
         reason = format!("{reason} ({e})");
     }
+    if let Some(quota) = &refusal.quota {
+        reason = format!("{reason} (rate limit: {quota})");
+    }
     let code = match refusal.codes.first() {
         Some(code) => format!(" {code}"),
         None => String::new(),
@@ -139,6 +143,19 @@ pub(super) fn unexpected(context: &Context<'_>, answer: &Answer, what: &str) -> 
         message: format!("could not {what}: HTTP {status}{code}: {reason}"),
         help,
     }
+}
+
+/// The rate-limit quota a throttled answer says is spent for longer than a run waits
+/// ([`retry::spent_quota`]).
+pub(super) fn spent_quota(answer: &Answer) -> Option<retry::Quota> {
+    if answer.status.as_u16() != 429 {
+        return None;
+    }
+    let header = |name| super::transport::header(&answer.headers, name);
+    retry::spent_quota(
+        header("ratelimit-remaining").as_deref(),
+        header("ratelimit-limit").as_deref(),
+    )
 }
 
 /// The facts of one refusal, read from the answer.
@@ -168,6 +185,7 @@ pub(super) fn refusal_of<'a>(context: &Context<'a>, answer: &Answer) -> Refusal<
         challenge_error,
         realm: context.realm.clone().or(challenge_realm),
         read: context.read,
+        quota: spent_quota(answer).map(|q| q.describe()),
         who: who(context.credential),
         login_help: login_help(context.host, context.credential),
     }

@@ -108,6 +108,8 @@ pub(super) struct Refusal<'a> {
     pub realm: Option<String>,
     /// True for a read (a plan's check, a GET), false for a write.
     pub read: bool,
+    /// A rate-limit quota the registry says is spent for hours ("0 of 100 left per 6 h").
+    pub quota: Option<String>,
     /// Who the registry saw, as the help words it (`the credentials from …`).
     pub who: String,
     /// Whether credentials were sent.
@@ -218,8 +220,12 @@ pub(super) fn classify(r: &Refusal<'_>) -> (ErrorKind, String) {
 fn throttled_help(r: &Refusal<'_>, family: &Family) -> String {
     let host = r.host;
     if *family == Family::DockerHub || r.says("pull rate limit") {
+        let left = match &r.quota {
+            Some(quota) => format!(" ({quota}; not retried: it refills in hours)"),
+            None => String::new(),
+        };
         return format!(
-            "Docker Hub's pull limit is reached: 10 pulls an hour for anonymous access, 100 an hour for a personal account (every manifest GET counts, a HEAD does not); {}, or wait for the limit to reset and run again (a plan of unchanged tags only sends HEADs)",
+            "Docker Hub's pull limit is reached{left}: 10 pulls an hour for anonymous access, 100 an hour for a personal account (every manifest GET counts, a HEAD does not); {}, or wait for the limit to reset and run again (a plan of unchanged tags only sends HEADs)",
             if r.authenticated {
                 "an organisation's paid plan raises the limit"
             } else {
@@ -230,6 +236,11 @@ fn throttled_help(r: &Refusal<'_>, family: &Family) -> String {
     if *family == Family::Ghcr && r.status == 403 {
         return format!(
             "GHCR's secondary rate limit: wait a few minutes and run again, and lower [registries.\"{host}\"] requests-per-second or max-concurrency"
+        );
+    }
+    if let Some(quota) = &r.quota {
+        return format!(
+            "the registry's rate limit is spent ({quota}), so eigenpub did not retry: wait for it to refill, or use credentials with a higher limit"
         );
     }
     format!(

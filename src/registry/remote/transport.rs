@@ -431,7 +431,8 @@ impl Attempts for RegistryAttempts<'_> {
             }
             let (codes, message) = error_body(&answer.body);
             let verdict = retry::classify(status.as_u16(), &codes, &message);
-            if verdict == Verdict::Fail {
+            // A spent quota that refills in hours (Docker Hub's pull limit) is said at once.
+            if verdict == Verdict::Fail || error::spent_quota(&answer).is_some() {
                 return Attempt::Done(Ok(answer));
             }
             let retry_after = header(&answer.headers, "retry-after")
