@@ -96,7 +96,10 @@ pub fn github_annotation(problem: &Problem) -> String {
     };
     let mut props = Vec::new();
     if let Some((file, lc)) = problem.position() {
-        props.push(format!("file={}", escape_property(file)));
+        let cwd = std::env::current_dir().ok();
+        let workspace = std::env::var_os("GITHUB_WORKSPACE").map(std::path::PathBuf::from);
+        let file = annotation_path(file, cwd.as_deref(), workspace.as_deref());
+        props.push(format!("file={}", escape_property(&file)));
         if let Some((line, col)) = lc {
             props.push(format!("line={line}"));
             props.push(format!("col={col}"));
@@ -109,6 +112,46 @@ pub fn github_annotation(problem: &Problem) -> String {
         message.push_str(help);
     }
     format!("::{kind} {}::{}", props.join(","), escape_data(&message))
+}
+
+/// A file as GitHub matches annotations to a pull request's files: relative to the
+/// repository's root (`GITHUB_WORKSPACE`), `/`-separated, with no `./` (GitHub attaches no
+/// annotation whose path starts with it). Without a workspace, or for a file outside it,
+/// the path is only cleaned.
+fn annotation_path(
+    file: &str,
+    cwd: Option<&std::path::Path>,
+    workspace: Option<&std::path::Path>,
+) -> String {
+    use std::path::{Component, Path, PathBuf};
+    let clean = |path: &Path| -> PathBuf {
+        let mut out = PathBuf::new();
+        for part in path.components() {
+            match part {
+                Component::CurDir => {}
+                Component::ParentDir
+                    if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    };
+    let path = Path::new(file);
+    let relative = match (cwd, workspace) {
+        (Some(cwd), Some(workspace)) => {
+            let absolute = clean(&cwd.join(path));
+            absolute
+                .strip_prefix(clean(workspace))
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| clean(path))
+        }
+        _ => clean(path),
+    };
+    let text = relative.to_string_lossy().replace('\\', "/");
+    if text.is_empty() { ".".into() } else { text }
 }
 
 fn escape_data(s: &str) -> String {
@@ -125,6 +168,34 @@ fn escape_property(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::diagnostic::SourceFile;
+
+    #[test]
+    fn annotation_paths_are_relative_to_the_repository_root_without_dot_slash() {
+        use std::path::Path;
+        let none = |f: &str| annotation_path(f, None, None);
+        assert_eq!(none("./avs/a.yaml"), "avs/a.yaml");
+        assert_eq!(none("././avs/./a.yaml"), "avs/a.yaml");
+        assert_eq!(none("m/avs/a.yaml"), "m/avs/a.yaml");
+        let (repo, sub) = (Path::new("/w/repo"), Path::new("/w/repo/examples/m"));
+        // Run from a folder of the repository: the folder is part of the path.
+        assert_eq!(
+            annotation_path("./avs/a.yaml", Some(sub), Some(repo)),
+            "examples/m/avs/a.yaml"
+        );
+        assert_eq!(
+            annotation_path("../m/avs/a.yaml", Some(sub), Some(repo)),
+            "examples/m/avs/a.yaml"
+        );
+        assert_eq!(
+            annotation_path("/w/repo/avs/a.yaml", Some(sub), Some(repo)),
+            "avs/a.yaml"
+        );
+        // Outside the workspace: only cleaned.
+        assert_eq!(
+            annotation_path("/elsewhere/./a.yaml", Some(sub), Some(repo)),
+            "/elsewhere/a.yaml"
+        );
+    }
 
     #[test]
     fn github_annotations_carry_file_and_line() {

@@ -646,3 +646,38 @@ fn the_dockerfile_pins_its_base_images_by_digest_and_runs_as_a_user() {
         "the README's docker run does not say how credentials reach the container:{docker_run}"
     );
 }
+
+/// Issue 20: GitHub attaches an annotation to a pull request's file only when its path is
+/// relative to the repository's root and does not start with `./`.
+#[test]
+fn github_annotations_name_files_from_the_repository_root() {
+    let project = monorepo();
+    let spec = "avs/dice-roller/executor.yaml";
+    let mut text = fs::read_to_string(project.join(spec)).unwrap();
+    text.push_str("bad: [\n");
+    project.write(spec, text);
+    let annotations = |workspace: Option<&Path>| {
+        let mut cmd = project.eigenpub(&["validate", "--format", "github"]);
+        cmd.env_remove("GITHUB_WORKSPACE");
+        if let Some(w) = workspace {
+            cmd.env("GITHUB_WORKSPACE", w);
+        }
+        let out = run(cmd);
+        out.expect_code(1);
+        out.stderr.clone() + &out.stdout
+    };
+    let plain = annotations(None);
+    assert!(
+        plain.contains(&format!("::error file={spec},line=")),
+        "{plain}"
+    );
+    assert!(!plain.contains("file=./"), "{plain}");
+    // The project in a folder of the repository (`working-directory:`).
+    let repo = project.path().parent().unwrap();
+    let folder = project.path().file_name().unwrap().to_string_lossy();
+    let nested = annotations(Some(repo));
+    assert!(
+        nested.contains(&format!("::error file={folder}/{spec},line=")),
+        "{nested}"
+    );
+}
