@@ -8,9 +8,12 @@
 //!
 //! - the run's known secrets (passwords and tokens as they were found, registered here
 //!   when credentials are resolved) are redacted in every form they travel in: plain,
-//!   base64 (standard and URL-safe), percent-encoded, JSON-escaped, and `user:password`
-//!   with its base64; so are the values after `Basic `/`Bearer ` and after keys named like
-//!   `token`, `password` or `secret`;
+//!   base64 (standard and URL-safe, also at any alignment inside a longer base64 stream),
+//!   percent-encoded (either case, `+` for a space), JSON-escaped (`\u0026` as Go writes
+//!   it, `\u00e4`, `\/`), HTML references, and `user:password` with its base64; a secret
+//!   shorter than 8 characters only where it stands alone (see [`secrets`]); so are the
+//!   values after `Basic `/`Bearer ` and after keys named like `token`, `password` or
+//!   `secret`;
 //! - URLs lose their userinfo and query string;
 //! - control characters (other than newline and tab), escape sequences and bidirectional
 //!   overrides are shown escaped (`\x1b`, `\u{202e}`);
@@ -30,12 +33,12 @@
 
 use std::sync::RwLock;
 
-use base64::Engine as _;
-
 use crate::diagnostic::{Label, Problem, SourceFile};
 use patterns::{redact_credential_values, scrub_urls};
+use secrets::Secret;
 
 mod patterns;
+mod secrets;
 mod untrusted;
 pub mod workflow;
 
@@ -47,55 +50,19 @@ pub const REDACTED: &str = "[redacted]";
 /// How many characters of text from a registry are kept in a message.
 pub const REGISTRY_TEXT_LIMIT: usize = 1000;
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+static SECRETS: RwLock<Vec<Secret>> = RwLock::new(Vec::new());
 
 /// Remembers one secret string (a token, a password) for the rest of the run.
 pub fn register(secret: &str) {
-    add(forms_of(secret));
-}
-
-fn add(forms: Vec<String>) {
+    let Some(secret) = Secret::new(secret) else {
+        return;
+    };
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    for form in forms {
-        if !secrets.contains(&form) {
-            secrets.push(form);
-        }
+    if !secrets.contains(&secret) {
+        secrets.push(secret);
     }
     // Longest first, so that `user:password` is replaced whole rather than around its part.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-}
-
-/// The forms a secret may be seen in.
-fn forms_of(secret: &str) -> Vec<String> {
-    if secret.is_empty() {
-        return Vec::new();
-    }
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let mut forms = vec![
-        secret.to_string(),
-        // Unpadded forms are prefixes of the padded ones, so they catch both.
-        STANDARD_NO_PAD.encode(secret),
-        URL_SAFE_NO_PAD.encode(secret),
-        percent_encode(secret),
-    ];
-    let json = serde_json::to_string(secret).unwrap_or_default();
-    forms.push(json.trim_matches('"').to_string());
-    forms.retain(|f| !f.is_empty());
-    forms.sort();
-    forms.dedup();
-    forms
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.plain.len()));
 }
 
 /// The sanitiser with the run's secrets.
@@ -167,10 +134,10 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{kept}… ({} more characters)", count - max)
 }
 
-/// The pure sanitiser: a list of secret forms, longest first.
+/// The pure sanitiser: the run's secrets, longest first.
 #[derive(Debug, Clone, Default)]
 pub struct Sanitizer {
-    secrets: Vec<String>,
+    secrets: Vec<Secret>,
 }
 
 /// Where a piece of input was replaced in the output, so that spans can follow.
@@ -207,10 +174,8 @@ impl Sanitizer {
     /// A sanitiser that knows these secret strings (each in every form it travels in).
     #[cfg(test)]
     pub fn with_secrets(secrets: &[&str]) -> Sanitizer {
-        let mut all: Vec<String> = secrets.iter().flat_map(|s| forms_of(s)).collect();
-        all.sort();
-        all.dedup();
-        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let mut all: Vec<Secret> = secrets.iter().filter_map(|s| Secret::new(s)).collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.plain.len()));
         Sanitizer { secrets: all }
     }
 
@@ -266,10 +231,7 @@ impl Sanitizer {
             } else {
                 s.contains('\r')
             }
-            || self
-                .secrets
-                .iter()
-                .any(|secret| s.contains(secret.as_str()));
+            || self.secrets.iter().any(|secret| secret.may_be_in(s));
         if !needs_work {
             return (s.to_string(), OffsetMap::default());
         }
@@ -282,15 +244,15 @@ impl Sanitizer {
         'scan: while i < s.len() {
             let rest = &s[i..];
             for secret in &self.secrets {
-                if rest.starts_with(secret.as_str()) {
+                if let Some(len) = secret.matches_at(s, i) {
                     map.replaced.push(Replaced {
                         input: i,
-                        input_len: secret.len(),
+                        input_len: len,
                         output: out.len(),
                         output_len: REDACTED.len(),
                     });
                     out.push_str(REDACTED);
-                    i += secret.len();
+                    i += len;
                     line_start = false;
                     continue 'scan;
                 }
@@ -338,6 +300,7 @@ fn is_hostile_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn sanitizer() -> Sanitizer {
         Sanitizer::with_secrets(&["hunter2-pass", "alice:hunter2-pass"])
@@ -455,5 +418,55 @@ mod tests {
             "{clean}"
         );
         assert!(clean.contains("\"n\":1"), "{clean}");
+    }
+}
+
+#[cfg(test)]
+mod echoed_secrets {
+    use super::*;
+    use base64::Engine as _;
+
+    /// Each encoding a registry may echo a secret in; the list of those not redacted.
+    fn leaks() -> Vec<&'static str> {
+        let pw = "Tr0ub4dor & <3> hörse/battery";
+        let s = Sanitizer::with_secrets(&[pw]);
+        let std = base64::engine::general_purpose::STANDARD;
+        let cases: Vec<(&'static str, String)> = vec![
+            (
+                "Go JSON \\u0026",
+                "Tr0ub4dor \\u0026 \\u003c3\\u003e hörse/battery".into(),
+            ),
+            (
+                "Python JSON \\u00f6 and \\/",
+                "Tr0ub4dor \\u0026 <3> h\\u00f6rse\\/battery".into(),
+            ),
+            (
+                "form encoding +",
+                "Tr0ub4dor+%26+%3C3%3E+h%C3%B6rse%2Fbattery".into(),
+            ),
+            (
+                "lower-case percent",
+                "Tr0ub4dor%20%26%20%3c3%3e%20h%c3%b6rse%2fbattery".into(),
+            ),
+            ("base64 at offset 1", std.encode(format!("x{pw}\"}}"))),
+            ("base64 at offset 2", std.encode(format!("xy{pw}\"}}"))),
+        ];
+        cases
+            .into_iter()
+            .filter(|(_, echo)| !s.text(&format!("said: {echo} end")).contains(REDACTED))
+            .map(|(what, _)| what)
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_echoed_in_any_encoding_is_redacted() {
+        assert_eq!(leaks(), Vec::<&str>::new());
+        // A short secret is not redacted inside words.
+        let short = Sanitizer::with_secrets(&["p"]);
+        assert_eq!(short.text("opset-0-v1"), "opset-0-v1");
+        assert_eq!(
+            short.text("password p refused"),
+            format!("password {REDACTED} refused")
+        );
     }
 }

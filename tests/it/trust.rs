@@ -302,3 +302,136 @@ fn a_registry_error_cannot_start_a_workflow_command_or_add_lines() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Secrets echoed in any encoding are redacted
+// ---------------------------------------------------------------------------
+
+/// A password with the characters encoders treat differently: `&`, `<`, `>` (Go's JSON),
+/// a space (form encoding), `/` (`\/` in some JSON), non-ASCII (Python's `\u00f6`).
+const ODD_PASSWORD: &str = "Tr0ub4dor & <3> hörse/battery";
+const ODD_USER: &str = "release-bot";
+
+/// The base64 characters of `encoded` (the encoding of `prefix + secret + …`) that depend
+/// on the secret's bytes alone.
+fn secret_part_of_base64(encoded: &str, prefix_len: usize, secret_len: usize) -> String {
+    let first = (8 * prefix_len).div_ceil(6);
+    let end = 8 * (prefix_len + secret_len) / 6;
+    encoded[first..end].to_string()
+}
+
+/// Every way the registry below echoes the password, as it writes them.
+fn echoes() -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let std = base64::engine::general_purpose::STANDARD;
+    let pw = ODD_PASSWORD;
+    let go_json = serde_json::to_string(pw)
+        .unwrap()
+        .replace('&', "\\u0026")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e");
+    let python_json = "Tr0ub4dor \\u0026 <3> h\\u00f6rse\\/battery".to_string();
+    let lower_percent: String = pw
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else if b == b' ' {
+                "+".to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect();
+    let html = pw
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&#62;");
+    let mut echoes = vec![
+        (
+            "Go's JSON".to_string(),
+            go_json.trim_matches('"').to_string(),
+        ),
+        ("Python's JSON".to_string(), python_json),
+        (
+            "form encoding, lower-case escapes".to_string(),
+            lower_percent,
+        ),
+        ("HTML references".to_string(), html),
+    ];
+    for prefix in ["x", "xy", "{\"password\":\""] {
+        let encoded = std.encode(format!("{prefix}{pw}\"}}"));
+        echoes.push((
+            format!("base64 after {} bytes", prefix.len()),
+            secret_part_of_base64(&encoded, prefix.len(), pw.len()),
+        ));
+    }
+    echoes
+}
+
+#[test]
+fn a_password_echoed_in_any_encoding_is_redacted() {
+    use base64::Engine as _;
+    let registry = Hostile::start(|req: &Seen| {
+        if req.header("authorization").is_none() {
+            return Reply::new(401).with_header("WWW-Authenticate", "Basic realm=\"echo\"");
+        }
+        if req.method == "HEAD" || req.method == "GET" {
+            return Reply::new(404);
+        }
+        let std = base64::engine::general_purpose::STANDARD;
+        let pw = ODD_PASSWORD;
+        let mut body = String::from("refused; you sent ");
+        for (_, echo) in echoes() {
+            body.push_str(&echo);
+            body.push_str(" | ");
+        }
+        for prefix in ["x", "xy", "{\"password\":\""] {
+            body.push_str(&std.encode(format!("{prefix}{pw}\"}}")));
+            body.push(' ');
+        }
+        Reply::new(400)
+            .with_header("Content-Type", "text/plain")
+            .with_body(body)
+    });
+    let p = Project::new();
+    p.write(
+        "eigenruntime.toml",
+        format!(
+            "[defaults]\nregistry = \"{}/acme\"\ncreated = \"2025-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"a.yaml\"\n",
+            registry.host()
+        ),
+    );
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-1"));
+    let prefix = crate::harness::env::registry_var_prefix(&registry.host());
+    for format in ["text", "json"] {
+        let mut cmd = p.eigenpub(&[
+            "apply",
+            "--format",
+            format,
+            "--diagnostics",
+            format.replace("text", "human").as_str(),
+        ]);
+        cmd.env(format!("{prefix}_USERNAME"), ODD_USER)
+            .env(format!("{prefix}_PASSWORD"), ODD_PASSWORD);
+        let out = crate::harness::run(cmd);
+        out.no_panic().expect_code(1);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            all.contains("refused; you sent"),
+            "the registry's text is shown\n{out}"
+        );
+        for (what, echo) in echoes() {
+            assert!(
+                !all.contains(&echo),
+                "--format {format}: the password leaked as {what}: {echo}\n{out}"
+            );
+        }
+        for fragment in ["Tr0ub4dor", "rse/battery", "rse\\/battery"] {
+            assert!(
+                !all.contains(fragment),
+                "--format {format}: {fragment} leaked\n{out}"
+            );
+        }
+    }
+}
