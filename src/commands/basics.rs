@@ -185,7 +185,7 @@ fn walk(root: &Path, dir: &Path, depth: usize, files: &mut usize, found: &mut Ve
         } else if meta.is_file()
             && meta.len() <= MAX_SPEC_BYTES
             && (name.ends_with(".yaml") || name.ends_with(".yml"))
-            && let Some(avs) = spec_name(&path)
+            && let Some(avs) = spec_name(root, &path)
             && let Ok(rel) = path.strip_prefix(root)
             && let Some(rel) = rel.to_str()
         {
@@ -199,9 +199,10 @@ fn walk(root: &Path, dir: &Path, depth: usize, files: &mut usize, found: &mut Ve
 
 /// The AVS name of an EigenRuntime spec (its `name`, usable as a repository name), or
 /// `None` for any other YAML.
-fn spec_name(path: &Path) -> Option<String> {
+fn spec_name(root: &Path, path: &Path) -> Option<String> {
     let text = String::from_utf8(
-        crate::project::paths::read_regular(path, crate::project::paths::max_file_size()).ok()?,
+        crate::project::paths::read_inside(root, path, crate::project::paths::max_file_size())
+            .ok()?,
     )
     .ok()?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;

@@ -89,7 +89,7 @@ impl Layout {
     /// Reads `index.json`; a missing layout is an empty one. A layout may be committed in
     /// a pull request: what it holds is read as a regular file, bounded.
     fn read_index(&self) -> Result<Value, LayoutError> {
-        match read_bounded(&self.dir.join("index.json")) {
+        match read_bounded(&self.dir, &self.dir.join("index.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| self.error(format!("index.json is not valid JSON: {e}"))),
             Err(ReadError::Missing) => Ok(json!({"schemaVersion": 2, "manifests": []})),
@@ -110,7 +110,7 @@ impl Layout {
     /// A blob's bytes, which must hash to its name: a file placed under another digest's
     /// name (a link to a file elsewhere, say) is never shown as the blob.
     pub fn fetch_blob(&self, digest: &str) -> Result<Option<Bytes>, LayoutError> {
-        match read_bounded(&self.blob_path(digest)?) {
+        match read_bounded(&self.dir, &self.blob_path(digest)?) {
             Ok(b) if artifact::sha256_digest(&b) == digest => Ok(Some(Bytes::from(b))),
             Ok(_) => Err(self.error(format!(
                 "blob {digest} does not hold what its name says (its bytes hash to another digest)"
@@ -139,7 +139,8 @@ impl Layout {
         self.ensure_layout()?;
         let path = self.blob_path(&blob.digest)?;
         if path.is_file()
-            && artifact::sha256_digest(&read_bounded(&path).unwrap_or_default()) == blob.digest
+            && artifact::sha256_digest(&read_bounded(&self.dir, &path).unwrap_or_default())
+                == blob.digest
         {
             return Ok(false);
         }
@@ -289,9 +290,10 @@ fn lock_within(file: &File, wait: Duration) -> Result<(), String> {
     }
 }
 
-/// Reads a layout file: a regular file of at most [`LAYOUT_READ_LIMIT`] bytes.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
-    crate::project::paths::read_regular(path, LAYOUT_READ_LIMIT)
+/// Reads a layout file: inside the layout folder (opened once beneath it, as project files
+/// are), a regular file of at most [`LAYOUT_READ_LIMIT`] bytes.
+fn read_bounded(dir: &Path, path: &Path) -> Result<Vec<u8>, ReadError> {
+    crate::project::paths::read_inside(dir, path, LAYOUT_READ_LIMIT)
 }
 
 fn find_tag<'a>(index: &'a Value, tag: &str) -> Option<&'a Value> {

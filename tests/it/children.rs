@@ -1,6 +1,7 @@
 //! What a tree written by a pull request can make eigenpub's child processes and file
 //! reads do (issue 19): nothing of the project runs as a program, no `EIGENPUB_*` secret
-//! reaches a child, and every credential helper runs under the deadline.
+//! reaches a child, every credential helper runs under the deadline, and a project file
+//! is read from what was checked, whatever is swapped meanwhile.
 //!
 //! Each attack's program is a shell script that leaves a marker (and its environment)
 //! where the test looks: the marker must never appear.
@@ -419,5 +420,78 @@ fn a_helper_planted_in_the_project_folder_is_not_run_through_a_relative_path_ent
         out.stderr
             .contains("not found in the absolute folders of PATH"),
         "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Files read once, inside the project
+// ---------------------------------------------------------------------------
+
+/// What a file outside the project holds; no byte of it may be shown.
+const OUTSIDE: &str = "apiVersion: [OUTSIDE-SECRET-9f2c";
+
+#[test]
+fn a_spec_swapped_for_a_link_out_of_the_project_while_reading_never_reads_outside() {
+    let outer = tempfile::tempdir().unwrap();
+    let project = outer.path().join("project");
+    let specs = project.join("specs");
+    fs::create_dir_all(&specs).unwrap();
+    fs::write(
+        project.join("eigenruntime.toml"),
+        "[defaults]\nregistry = \"oci:out\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\n[avs.operator-sets]\n0 = \"specs/spec.yaml\"\n",
+    )
+    .unwrap();
+    let keep = specs.join("spec.keep");
+    fs::write(&keep, spec_yaml("oracle", "aggregator", "1")).unwrap();
+    fs::hard_link(&keep, specs.join("spec.yaml")).unwrap();
+    let outside = outer.path().join("outside.yaml");
+    fs::write(&outside, OUTSIDE).unwrap();
+
+    // The swapper: `specs/spec.yaml` is the real spec, then a link to the file outside,
+    // again and again, each state reached by one rename (the name is never missing).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let spec = specs.join("spec.yaml");
+        let (to_link, to_file) = (specs.join(".to-link"), specs.join(".to-file"));
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs::remove_file(&to_link);
+                std::os::unix::fs::symlink(&outside, &to_link).unwrap();
+                fs::rename(&to_link, &spec).unwrap();
+                let _ = fs::remove_file(&to_file);
+                fs::hard_link(&keep, &to_file).unwrap();
+                fs::rename(&to_file, &spec).unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut runs, mut read_inside) = (0, 0);
+    let mut leaked = None;
+    while Instant::now() < deadline && runs < 300 {
+        let mut cmd = crate::harness::eigenpub(&project);
+        cmd.arg("validate");
+        let out = run(cmd);
+        runs += 1;
+        if out.code == 0 {
+            read_inside += 1;
+        }
+        if out.stdout.contains("OUTSIDE-SECRET") || out.stderr.contains("OUTSIDE-SECRET") {
+            leaked = Some(out);
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{runs} runs ({read_inside} read the spec inside), {swaps} swaps");
+    if let Some(out) = leaked {
+        panic!("after {runs} runs, a file outside the project was read and shown:\n{out}");
+    }
+    assert!(
+        read_inside > 0,
+        "no run read the spec at all: the race was not exercised"
     );
 }
