@@ -165,7 +165,7 @@ pub fn run(launch: Launch<'_>) -> Result<Finished, ChildError> {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
     }
-    let mut child = command.spawn().map_err(ChildError::Start)?;
+    let mut child = spawn(&mut command)?;
     let deadline = Instant::now() + launch.timeout;
     let limit = launch.output_limit;
     let stdout = child.stdout.take().map(|pipe| reader(pipe, limit));
@@ -204,6 +204,22 @@ pub fn run(launch: Launch<'_>) -> Result<Finished, ChildError> {
         stderr,
         truncated,
     })
+}
+
+/// Starts the child. A program file that is still open for writing somewhere (just
+/// installed or updated, or held by another fork of this process) cannot be run for a
+/// moment (`ETXTBSY`): that is tried again a few times.
+fn spawn(command: &mut Command) -> Result<std::process::Child, ChildError> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 10 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(ChildError::Start),
+        }
+    }
 }
 
 /// Reads a pipe up to one byte past `limit` (so that going past it shows), then drops it.

@@ -171,7 +171,8 @@ pub fn read_beside(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let name = path
         .file_name()
         .ok_or(ReadError::NotRegular { kind: "folder" })?;
-    read_inside(&folder_of(path), Path::new(name), limit)
+    let folder = folder_of(path);
+    read_inside(&folder, &folder.join(name), limit)
 }
 
 /// The project file's text, read as [`read_beside`] reads it (for commands that only want
