@@ -6,7 +6,9 @@
 //! what is still missing. The manifest is pushed as the exact bytes eigenpub computed and
 //! the digest the target reports is checked against the computed one. Independent artifacts
 //! go on when one fails, unless the run is stopped (fail-fast or Ctrl-C): then nothing new
-//! is started, and what was not started is reported as such.
+//! is started, and what was not started is reported as such. An artifact whose tag the plan
+//! could not read ([`Action::Unreadable`]) is never pushed: it fails with the read's error,
+//! and everything else goes ahead. [`problems`] reports the failures one per repository.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +112,64 @@ pub fn totals(applied: &[Applied]) -> Totals {
         }
     }
     t
+}
+
+/// The failures of an apply as problems: ONE per repository (or per unreachable registry),
+/// naming it and its failed artifacts, whether its tags could not be read by the plan or its
+/// pushes failed. Interrupted and not-started artifacts are not failures of their repository
+/// and are left to the summary.
+pub fn problems(applied: &[Applied]) -> Vec<crate::diagnostic::Problem> {
+    let (mut read, mut written) = (Vec::new(), Vec::new());
+    for a in applied {
+        if let Outcome::Failed(e) = &a.outcome {
+            match a.change.action {
+                Action::Unreadable { .. } => read.push((&a.change.publication, e)),
+                _ => written.push((&a.change.publication, e)),
+            }
+        }
+    }
+    let mut problems = crate::plan::unread_problems(read, "not pushed");
+    problems.extend(unwritten_problems(written));
+    problems
+}
+
+/// One problem per repository whose pushes failed (repositories that failed alike share
+/// one), naming its failed artifacts.
+fn unwritten_problems<'a>(
+    failed: Vec<(&'a crate::project::Publication, &'a TargetError)>,
+) -> Vec<crate::diagnostic::Problem> {
+    // Per repository, in the project's order: its first error and its failed tags.
+    let mut repositories: Vec<(String, &TargetError, Vec<String>)> = Vec::new();
+    for (p, e) in failed {
+        let repository = p.repository.to_string();
+        match repositories.iter_mut().find(|(r, _, _)| *r == repository) {
+            Some((_, _, tags)) => tags.push(p.tag.to_string()),
+            None => repositories.push((repository, e, vec![p.tag.to_string()])),
+        }
+    }
+    repositories
+        .into_iter()
+        .map(|(repository, e, tags)| {
+            let mut problem = e.to_problem();
+            let n = tags.len();
+            let detail = e
+                .message
+                .strip_prefix(&format!("registry {}: ", e.target))
+                .unwrap_or(&e.message);
+            let shown: Vec<&str> = tags.iter().take(10).map(String::as_str).collect();
+            let more = if n > shown.len() {
+                format!(" and {} more", n - shown.len())
+            } else {
+                String::new()
+            };
+            problem.message = format!(
+                "could not push to repository {repository}: {detail}; {n} artifact{} not pushed: {}{more}",
+                if n == 1 { "" } else { "s" },
+                shown.join(", ")
+            );
+            problem
+        })
+        .collect()
 }
 
 /// Hears about progress as artifacts start and finish (the CLI draws bars or prints lines).
@@ -221,6 +281,7 @@ pub async fn apply(
                 let outcome = match &change.action {
                     Action::Unchanged => Outcome::Unchanged,
                     Action::Refused { .. } => Outcome::NotStarted,
+                    Action::Unreadable { reason } => Outcome::Failed(reason.as_ref().clone()),
                     Action::Create | Action::Update { .. } | Action::Retag { .. } => {
                         if stopping() {
                             Outcome::NotStarted

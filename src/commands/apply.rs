@@ -14,7 +14,8 @@ use crate::diagnostic::Problem;
 use crate::diagnostic::codes;
 use crate::plan::saved::{self, PlanDocument};
 use crate::plan::select::Selection;
-use crate::plan::{Overwrite, Plan};
+use crate::plan::{self, Overwrite, Plan};
+use crate::registry::TargetError;
 use crate::registry::remote::Access;
 use crate::report::progress::{Notices, Printer};
 use crate::report::release;
@@ -45,7 +46,10 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         targets,
         mut plan,
         mut document,
+        cache,
     } = make_plan(ctx, Access::Push, overwrite, &selection, args.locked).await?;
+    // The plan's reads are done: the cache is trimmed now, before the pushes.
+    cache.trim().await;
 
     if let Some(saved) = &saved {
         // Compared with the saved options, so that the hashes compare the project's inputs
@@ -82,6 +86,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         }
         plan.changes
             .retain(|c| ctx.selection.matches(&c.publication));
+        not_reviewed(saved, &mut plan);
     }
     // From here on only the inputs hash of the plan document is needed (the JSON result
     // names it); its artifact list, as large as the plan, goes.
@@ -97,12 +102,14 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
             }
         }
         let not_attempted = references(&plan);
+        let mut problems = super::plan::unreadable_problems(&plan, "not pushed");
+        problems.push(super::plan::refused_overwrite(
+            refused,
+            "nothing was pushed",
+        ));
         print_not_started(args, &inputs_hash, plan);
         return Err(Failure {
-            problems: vec![super::plan::refused_overwrite(
-                refused,
-                "nothing was pushed",
-            )],
+            problems,
             not_attempted,
             document_printed: args.format == Format::Json,
             ..Failure::default()
@@ -158,6 +165,11 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
         eprintln!(
             "warning: standard output was closed, so some results were not printed; the apply itself ran to its end"
         );
+    }
+    // One problem per repository that could not be read or written, naming its artifacts.
+    let problems = apply::problems(&applied);
+    if !problems.is_empty() {
+        ctx.diagnostics.print(&problems);
     }
     let totals = apply::totals(&applied);
     if totals.failed > 0 || totals.not_started > 0 {
@@ -263,6 +275,43 @@ fn saved_plan_problems(
             }),
     );
     problems
+}
+
+/// A saved plan's artifacts whose tags could not be read when it was made were not
+/// reviewed: they are not pushed (nor refused) now, whatever the registry says today (unless
+/// the tag already holds what they would push). The reviewed rest goes ahead.
+fn not_reviewed(saved: &PlanDocument, plan: &mut Plan) {
+    let unread: std::collections::HashSet<(&str, &str)> = saved
+        .artifacts
+        .iter()
+        .filter(|a| a.action == plan::Action::UNREADABLE)
+        .map(|a| (a.repository.as_str(), a.tag.as_str()))
+        .collect();
+    if unread.is_empty() {
+        return;
+    }
+    for change in &mut plan.changes {
+        let p = &change.publication;
+        let key = (p.repository.to_string(), p.tag.to_string());
+        let settled = matches!(
+            change.action,
+            plan::Action::Unchanged | plan::Action::Unreadable { .. }
+        );
+        if settled || !unread.contains(&(key.0.as_str(), key.1.as_str())) {
+            continue;
+        }
+        change.action = plan::Action::Unreadable {
+            reason: Box::new(TargetError {
+                target: key.0.clone(),
+                code: codes::APPLY_NOT_REVIEWED,
+                message: "its tag could not be read when the saved plan was made, so the plan did not review it".into(),
+                help: "nothing was pushed to it; make a new plan (`eigenpub plan --out FILE`), review it, and apply that".into(),
+                transient: false,
+                kind: None,
+                status: None,
+            }),
+        };
+    }
 }
 
 /// `repository:tag` of every artifact of a plan.

@@ -28,6 +28,7 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
             &project.publications,
             Overwrite::Refuse,
             ctx.concurrency(project.concurrency),
+            &plan::cache::Cache::from_env().0,
             &|| {},
         )
         .await

@@ -7,6 +7,7 @@ use super::{
 use crate::cli::PlanArgs;
 use crate::diagnostic::Problem;
 use crate::diagnostic::codes;
+use crate::plan::cache::Cache;
 use crate::plan::saved::{self, PlanDocument};
 use crate::plan::select::Selection;
 use crate::plan::{self, Overwrite, Plan, previous};
@@ -23,6 +24,8 @@ pub(super) struct Planned {
     pub targets: Targets,
     pub plan: Plan,
     pub document: PlanDocument,
+    /// The cache the plan read through; trimmed when the command is done with it.
+    pub cache: Cache,
 }
 
 /// Loads, selects, connects and observes: the shared first half of `plan` and `apply`.
@@ -57,16 +60,18 @@ pub(super) async fn make_plan(
         .await
         .map_err(|problems| not_attempted(problems, &project))?;
     let concurrency = ctx.concurrency(project.concurrency);
+    let cache = cache(ctx);
     let bar = ObserveBar::new(
         project.publications.len(),
         &super::places(&project.publications),
         !ctx.quiet() && ctx.stderr_is_terminal,
     );
-    let observed = plan::observe(
+    let observed = plan::observe_each(
         &targets,
         &project.publications,
         overwrite,
         concurrency,
+        &cache,
         &|| bar.inc(),
     )
     .await;
@@ -75,15 +80,19 @@ pub(super) async fn make_plan(
     if !ctx.quiet() && !notes.is_empty() {
         ctx.diagnostics.print(&notes);
     }
-    let observed = observed.map_err(|errors| {
-        not_attempted(
+    // Nothing could be read: nothing to plan. Otherwise the unreadable tags are in the
+    // plan as such, and everything else goes ahead.
+    if !observed.is_empty() && observed.iter().all(Result::is_err) {
+        cache.trim().await;
+        let errors = plan::all_read(observed).err().unwrap_or_default();
+        return Err(not_attempted(
             plan::observe_problems(&errors, &project.publications),
             &project,
-        )
-    })?;
+        ));
+    }
     let hash = saved::inputs_hash(&project.file.text, &project.publications);
     // The plan owns the publications from here on (no second copy of every artifact).
-    let plan = plan::diff(
+    let plan = plan::diff_read(
         std::mem::take(&mut project.publications),
         observed,
         overwrite,
@@ -108,7 +117,28 @@ pub(super) async fn make_plan(
         targets,
         plan,
         document,
+        cache,
     })
+}
+
+/// The run's cache of manifests and configs (see [`crate::plan::cache`]).
+fn cache(ctx: &Context) -> Cache {
+    let (cache, warning) = Cache::from_env();
+    if let Some(warning) = warning
+        && !ctx.quiet()
+    {
+        eprintln!("warning: {warning}");
+    }
+    cache
+}
+
+/// The problems of a plan's unreadable tags, one per repository (`consequence`: what
+/// became of their artifacts).
+pub(super) fn unreadable_problems(plan: &Plan, consequence: &str) -> Vec<Problem> {
+    plan::unread_problems(
+        plan.unreadable().map(|(c, e)| (&c.publication, e)),
+        consequence,
+    )
 }
 
 pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
@@ -119,6 +149,7 @@ pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
         targets,
         plan,
         document,
+        cache,
     } = &planned;
     match args.format {
         PlanFormat::Text if ctx.quiet() => {
@@ -128,9 +159,24 @@ pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
         PlanFormat::Json => out::line(&report::json::plan_text(document)),
         PlanFormat::Markdown => {
             let concurrency = ctx.concurrency(project.concurrency);
-            let contents = previous::for_review(targets, plan, concurrency)
-                .await
-                .map_err(|e| e.to_problem())?;
+            let (contents, unread) = previous::for_review(targets, cache, plan, concurrency).await;
+            if !unread.is_empty() && !ctx.quiet() {
+                // The comment goes out without those diffs; say which and why.
+                let problems: Vec<Problem> = unread
+                    .iter()
+                    .map(|(i, e)| {
+                        let mut p = e.to_problem();
+                        p.severity = crate::diagnostic::Severity::Warning;
+                        p.message = format!(
+                            "{}: what the tag holds could not be read, so the comment shows no diff for it: {}",
+                            plan.changes[*i].publication.reference(),
+                            p.message
+                        );
+                        p
+                    })
+                    .collect();
+                ctx.diagnostics.print(&problems);
+            }
             out::print(&report::markdown::plan(plan, &contents, ctx.verbose()));
         }
     }
@@ -149,11 +195,17 @@ pub(super) async fn run(ctx: &Context, args: &PlanArgs) -> Outcome {
         }
     }
     report_requests(ctx, targets.requests());
+    cache.trim().await;
+    // Unreadable tags: apply would push everything else, and fail on those.
+    let mut problems = unreadable_problems(plan, "not planned");
     let refused = plan.refused().count();
     if refused > 0 {
         // apply would refuse this plan: a pull-request check must not stay green.
+        problems.push(refused_overwrite(refused, "apply would refuse to push"));
+    }
+    if !problems.is_empty() {
         return Err(Failure {
-            problems: vec![refused_overwrite(refused, "apply would refuse to push")],
+            problems,
             document_printed: true,
             ..Failure::default()
         });

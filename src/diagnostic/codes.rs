@@ -6,6 +6,9 @@
 /// `apply` was stopped (Ctrl-C or SIGTERM) while an artifact was being pushed, and the grace
 /// period ran out; its tag may or may not have been written (if it was, it is complete).
 pub const APPLY_INTERRUPTED: &str = "eigenpub::apply::interrupted";
+/// `apply PLAN`: the saved plan could not read this artifact's tag when it was made (action
+/// `unreadable`), so it was not reviewed and is not pushed; the rest of the plan is applied.
+pub const APPLY_NOT_REVIEWED: &str = "eigenpub::apply::not-reviewed";
 /// The plan would overwrite published, immutable tags with different content (action
 /// `refused`), so nothing is pushed.
 pub const APPLY_REFUSED_OVERWRITE: &str = "eigenpub::apply::refused-overwrite";

@@ -56,6 +56,10 @@ pub fn mismatches(lock: &Lock, plan: &Plan, stale: &[EntryChange]) -> Vec<Mismat
         .iter()
         .filter_map(|change| {
             let p = &change.publication;
+            // A tag that could not be read is not pushed: it cannot end anywhere new.
+            if matches!(change.action, Action::Unreadable { .. }) {
+                return None;
+            }
             if stale
                 .iter()
                 .any(|s| s.key() == (p.avs.as_str(), p.operator_set))

@@ -5,6 +5,7 @@
 //! concurrently. `plan` prints the result and `apply` executes it, so the two can never
 //! disagree about what would happen.
 
+pub mod cache;
 pub mod equivalence;
 pub mod locked;
 pub mod previous;
@@ -13,6 +14,7 @@ pub mod select;
 
 use futures::StreamExt;
 
+use crate::plan::cache::Cache;
 use crate::plan::equivalence::Provenance;
 use crate::project::Publication;
 use crate::reference::Digest;
@@ -33,9 +35,16 @@ pub enum Action {
     Unchanged,
     /// The tag exists with another digest and is immutable: the plan refuses to overwrite it.
     Refused { from: Digest },
+    /// The tag could not be read (its repository answered an error that outlasted the
+    /// retries, e.g. a 500 or a 403 on one package): nothing is known about it, so nothing
+    /// is pushed to it. The rest of the plan goes ahead; the run exits 1.
+    Unreadable { reason: Box<TargetError> },
 }
 
 impl Action {
+    /// The name of [`Action::Unreadable`] in plan documents.
+    pub const UNREADABLE: &'static str = "unreadable";
+
     pub fn name(&self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -43,6 +52,7 @@ impl Action {
             Action::Retag { .. } => "retag",
             Action::Unchanged => "unchanged",
             Action::Refused { .. } => "refused",
+            Action::Unreadable { .. } => Action::UNREADABLE,
         }
     }
 
@@ -86,6 +96,13 @@ pub struct Summary {
     pub retag: usize,
     pub unchanged: usize,
     pub refused: usize,
+    /// Absent when zero, so that plans without unreadable tags read (and hash) as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A whole plan, in the project's order.
@@ -104,6 +121,7 @@ impl Plan {
                 Action::Retag { .. } => s.retag += 1,
                 Action::Unchanged => s.unchanged += 1,
                 Action::Refused { .. } => s.refused += 1,
+                Action::Unreadable { .. } => s.unreadable += 1,
             }
         }
         s
@@ -118,6 +136,14 @@ impl Plan {
         self.changes
             .iter()
             .filter(|c| matches!(c.action, Action::Refused { .. }))
+    }
+
+    /// The changes whose tag could not be read, each with why.
+    pub fn unreadable(&self) -> impl Iterator<Item = (&Change, &TargetError)> {
+        self.changes.iter().filter_map(|c| match &c.action {
+            Action::Unreadable { reason } => Some((c, reason.as_ref())),
+            _ => None,
+        })
     }
 }
 
@@ -178,10 +204,36 @@ pub fn diff(
     observed: Vec<Observation>,
     overwrite: Overwrite,
 ) -> Plan {
+    diff_read(
+        publications,
+        observed.into_iter().map(Ok).collect(),
+        overwrite,
+    )
+}
+
+/// Pure: [`diff`] where some tags could not be read: those are [`Action::Unreadable`].
+pub fn diff_read(
+    publications: Vec<Publication>,
+    observed: Vec<Result<Observation, TargetError>>,
+    overwrite: Overwrite,
+) -> Plan {
     let changes = publications
         .into_iter()
         .zip(observed)
         .map(|(publication, observation)| {
+            let observation = match observation {
+                Ok(o) => o,
+                Err(reason) => {
+                    return Change {
+                        publication,
+                        observed: None,
+                        action: Action::Unreadable {
+                            reason: Box::new(reason),
+                        },
+                        equivalent: None,
+                    };
+                }
+            };
             let wanted = publication.artifact.digest();
             let may_write = overwrite.permits(&publication);
             let action = match &observation.tag {
@@ -208,17 +260,19 @@ pub fn diff(
 }
 
 /// Reads what every wanted tag holds: one request per artifact, `concurrency` at once. For
-/// a tag holding another digest, two more (its manifest and config) to judge whether it is
-/// [`equivalence`]; and for one that is not and may move to other content, whether that
-/// content is already in the repository (one more, only for updates).
-/// Returns the observations in order, or every failure (with the artifact's index).
-pub async fn observe(
+/// a tag holding another digest, two more (its manifest and config, unless `cache` holds
+/// them) to judge whether it is [`equivalence`]; and for one that is not and may move to
+/// other content, whether that content is already in the repository (one more, only for
+/// updates). Returns each artifact's observation, or why its tag could not be read, in
+/// order: one repository failing does not stop the others.
+pub async fn observe_each(
     targets: &Targets,
     publications: &[Publication],
     overwrite: Overwrite,
     concurrency: usize,
+    cache: &Cache,
     observed_one: &(dyn Fn() + Sync),
-) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
+) -> Vec<Result<Observation, TargetError>> {
     let results: Vec<(usize, Result<Observation, TargetError>)> =
         futures::stream::iter(publications.iter().enumerate())
             .map(|(i, p)| async move {
@@ -228,7 +282,7 @@ pub async fn observe(
                     let tag = target.manifest_digest(&p.tag).await?;
                     let equivalent = match &tag {
                         Some(d) if d != wanted && p.adopt_equivalent => {
-                            equivalent(&target, p, d).await?
+                            equivalent(&target, cache, p, d).await?
                         }
                         _ => None,
                     };
@@ -257,77 +311,181 @@ pub async fn observe(
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-    let mut observed = vec![Observation::default(); publications.len()];
-    let mut errors = Vec::new();
+    let mut observed: Vec<Result<Observation, TargetError>> = (0..publications.len())
+        .map(|_| Ok(Observation::default()))
+        .collect();
     for (i, r) in results {
+        observed[i] = r;
+    }
+    observed
+}
+
+/// [`observe_each`] where every tag must be read (`lock --registry`): the observations, or
+/// every failure with the artifact's index.
+pub async fn observe(
+    targets: &Targets,
+    publications: &[Publication],
+    overwrite: Overwrite,
+    concurrency: usize,
+    cache: &Cache,
+    observed_one: &(dyn Fn() + Sync),
+) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
+    all_read(
+        observe_each(
+            targets,
+            publications,
+            overwrite,
+            concurrency,
+            cache,
+            observed_one,
+        )
+        .await,
+    )
+}
+
+/// The observations if every tag was read, else every failure with the artifact's index.
+pub fn all_read(
+    observed: Vec<Result<Observation, TargetError>>,
+) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
+    let mut read = Vec::with_capacity(observed.len());
+    let mut errors = Vec::new();
+    for (i, r) in observed.into_iter().enumerate() {
         match r {
-            Ok(o) => observed[i] = o,
+            Ok(o) => read.push(o),
             Err(e) => errors.push((i, e)),
         }
     }
     if errors.is_empty() {
-        Ok(observed)
+        Ok(read)
     } else {
-        errors.sort_by_key(|(i, _)| *i);
         Err(errors)
     }
 }
 
-/// The problems of a failed observation: one per distinct failure, naming the first tag it
-/// hit and how many others. An unreachable registry fails every tag alike: it is one
-/// problem, with the number of artifacts not attempted.
+/// The problems of a failed observation (see [`unread_problems`]).
 pub fn observe_problems(
     errors: &[(usize, TargetError)],
     publications: &[Publication],
 ) -> Vec<crate::diagnostic::Problem> {
-    let mut seen: std::collections::BTreeMap<(bool, &str), (&TargetError, Vec<usize>)> =
-        std::collections::BTreeMap::new();
-    for (i, e) in errors {
+    unread_problems(
+        errors.iter().map(|(i, e)| (&publications[*i], e)),
+        "not attempted",
+    )
+}
+
+/// The problems of tags that could not be read: ONE per repository, naming it and its
+/// artifacts (repositories that failed alike, e.g. on credentials the registry refuses,
+/// share one). An unreachable registry fails every tag alike: it is one problem, with the
+/// number of artifacts not attempted. `consequence` says what became of the artifacts
+/// ("not planned", "not pushed").
+pub fn unread_problems<'a>(
+    failed: impl IntoIterator<Item = (&'a Publication, &'a TargetError)>,
+    consequence: &str,
+) -> Vec<crate::diagnostic::Problem> {
+    use std::collections::BTreeMap;
+    // Per place (an unreachable registry, or a repository): the first error, and the
+    // artifacts, in the project's order.
+    let mut places: BTreeMap<(bool, String), (&TargetError, Vec<&Publication>)> = BTreeMap::new();
+    let mut order = Vec::new();
+    for (p, e) in failed {
         let key = match e.kind {
-            Some(crate::registry::remote::ErrorKind::Unreachable) => (true, e.target.as_str()),
-            _ => (false, e.message.as_str()),
+            Some(crate::registry::remote::ErrorKind::Unreachable) => (true, e.target.clone()),
+            _ => (false, p.repository.to_string()),
         };
-        seen.entry(key).or_insert((e, Vec::new())).1.push(*i);
+        places
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                (e, Vec::new())
+            })
+            .1
+            .push(p);
     }
-    seen.into_iter()
-        .map(|((unreachable, _), (e, indices))| {
-            let first = publications[indices[0]].reference();
-            let mut p = e.to_problem();
-            let n = indices.len();
-            p.message = if unreachable {
-                let detail = e
-                    .message
-                    .strip_prefix(&format!("registry {}: ", e.target))
-                    .unwrap_or(&e.message);
+    // Repositories that failed with the same error are one problem.
+    type Places<'p> = Vec<(String, Vec<&'p Publication>)>;
+    let mut groups: Vec<(bool, &TargetError, Places<'_>)> = Vec::new();
+    for key in order {
+        let (e, ps) = places.remove(&key).expect("every key was inserted");
+        let (unreachable, place) = key;
+        match groups
+            .iter_mut()
+            .find(|(u, g, _)| *u == unreachable && g.code == e.code && g.message == e.message)
+        {
+            Some(group) => group.2.push((place, ps)),
+            None => groups.push((unreachable, e, vec![(place, ps)])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(unreachable, e, places)| {
+            let mut problem = e.to_problem();
+            let n: usize = places.iter().map(|(_, ps)| ps.len()).sum();
+            let artifacts = format!("{n} artifact{}", if n == 1 { "" } else { "s" });
+            let detail = e
+                .message
+                .strip_prefix(&format!("registry {}: ", e.target))
+                .unwrap_or(&e.message);
+            problem.message = if unreachable {
                 format!(
-                    "registry {} is unreachable: {detail}; {n} artifact{} not attempted",
-                    e.target,
-                    if n == 1 { "" } else { "s" }
+                    "registry {} is unreachable: {detail}; {artifacts} {consequence}",
+                    e.target
                 )
             } else {
-                match n {
-                    1 => format!("{} (while reading {first})", p.message),
-                    n => format!(
-                        "{} (while reading {first} and {} other tag{})",
-                        p.message,
-                        n - 1,
-                        if n == 2 { "" } else { "s" }
+                let (what, names) = match &places[..] {
+                    [(repository, ps)] => (
+                        format!("repository {repository}"),
+                        ps.iter().map(|p| p.tag.to_string()).collect::<Vec<_>>(),
                     ),
-                }
+                    _ => (
+                        format!(
+                            "{} repositories ({})",
+                            places.len(),
+                            places
+                                .iter()
+                                .map(|(r, _)| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        places
+                            .iter()
+                            .flat_map(|(_, ps)| ps.iter().map(|p| p.reference()))
+                            .collect(),
+                    ),
+                };
+                format!(
+                    "{what}: {detail}; {artifacts} {consequence}: {}",
+                    listed(&names)
+                )
             };
-            p
+            problem
         })
         .collect()
+}
+
+/// Up to ten names, then how many more.
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }
 
 /// Reads the manifest a tag holds and its config, and judges them against the wanted
 /// artifact. `None` when they are not equivalent, or no longer there.
 async fn equivalent(
     target: &Target,
+    cache: &Cache,
     publication: &Publication,
     digest: &Digest,
 ) -> Result<Option<Provenance>, TargetError> {
-    let Some(manifest) = target.fetch_manifest(digest.as_str()).await? else {
+    let Some(manifest) = cache.manifest(target, digest.as_str()).await? else {
         return Ok(None);
     };
     let config_digest = serde_json::from_slice::<serde_json::Value>(&manifest)
@@ -336,7 +494,7 @@ async fn equivalent(
     let Some(config_digest) = config_digest.filter(|d| crate::reference::is_sha256(d)) else {
         return Ok(None);
     };
-    let Some(config) = target.fetch_blob(&config_digest).await? else {
+    let Some(config) = cache.blob(target, &config_digest).await? else {
         return Ok(None);
     };
     Ok(equivalence::compare(&publication.artifact, digest.as_str(), &manifest, &config).ok())
@@ -422,10 +580,65 @@ pub(crate) mod tests {
                 update: 1,
                 retag: 0,
                 unchanged: 1,
-                refused: 1
+                refused: 1,
+                unreadable: 0,
             }
         );
         assert!(plan.has_changes());
+    }
+
+    fn server_error(host: &str) -> TargetError {
+        TargetError {
+            target: host.into(),
+            code: crate::diagnostic::codes::REGISTRY_SERVER,
+            message: format!("registry {host}: could not check a tag: HTTP 500 UNKNOWN: boom"),
+            help: "try again later".into(),
+            transient: true,
+            kind: Some(crate::registry::remote::ErrorKind::Server),
+            status: Some(500),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_tag_is_its_own_action_and_the_rest_is_planned() {
+        let a = publication("a", "t", "x: 1", false);
+        let c = publication("c", "t", "x: 3", false);
+        let plan = diff_read(
+            vec![a, c],
+            vec![Ok(Observation::tag(None)), Err(server_error("r.example"))],
+            Overwrite::Refuse,
+        );
+        assert_eq!(plan.changes[0].action, Action::Create);
+        assert_eq!(plan.changes[1].action.name(), "unreadable");
+        assert!(!plan.changes[1].action.pushes());
+        assert_eq!(plan.summary().unreadable, 1);
+        assert_eq!(plan.unreadable().count(), 1);
+    }
+
+    #[test]
+    fn unreadable_tags_are_one_problem_per_repository() {
+        let c0 = publication("c", "opset-0-v1", "x: 1", false);
+        let c1 = publication("c", "opset-1-v1", "x: 2", false);
+        let d0 = publication("d", "opset-0-v1", "x: 3", false);
+        let e = server_error("r.example");
+        let mut other = server_error("r.example");
+        other.message = "registry r.example: could not check a tag: HTTP 403: Forbidden".into();
+        let problems = unread_problems([(&c0, &e), (&c1, &e), (&d0, &other)], "not pushed");
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "repository r.example/c: could not check a tag: HTTP 500 UNKNOWN: boom; 2 artifacts not pushed: opset-0-v1, opset-1-v1",
+                "repository r.example/d: could not check a tag: HTTP 403: Forbidden; 1 artifact not pushed: opset-0-v1",
+            ]
+        );
+        // Repositories that failed alike (refused credentials) are one problem.
+        let problems = unread_problems([(&c0, &e), (&d0, &e)], "not planned");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].message,
+            "2 repositories (r.example/c, r.example/d): could not check a tag: HTTP 500 UNKNOWN: boom; 2 artifacts not planned: r.example/c:opset-0-v1, r.example/d:opset-0-v1"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a tag held before: the previous artifact's spec, config and annotations, fetched
-//! only to show a reviewer what an update changes (`plan --format markdown`).
+//! only to show a reviewer what an update changes (`plan --format markdown`), through the
+//! digest-keyed [`Cache`].
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use futures::StreamExt;
 
 use crate::artifact::{Artifact, LAYER_MEDIA_TYPE};
+use crate::plan::cache::Cache;
 use crate::plan::{Action, Plan};
 use crate::registry::{Target, TargetError, Targets};
 
@@ -59,15 +61,19 @@ fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
 }
 
 /// Fetches the contents of the artifact at `digest` in a target: manifest, config, spec.
-pub async fn fetch(target: &Target, digest: &str) -> Result<Option<Contents>, TargetError> {
-    let Some(bytes) = target.fetch_manifest(digest).await? else {
+pub async fn fetch(
+    target: &Target,
+    cache: &Cache,
+    digest: &str,
+) -> Result<Option<Contents>, TargetError> {
+    let Some(bytes) = cache.manifest(target, digest).await? else {
         return Ok(None);
     };
     let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&bytes) else {
         return Ok(Some(Contents::default()));
     };
     let mut fields = BTreeMap::new();
-    if let Some(config) = target.fetch_blob(&manifest.config.digest).await?
+    if let Some(config) = cache.blob(target, &manifest.config.digest).await?
         && let Ok(value) = serde_json::from_slice::<Value>(&config)
     {
         flatten("config", &value, &mut fields);
@@ -80,21 +86,27 @@ pub async fn fetch(target: &Target, digest: &str) -> Result<Option<Contents>, Ta
         .layers
         .iter()
         .find(|l| l.media_type == LAYER_MEDIA_TYPE)
-        && let Some(blob) = target.fetch_blob(&layer.digest).await?
+        && let Some(blob) = cache.blob(target, &layer.digest).await?
     {
         spec = String::from_utf8(blob.to_vec()).ok();
     }
     Ok(Some(Contents { spec, fields }))
 }
 
+/// What the review shows of each change: (before, after), keyed by the change's index.
+pub type Review = HashMap<usize, (Contents, Contents)>;
+
 /// For each update (and retag or refusal of a tag that held something), what the tag holds
 /// now and what would be pushed, keyed by the change's index in the plan: up to three reads
-/// per such change, only for the Markdown plan.
+/// per such change (none for what `cache` holds), only for the Markdown plan. A change whose
+/// previous contents cannot be read is left out of the review (its row stays), with the
+/// error returned beside it: one repository failing does not take the comment down.
 pub async fn for_review(
     targets: &Targets,
+    cache: &Cache,
     plan: &Plan,
     concurrency: usize,
-) -> Result<HashMap<usize, (Contents, Contents)>, TargetError> {
+) -> (Review, Vec<(usize, TargetError)>) {
     let wanted = plan
         .changes
         .iter()
@@ -108,11 +120,25 @@ pub async fn for_review(
     let results: Vec<_> = futures::stream::iter(wanted)
         .map(|(i, c, from)| async move {
             let target = targets.target(&c.publication.repository);
-            let before = fetch(&target, from.as_str()).await?.unwrap_or_default();
-            Ok::<_, TargetError>((i, (before, Contents::of(&c.publication.artifact))))
+            let before = fetch(&target, cache, from.as_str()).await;
+            (
+                i,
+                before.map(|b| (b.unwrap_or_default(), Contents::of(&c.publication.artifact))),
+            )
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    results.into_iter().collect()
+    let mut review = Review::new();
+    let mut errors = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(contents) => {
+                review.insert(i, contents);
+            }
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    errors.sort_by_key(|(i, _)| *i);
+    (review, errors)
 }

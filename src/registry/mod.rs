@@ -27,7 +27,7 @@ pub use remote::BlobState;
 use remote::{Access, Registry, RegistryError, RegistryOptions, Stats};
 
 /// A failure at a target, ready to be shown.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetError {
     /// The registry host or the layout folder.
     pub target: String,

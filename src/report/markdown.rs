@@ -79,6 +79,13 @@ fn row(change: &Change) -> Option<String> {
             "⛔ refused",
             format!("{} → {}", short(from.as_str()), short(digest)),
         ),
+        Action::Unreadable { reason } => (
+            "❓ unreadable",
+            format!(
+                "could not be read: {}",
+                cell(&crate::sanitize::truncate(&reason.message, 300))
+            ),
+        ),
         Action::Unchanged => return None,
     };
     Some(format!(

@@ -61,6 +61,10 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
             "{} {reference} {from} -> {digest} (published tag is immutable; bump the version or pass --allow-overwrite)",
             style.red("! refuse")
         ),
+        Action::Unreadable { .. } => format!(
+            "{} {reference} (its tag could not be read; see the error for its repository)",
+            style.red("? unread ")
+        ),
         Action::Unchanged if verbose => match &change.equivalent {
             Some(provenance) => format!(
                 "{} {reference} {} (equivalent: {})",
@@ -98,6 +102,9 @@ pub fn plan_summary(plan: &Plan) -> String {
     }
     if s.refused > 0 {
         let _ = write!(line, ", {} refused", s.refused);
+    }
+    if s.unreadable > 0 {
+        let _ = write!(line, ", {} unreadable", s.unreadable);
     }
     line.push('.');
     line

@@ -19,7 +19,7 @@ const SCHEMA: &str = "https://eigenruntime.io/schemas/hourglass/v1/manifest.json
 
 /// One artifact of the test project: AVS, operator set, component, `version` of its AVS.
 #[derive(Clone, Copy, Debug)]
-struct Art {
+pub(crate) struct Art {
     avs: &'static str,
     opset: u32,
     component: &'static str,
@@ -40,7 +40,7 @@ const DR0: Art = Art {
     opset: 0,
     component: "aggregator",
 };
-const ALL: [Art; 3] = [PO0, PO1, DR0];
+pub(crate) const ALL: [Art; 3] = [PO0, PO1, DR0];
 
 impl Art {
     fn spec(&self) -> String {
@@ -52,7 +52,7 @@ impl Art {
     fn repository(&self) -> String {
         format!("acme/{}", self.avs)
     }
-    fn name_and_tag(&self) -> String {
+    pub(crate) fn name_and_tag(&self) -> String {
         format!("{}:{}", self.repository(), self.tag())
     }
     fn reference(&self, registry: &Registry) -> String {
@@ -69,7 +69,7 @@ impl Art {
 
 /// A project publishing `ALL` to the registry (`version = 3`), with `extra` lines in
 /// `[defaults]` (e.g. `created`).
-fn project(registry: &Registry, extra: &str) -> Project {
+pub(crate) fn project(registry: &Registry, extra: &str) -> Project {
     let project = Project::new();
     let mut toml = format!(
         "[defaults]\nregistry = \"{}/acme\"\nsource = \"{SOURCE}\"\n{extra}\n",
@@ -186,7 +186,7 @@ fn devkit_push(registry: &Registry, art: Art, text: &str, created: &str, kind: &
 }
 
 /// Publishes every artifact as devkit does: the wall clock, a second apart each.
-fn devkit_publish_all(registry: &Registry) -> BTreeMap<String, String> {
+pub(crate) fn devkit_publish_all(registry: &Registry) -> BTreeMap<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

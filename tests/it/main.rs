@@ -14,6 +14,7 @@ mod hostile;
 
 mod action;
 mod auth;
+mod cache;
 mod children;
 mod cli;
 mod contract;
@@ -21,6 +22,7 @@ mod core;
 mod diagnostics;
 mod faults;
 mod lock;
+mod partial;
 mod progress;
 mod redirects;
 mod registries;

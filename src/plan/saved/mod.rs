@@ -47,6 +47,33 @@ pub struct PlannedArtifact {
     /// `published 2025-06-01 by devkit v0.0.9`; its digest is `observed_digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equivalent: Option<String>,
+    /// For a tag that could not be read (action `unreadable`): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ArtifactError>,
+}
+
+/// Why an artifact could not be read or pushed, as JSON documents carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactError {
+    pub code: String,
+    pub message: String,
+    pub help: String,
+    /// Whether running again may succeed.
+    pub transient: bool,
+    /// The registry's HTTP status, when it answered.
+    pub status: Option<u16>,
+}
+
+impl ArtifactError {
+    pub fn of(e: &crate::registry::TargetError) -> ArtifactError {
+        ArtifactError {
+            code: e.code.to_string(),
+            message: crate::sanitize::text(&e.message),
+            help: crate::sanitize::text(&e.help),
+            transient: e.transient,
+            status: e.status,
+        }
+    }
 }
 
 impl PlannedArtifact {
@@ -64,6 +91,10 @@ impl PlannedArtifact {
             observed_digest: c.observed.as_ref().map(ToString::to_string),
             mutable: p.mutable,
             equivalent: c.equivalent.as_ref().map(ToString::to_string),
+            error: match &c.action {
+                crate::plan::Action::Unreadable { reason } => Some(ArtifactError::of(reason)),
+                _ => None,
+            },
         }
     }
 }

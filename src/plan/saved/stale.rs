@@ -141,6 +141,11 @@ pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
             });
             continue;
         }
+        // A tag that could not be read, when the plan was made or now, is not compared:
+        // it is not pushed (`apply` keeps a saved `unreadable` so), the rest goes ahead.
+        let unread = [&s.action, &n.action]
+            .iter()
+            .any(|a| a.as_str() == crate::plan::Action::UNREADABLE);
         let fields = [
             ("the AVS", s.avs.clone(), n.avs.clone()),
             (
@@ -157,7 +162,7 @@ pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
             ),
         ];
         for (field, saved_value, now_value) in fields {
-            if saved_value != now_value {
+            if saved_value != now_value && !(unread && field == "equivalent") {
                 stale.push(Stale::Field {
                     reference: reference.to_string(),
                     field,
@@ -169,6 +174,9 @@ pub fn check(saved: &PlanDocument, now: &PlanDocument) -> Vec<Stale> {
         // A tag that now holds exactly what was planned is not stale: an earlier apply of
         // this plan got that far (the re-run it suggests after a partial failure).
         let done = n.observed_digest.as_deref() == Some(s.digest.as_str());
+        if unread {
+            continue;
+        }
         if s.observed_digest != n.observed_digest && !done {
             stale.push(Stale::Tag {
                 reference: reference.to_string(),

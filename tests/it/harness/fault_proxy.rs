@@ -32,6 +32,8 @@ pub enum Fault {
     ServerError,
     /// `400` with a `DIGEST_INVALID` error body.
     DigestInvalid,
+    /// `403` with a `DENIED` error body (e.g. GHCR refusing one package).
+    Forbidden,
     /// Read the whole request, then close the connection without answering.
     Drop,
     /// Forward the request (the registry carries it out), then close the connection
@@ -289,6 +291,11 @@ fn handle(request: HttpRequest, client: &mut TcpStream, shared: &Shared) -> Opti
         ),
         Some(Fault::Unavailable) => Some(HttpResponse::new(503)),
         Some(Fault::ServerError) => Some(error(500, "UNKNOWN", INJECTED_MESSAGE)),
+        Some(Fault::Forbidden) => Some(error(
+            403,
+            "DENIED",
+            "permission_denied: The token provided does not match expected scopes.",
+        )),
         Some(Fault::DigestInvalid) => Some(error(
             400,
             "DIGEST_INVALID",

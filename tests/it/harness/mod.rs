@@ -218,11 +218,14 @@ impl Project {
 // ---------------------------------------------------------------------------
 
 /// The built `eigenpub` binary, run in `project_dir` with no colour, an empty
-/// `DOCKER_CONFIG` (the developer's credentials never leak in) and no
-/// `SOURCE_DATE_EPOCH`.
+/// `DOCKER_CONFIG` (the developer's credentials never leak in), no
+/// `SOURCE_DATE_EPOCH`, and its manifest cache off (each test counts its own requests;
+/// the cache's tests turn it on in a folder of their own).
 pub fn eigenpub(project_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eigenpub"));
     cmd.current_dir(project_dir)
+        .env("EIGENPUB_NO_CACHE", "1")
+        .env_remove("EIGENPUB_CACHE_DIR")
         .env("NO_COLOR", "1")
         .env("DOCKER_CONFIG", empty_docker_config())
         .env_remove("SOURCE_DATE_EPOCH")
