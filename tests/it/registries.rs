@@ -792,7 +792,8 @@ fn a_missing_ecr_repository_is_named_once_in_the_plan_with_its_fix() {
             "eigenpub::registry::repository-missing",
             "does not exist in the registry with id",
             "aws ecr create-repository --repository-name acme/alpha --region us-east-1",
-            "1 other tag",
+            // One problem for the repository, naming its artifacts.
+            "2 artifacts not attempted: opset-0-v3, opset-1-v3",
         ],
     );
     never_says(&plan, &["+ create"]);
