@@ -279,8 +279,9 @@ fn a_registry_error_cannot_start_a_workflow_command_or_add_lines() {
                     // Its own annotations are commands, one line each; nothing else is.
                     for line in commands_in(&out.stderr) {
                         assert!(
-                            line.starts_with("::error title=eigenpub::")
-                                || line.starts_with("::warning title=eigenpub::")
+                            // The title is the code, escaped as a property (`:` is %3A).
+                            line.starts_with("::error title=eigenpub%3A%3A")
+                                || line.starts_with("::warning title=eigenpub%3A%3A")
                                 || line.starts_with("::error file=")
                                 || line.starts_with("::warning file="),
                             "{what}: a command eigenpub did not write: {line}\n{out}"
