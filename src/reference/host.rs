@@ -91,7 +91,14 @@ fn is_dns_name(name: &str) -> bool {
 /// trailing dot removed, except from a name of this machine (`localhost.` is a DNS name,
 /// not `localhost`: see the module doc).
 fn canonical_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
+    // As the URL parser reads it, since that is where eigenpub connects: IPv4 in any of
+    // its forms (`127.1`, `0x7f.0.0.1`, `127.0.0.01`) as dotted decimal.
+    let lower = match reqwest::Url::parse(&format!("http://{name}/")) {
+        Ok(url) => url
+            .host_str()
+            .map_or_else(|| name.to_ascii_lowercase(), str::to_string),
+        Err(_) => name.to_ascii_lowercase(),
+    };
     if let Some(v6) = lower.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         return match v6.parse::<Ipv6Addr>() {
             Ok(ip) => format!("[{ip}]"),
@@ -117,9 +124,9 @@ pub fn is_loopback(host: &str) -> bool {
         // A bare IPv6 address (a URL's host without brackets).
         Err(_) => host,
     };
+    let name = canonical_name(name);
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The default for `plain-http`: loopback registries are spoken to over plain HTTP.
@@ -264,6 +271,11 @@ mod tests {
         assert_eq!(id("localhost:5000"), id("127.0.0.1:5000"));
         assert_eq!(id("localhost:5000"), id("[::1]:5000"));
         assert_eq!(id("LOCALHOST:5000"), id("[0:0::1]:5000"));
+        // IPv4 as the URL parser reads it, where eigenpub connects.
+        assert_eq!(id("localhost:5000"), id("127.1:5000"));
+        assert_eq!(id("localhost:5000"), id("127.0.0.01:5000"));
+        assert_eq!(id("localhost:5000"), id("0x7f.0.0.1:5000"));
+        assert_eq!(id("10.0.0.1:5000"), id("10.0.1:5000"));
         assert_eq!(id("localhost"), id("localhost:80"));
         assert_eq!(id("docker.io"), id("index.docker.io"));
         assert_eq!(id("docker.io"), id("registry-1.docker.io:443"));
@@ -288,6 +300,7 @@ mod tests {
             "127.8.9.10",
             "[::1]:5000",
             "::1",
+            "127.1:5000",
         ] {
             assert!(is_loopback(yes), "{yes}");
         }

@@ -121,6 +121,7 @@ fn two_spellings_of_one_registry_on_one_tag_are_a_duplicate() {
     for (a, b) in [
         ("localhost:5000", "127.0.0.1:5000"),
         ("[::1]:5000", "localhost:5000"),
+        ("127.1:5000", "localhost:5000"),
         ("ghcr.io", "ghcr.io:443"),
         ("ghcr.io", "GHCR.io"),
         ("ghcr.io.", "ghcr.io"),
