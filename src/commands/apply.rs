@@ -152,9 +152,7 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
     if let Some(path) = &args.release_json {
         let record = serde_json::to_string_pretty(&release::record(&applied)).expect("JSON");
         // The same document, escaped where a job log would read a workflow command.
-        let bytes = crate::sanitize::workflow::guard(&record)
-            .into_owned()
-            .into_bytes();
+        let bytes = crate::sanitize::guard(&record).into_owned().into_bytes();
         if let Err(problem) = write_file(path, &bytes, "the release record") {
             ctx.diagnostics.print(&[problem]);
             exit = Exit::Failed;

@@ -13,7 +13,7 @@ pub use crate::plan::saved::FORMAT_VERSION;
 pub fn plan_text(document: &PlanDocument) -> String {
     // Guarded (the same document, escaped where a job log would read a workflow command):
     // a saved plan is a file a workflow may print.
-    crate::sanitize::workflow::guard(
+    crate::sanitize::guard(
         &serde_json::to_string_pretty(document).expect("plan documents serialize"),
     )
     .into_owned()

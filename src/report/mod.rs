@@ -65,7 +65,7 @@ pub fn render_problem(problem: &Problem, color: bool, width: usize) -> String {
 /// Prints problems to standard error in the chosen format. Every renderer sanitises the
 /// problem first (secrets, escape sequences and URL queries never reach a terminal or log).
 pub fn print_problems(problems: &[Problem], format: DiagnosticFormat, color: bool) {
-    use crate::sanitize::workflow::guard;
+    use crate::sanitize::guard;
     let mut err = std::io::stderr().lock();
     match format {
         // Guarded as standard output is (see `out`): no line starts a workflow command.

@@ -4,10 +4,11 @@
 //! instead: after the first failed write, output is dropped silently and the work goes on;
 //! the exit code still says how the work went, and [`closed`] lets a command mention it.
 //!
-//! Everything written here passes [`crate::sanitize::workflow::guard`]: whatever a renderer
+//! Everything written here passes [`crate::sanitize::guard`]: whatever a renderer
 //! put in (a project's folder name, a registry's text), no line of standard output can
-//! start a GitHub Actions workflow command in a job log. The escapes it uses are also valid
-//! in JSON strings, so JSON documents pass through it unchanged in meaning.
+//! start a GitHub Actions workflow command in a job log, and no bidirectional override or
+//! C1 control reaches a terminal raw. The escapes it uses are also valid in JSON strings,
+//! so JSON documents pass through it unchanged in meaning.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,7 @@ pub fn print(text: &str) {
     if CLOSED.load(Ordering::Relaxed) {
         return;
     }
-    let text = crate::sanitize::workflow::guard(text);
+    let text = crate::sanitize::guard(text);
     let mut stdout = std::io::stdout().lock();
     if stdout
         .write_all(text.as_bytes())

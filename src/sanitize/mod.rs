@@ -119,6 +119,31 @@ fn one_line(s: &str) -> String {
         .replace('\t', "\\t")
 }
 
+/// The last line of defence of every output stream and written document (standard output,
+/// the diagnostics printer, saved plans, release records), applied to the whole text
+/// whatever its origin: workflow command starts escaped ([`workflow::guard`]), and the
+/// characters that reorder or hide text at a terminal (bidirectional overrides, C1
+/// controls, DEL) written as `\uXXXX`. Both escapes are also JSON's, where they stand for
+/// the same characters (serde_json writes those characters raw; only C0 controls are
+/// escaped), so a JSON document keeps its values. C0 controls are left alone: eigenpub
+/// colours its own words with them, and outside text has them escaped already.
+pub fn guard(s: &str) -> std::borrow::Cow<'_, str> {
+    let guarded = workflow::guard(s);
+    let raw = |c: char| c >= '\u{7f}' && is_hostile_char(c);
+    if !guarded.contains(raw) {
+        return guarded;
+    }
+    let mut out = String::with_capacity(guarded.len() + 16);
+    for c in guarded.chars() {
+        if raw(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Sanitises every string of a problem (message, help, labels, the snippet's text).
 pub fn problem(p: &Problem) -> Problem {
     current().problem(p)
@@ -397,6 +422,23 @@ mod tests {
         assert_eq!(clean.labels[0].text, "label \\x07");
         let text = &clean.source.as_ref().unwrap().text;
         assert!(!text.contains("hunter2") && !text.contains('\x1b'));
+    }
+
+    #[test]
+    fn the_stream_guard_keeps_json_values_and_colours() {
+        let doc = serde_json::json!({"spec": "a\u{1b}\u{202e}b\u{85}##[error]x\n::error::y"});
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let guarded = guard(&text);
+        assert!(!guarded.contains(['\u{202e}', '\u{85}']), "{guarded}");
+        assert!(
+            !workflow::tests::runner_sees_a_command(&guarded),
+            "{guarded}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&guarded).unwrap();
+        assert_eq!(back, doc);
+        let coloured = "\u{1b}[32m+ create\u{1b}[0m r.example/a:t\n";
+        assert_eq!(guard(coloured), coloured);
+        assert_eq!(guard("x\u{202e}y"), "x\\u202ey");
     }
 
     #[test]

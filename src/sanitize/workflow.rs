@@ -10,7 +10,7 @@
 //! - the sanitiser ([`super::Sanitizer`]) escapes the first character of every such start
 //!   in the outside text it is given (`\x3a:`, `\x23#[`), treating the start of the text as
 //!   the start of a line;
-//! - [`guard`] is applied by the output streams themselves (`report::out`, the diagnostics
+//! - [`guard`] (through [`super::guard`]) is applied by the output streams themselves (`report::out`, the diagnostics
 //!   printer) to everything they write, whatever its origin, as a last line of defence.
 //!   It escapes as `\u003a:` and `\u0023#[`, which are also valid inside a JSON string
 //!   (where they stand for the same characters), so it can guard JSON documents too.

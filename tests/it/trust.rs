@@ -124,7 +124,7 @@ fn the_command_line_selection_narrows_a_saved_plan() {
 /// Text meant to break out: an escape sequence (a terminal title), a line that starts a
 /// workflow command (modern and legacy form, after whitespace the runner trims), and the
 /// end of the Markdown comment's `<summary>` followed by an HTML comment.
-const BREAKOUT: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\n::error::pwned\n \u{a0}::add-mask::x\nmid ##[error]legacy\n</code></summary><!--";
+const BREAKOUT: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}\u{85}\n::error::pwned\n \u{a0}::add-mask::x\nmid ##[error]legacy\n</code></summary><!--";
 
 /// The lines of `text` that the Actions runner would take for a workflow command: one that
 /// starts with `::` after leading whitespace, or holds `##[` anywhere (lines split as .NET's
@@ -140,8 +140,8 @@ fn commands_in(text: &str) -> Vec<String> {
 #[track_caller]
 fn assert_inert(what: &str, text: &str) {
     assert!(
-        !text.contains(['\u{1b}', '\u{7}']),
-        "{what}: a raw escape sequence got through\n{text}"
+        !text.contains(['\u{1b}', '\u{7}', '\u{202e}', '\u{85}']),
+        "{what}: a raw escape sequence, override or C1 control got through\n{text}"
     );
     let commands = commands_in(text);
     assert!(
@@ -176,8 +176,11 @@ fn an_oci_folder_name_cannot_break_out_of_any_output() {
             toml_string(&format!("oci:{folder}"))
         )
     };
+    // The spec's path too (a file whose name is the breakout; its `/` make folders).
+    let spec = format!("specs/a{BREAKOUT}.yaml");
+    let toml = |extra: &str| toml(extra).replace("\"a.yaml\"", &toml_string(&spec));
     p.write("eigenruntime.toml", toml(""));
-    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-1"));
+    p.write(&spec, spec_yaml("oracle", "aggregator", "image-1"));
     for (what, args) in [
         ("validate -v", &["validate", "-v"][..]),
         ("validate json", &["validate", "--format", "json"]),
@@ -210,7 +213,7 @@ fn an_oci_folder_name_cannot_break_out_of_any_output() {
 
     // An update shows a diff in a <details> block, summary named after the repository.
     p.write("eigenruntime.toml", toml("mutable-tags = [\"*\"]\n"));
-    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-2"));
+    p.write(&spec, spec_yaml("oracle", "aggregator", "image-2"));
     let out = p.run(&["plan", "--format", "markdown"]);
     out.no_panic().success();
     assert!(out.stdout.contains("<details>"), "{out}");
