@@ -204,8 +204,9 @@ pub const REGISTRY_PROTOCOL: &str = "eigenpub::registry::protocol";
 /// pull limit, said at once).
 pub const REGISTRY_REJECTED: &str = "eigenpub::registry::rejected";
 /// The repository does not exist and the registry does not create repositories on push
-/// (Amazon ECR, Google Artifact Registry): named once per repository, with the command that
-/// creates it.
+/// (Amazon ECR, Google Artifact Registry): named once per repository by the plan, with the
+/// command that creates it; or ECR closed the connection at every try to start an upload,
+/// its way of answering a missing repository ("may not exist").
 pub const REGISTRY_REPOSITORY_MISSING: &str = "eigenpub::registry::repository-missing";
 /// The registry or its token service failed with a 5xx status, after retries, or lost an upload
 /// session.

@@ -842,4 +842,11 @@ fn an_ecr_connection_dropped_at_the_first_upload_says_the_repository_may_not_exi
         ],
     );
     never_says(&apply, &["registry is running"]);
+    // One request's budget of POSTs, not one per new upload session on top.
+    let posts = emulator
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .count();
+    assert_eq!(posts, 8, "{:#?}", emulator.seen());
 }

@@ -469,8 +469,9 @@ impl Registry {
 }
 
 impl Registry {
-    /// A failed first upload `POST`: on ECR, a dropped connection there is how a missing
-    /// repository was answered (2023 reports), so the error says so.
+    /// A failed first upload `POST`: on ECR, a connection dropped there at every attempt is
+    /// how a missing repository was answered (2023 reports), so the error says so, and no
+    /// new upload session is started for it.
     fn upload_refused(&self, e: RegistryError) -> RegistryError {
         let ecr = matches!(
             super::refusal::family(&self.host, None),
@@ -479,9 +480,13 @@ impl Registry {
         if !ecr || e.kind != ErrorKind::Unreachable || self.down.get().is_some() {
             return e;
         }
+        // The transport already tried the POST a budget's worth of times on new
+        // connections: a repository that is missing, not a flaky network. Starting more
+        // upload sessions would only ask again.
         RegistryError {
+            kind: ErrorKind::RepositoryMissing,
             message: format!(
-                "{} (ECR closed the connection when asked to start an upload: the repository may not exist)",
+                "{} (ECR closed the connection every time it was asked to start an upload: the repository may not exist)",
                 e.message
             ),
             help: "ECR does not create repositories on push: create it with `aws ecr create-repository --repository-name REPOSITORY`, then run again; if it exists, check the network".into(),

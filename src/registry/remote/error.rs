@@ -381,6 +381,66 @@ mod tests {
     }
 
     #[test]
+    fn details_are_read_as_text_or_compact_json_and_cut() {
+        // Quay before 3.10: the reason only in the detail.
+        let parts = error_parts(
+            br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":{"message":"'x' is not one of ['y']"}}]}"#,
+        );
+        assert_eq!(parts.codes, ["MANIFEST_INVALID"]);
+        assert_eq!(parts.message, "manifest invalid");
+        assert_eq!(parts.detail, r#"{"message":"'x' is not one of ['y']"}"#);
+        let parts =
+            error_parts(br#"{"errors":[{"code":"DENIED","message":"no","detail":"the reason"}]}"#);
+        assert_eq!(parts.detail, "the reason");
+        // Null, empty and repeated details say nothing more.
+        let parts = error_parts(
+            br#"{"errors":[{"code":"A","message":"m","detail":null},{"code":"B","message":"m","detail":"m"},{"code":"C","detail":" "}]}"#,
+        );
+        assert_eq!(parts.detail, "");
+        let long = format!(
+            r#"{{"errors":[{{"code":"A","message":"m","detail":"{}"}}]}}"#,
+            "x".repeat(5000)
+        );
+        let parts = error_parts(long.as_bytes());
+        assert_eq!(parts.detail.chars().count(), DETAIL_LIMIT + 1);
+        assert!(parts.detail.ends_with('…'));
+    }
+
+    #[test]
+    fn a_refusal_shows_its_detail_and_the_challenges_error() {
+        let answer = Answer {
+            status: StatusCode::UNAUTHORIZED,
+            headers: [(
+                reqwest::header::WWW_AUTHENTICATE,
+                reqwest::header::HeaderValue::from_static(
+                    r#"Bearer realm="https://auth.example/token",error="insufficient_scope""#,
+                ),
+            )]
+            .into_iter()
+            .collect(),
+            body: bytes::Bytes::from_static(
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Name":"acme/x","Action":"push"}]}]}"#,
+            ),
+            url: Some(
+                reqwest::Url::parse("https://r.example/v2/acme/x/blobs/uploads/").expect("url"),
+            ),
+        };
+        let context = Context {
+            host: "r.example",
+            credential: None,
+            read: false,
+            realm: None,
+        };
+        let e = unexpected(&context, &answer, "start a blob upload");
+        assert_eq!(e.kind, ErrorKind::Denied);
+        assert_eq!(
+            e.message,
+            r#"could not start a blob upload: HTTP 401 UNAUTHORIZED: authentication required (detail: [{"Action":"push","Name":"acme/x","Type":"repository"}]) (insufficient_scope)"#
+        );
+        assert!(e.help.contains("may not push to acme/x"), "{}", e.help);
+    }
+
+    #[test]
     fn codes_are_stable() {
         assert_eq!(
             ErrorKind::Unreachable.code(),
