@@ -64,10 +64,13 @@ impl Context {
     /// that prints diagnostics as `format`.
     /// Fails only on a scope the command cannot take (`scope` is that problem) or a bad
     /// `--select`/`--exclude` glob, as a problem to print.
+    /// Without `-c`, the project file is looked for in this folder and then in every
+    /// folder above it (`search_parents`; `init` writes one here instead).
     pub fn new(
         global: &Global,
         scope: Result<Scope, Problem>,
         format: DiagnosticFormat,
+        search_parents: bool,
     ) -> Result<Context, (Diagnostics, Problem)> {
         let stderr_is_terminal = std::io::stderr().is_terminal();
         let diagnostics = Diagnostics {
@@ -88,8 +91,16 @@ impl Context {
             Verbosity::Normal
         };
         let stdout_is_terminal = std::io::stdout().is_terminal();
+        let config = match &global.config {
+            Some(path) => path.clone(),
+            None if search_parents => std::env::current_dir()
+                .ok()
+                .and_then(|cwd| nearest_project_file(&cwd))
+                .unwrap_or_else(|| PathBuf::from(PROJECT_FILE)),
+            None => PathBuf::from(PROJECT_FILE),
+        };
         Ok(Context {
-            config: global.config.clone(),
+            config,
             concurrency: scope.concurrency.map(|c| c as usize),
             verbosity,
             diagnostics,
@@ -121,6 +132,22 @@ impl Context {
     }
 }
 
+/// The project file's default name.
+pub const PROJECT_FILE: &str = "eigenruntime.toml";
+
+/// The project file in `cwd` or the nearest folder above it, as a path relative to `cwd`
+/// (`eigenruntime.toml`, `../eigenruntime.toml`, …), so that the paths eigenpub prints
+/// stay short. `None` when no folder up to the root has one.
+fn nearest_project_file(cwd: &std::path::Path) -> Option<PathBuf> {
+    cwd.ancestors().enumerate().find_map(|(up, dir)| {
+        dir.join(PROJECT_FILE).is_file().then(|| {
+            let mut path: PathBuf = std::iter::repeat_n("..", up).collect();
+            path.push(PROJECT_FILE);
+            path
+        })
+    })
+}
+
 /// Colour for one stream, from `--color` and `NO_COLOR`.
 fn color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
     match choice {
@@ -135,6 +162,24 @@ fn color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_project_file_is_found_in_the_nearest_folder_above() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let deep = tmp.path().join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(nearest_project_file(&deep), None);
+        std::fs::write(tmp.path().join("a").join(PROJECT_FILE), "").unwrap();
+        assert_eq!(
+            nearest_project_file(&deep),
+            Some(PathBuf::from("../../eigenruntime.toml"))
+        );
+        std::fs::write(deep.join(PROJECT_FILE), "").unwrap();
+        assert_eq!(
+            nearest_project_file(&deep),
+            Some(PathBuf::from(PROJECT_FILE))
+        );
+    }
 
     #[test]
     fn never_and_always_ignore_the_terminal() {

@@ -26,14 +26,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The project file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        global = true,
-        default_value = "eigenruntime.toml"
-    )]
-    pub config: PathBuf,
+    /// The project file [default: eigenruntime.toml in this folder, or in the nearest
+    /// folder above it that has one, as cargo finds Cargo.toml; `init` writes it here].
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print only errors and the final line.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -83,7 +79,7 @@ impl Cli {
             Command::Pull(_) => "pull",
             Command::Init(_) => "init",
             Command::Completions(_) => "completions",
-            Command::Man => "man",
+            Command::Man(_) => "man",
             Command::Lock(_) => "lock",
             Command::Verify(_) => "verify",
         }
@@ -131,8 +127,8 @@ pub enum Command {
     Init(InitArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
-    /// Print the man page (roff) for eigenpub.
-    Man,
+    /// Print a man page (roff): eigenpub's, or a command's; or write them all to a folder.
+    Man(ManArgs),
     /// Write or update eigenruntime.lock: each operator set's created time and digest.
     Lock(LockArgs),
     /// Check that every tag in eigenruntime.lock holds exactly its locked digest (read-only).
@@ -274,6 +270,18 @@ pub struct InitArgs {
     /// The registry prefix to publish to (e.g. ghcr.io/acme, or oci:out for OCI layouts).
     #[arg(long, default_value = "oci:out")]
     pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (`eigenpub man plan` is eigenpub-plan(1)); without
+    /// it, eigenpub(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (eigenpub.1 and eigenpub-COMMAND.1 for each command) into DIR
+    /// instead, e.g. /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

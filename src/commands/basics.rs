@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use super::{Context, Exit, Outcome};
-use crate::cli::{Cli, CompletionsArgs, InitArgs};
+use crate::cli::{Cli, CompletionsArgs, InitArgs, ManArgs};
 use crate::diagnostic::Problem;
 use crate::diagnostic::codes;
 use crate::report::out;
@@ -26,14 +26,112 @@ pub(super) fn completions(args: &CompletionsArgs) -> Outcome {
     Ok(Exit::Ok)
 }
 
-pub(super) fn man() -> Outcome {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut buf)
-        .map_err(|e| Problem::error(codes::MAN, format!("cannot render the man page: {e}")))?;
-    out::print(&String::from_utf8_lossy(&buf));
+pub(super) fn man(args: &ManArgs) -> Outcome {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let failed = |e: std::io::Error| {
+        Problem::error(codes::MAN, format!("cannot render the man page: {e}"))
+            .help("check that the folder exists and is writable")
+    };
+    if let Some(dir) = &args.out {
+        let mut pages = vec![cli.clone()];
+        pages.extend(cli.get_subcommands().cloned());
+        for page in pages {
+            let path = dir.join(format!("{}.1", page_name(&page)));
+            let roff = man_page(&page).map_err(failed)?;
+            crate::atomic::write(&path, roff.as_bytes(), 0o644).map_err(failed)?;
+            out::line(&path.display().to_string());
+        }
+        return Ok(Exit::Ok);
+    }
+    let page = match &args.command {
+        None => cli,
+        Some(name) => cli.find_subcommand(name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+            Problem::error(
+                codes::MAN,
+                format!("no command `{}`", crate::sanitize::text(name)),
+            )
+            .help(format!("the commands are: {}", names.join(", ")))
+        })?,
+    };
+    out::print(&man_page(&page).map_err(failed)?);
     Ok(Exit::Ok)
 }
+
+/// `eigenpub` or `eigenpub-plan`.
+fn page_name(page: &clap::Command) -> String {
+    page.get_display_name()
+        .unwrap_or_else(|| page.get_name())
+        .to_string()
+}
+
+/// A page as clap_mangen renders it, with EXIT STATUS, ENVIRONMENT and SEE ALSO added.
+fn man_page(page: &clap::Command) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(page.clone()).render(&mut buf)?;
+    let mut roff = String::from_utf8_lossy(&buf).into_owned();
+    let name = page_name(page);
+    roff.push_str(".SH \"EXIT STATUS\"\n");
+    let mut codes = vec![
+        ("0", "Success; no changes (also for --help and --version)."),
+        (
+            "1",
+            "Any error: an invalid project, an unreachable or refusing registry, a refused overwrite, a failed push, a stale saved plan, a usage error, a --select or --exclude glob that matches none of the project's artifacts, --locked with a missing or out-of-date lock, a verify that found a moved or missing tag.",
+        ),
+    ];
+    if name == "eigenpub" || name == "eigenpub-plan" {
+        codes.push(("2", "plan --detailed-exitcode only: the plan has changes."));
+    }
+    for (code, meaning) in codes {
+        roff.push_str(&format!(".TP\n\\fB{code}\\fR\n{meaning}\n"));
+    }
+    roff.push_str(".SH ENVIRONMENT\n");
+    for (variable, meaning) in ENVIRONMENT {
+        roff.push_str(&format!(".TP\n\\fB{variable}\\fR\n{meaning}\n"));
+    }
+    roff.push_str(".SH \"SEE ALSO\"\n");
+    let see_also: Vec<String> = std::iter::once("eigenpub".to_string())
+        .chain(
+            Cli::command()
+                .get_subcommands()
+                .map(|c| format!("eigenpub-{}", c.get_name())),
+        )
+        .filter(|n| *n != name)
+        .map(|n| format!("\\fB{n}\\fR(1)"))
+        .collect();
+    roff.push_str(&see_also.join(", "));
+    roff.push('\n');
+    Ok(roff)
+}
+
+/// The environment eigenpub reads, for the man pages.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "EIGENPUB_REGISTRY_<HOST>_USERNAME, EIGENPUB_REGISTRY_<HOST>_PASSWORD",
+        "Credentials for a registry (HOST upper-cased, . as _, - as __, the : before a port as ___: EIGENPUB_REGISTRY_GHCR_IO_USERNAME). They come before Docker's config and are never passed to git or credential helpers.",
+    ),
+    (
+        "DOCKER_CONFIG",
+        "The folder of Docker's config.json (default ~/.docker), read for credentials and written by login and logout.",
+    ),
+    (
+        "EIGENPUB_MAX_FILE_MIB",
+        "The largest project file, spec or lock read, in MiB (default 16).",
+    ),
+    (
+        "EIGENPUB_CREDENTIAL_HELPER_TIMEOUT",
+        "Seconds a Docker credential helper may take (default 30).",
+    ),
+    (
+        "SOURCE_DATE_EPOCH",
+        "The default created time of every artifact, when the project file sets none (else the spec's last commit).",
+    ),
+    (
+        "NO_COLOR",
+        "When set and not empty, no colour (--color auto).",
+    ),
+];
 
 /// One spec file `init` found.
 struct Found {
@@ -60,10 +158,37 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Outcome {
             .help("write e.g. --registry ghcr.io/acme, or --registry oci:out")
     })?;
     let dir = ctx.project_dir();
-    let mut found = Vec::new();
-    let mut files = 0;
-    walk(&dir, &dir, 0, &mut files, &mut found);
+    let mut walked = Walk::default();
+    walk(&dir, &dir, 0, &mut walked);
+    let Walk {
+        found,
+        skipped,
+        files,
+    } = walked;
+    // What was left out, and why: before anything else, also when nothing was found.
+    let mut notes: Vec<Problem> = skipped
+        .iter()
+        .map(|(path, why)| {
+            Problem::warning(
+                codes::INIT_SKIPPED,
+                format!("skipped {}: {why}", crate::sanitize::text(path)),
+            )
+            .help("fix it and run init again, or add it to eigenruntime.toml by hand")
+        })
+        .collect();
+    if files >= MAX_FILES {
+        notes.push(
+            Problem::warning(
+                codes::INIT_SKIPPED,
+                format!("stopped looking after {MAX_FILES} files; specs further on were not seen"),
+            )
+            .help("run init in a smaller folder, or add the missing specs to eigenruntime.toml by hand"),
+        );
+    }
     if found.is_empty() {
+        if !ctx.quiet() && !notes.is_empty() {
+            ctx.diagnostics.print(&notes);
+        }
         return Err(Problem::error(
             codes::INIT_NO_SPECS,
             format!("no EigenRuntime spec (YAML with `apiVersion: eigenruntime.io/…` and a `name`) under {}", dir.display()),
@@ -74,6 +199,29 @@ pub(super) fn init(ctx: &Context, args: &InitArgs) -> Outcome {
     let mut by_avs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in found {
         by_avs.entry(f.avs).or_default().push(f.path);
+    }
+    for (avs, specs) in &by_avs {
+        if operator_sets(specs).1 {
+            notes.push(
+                Problem::warning(
+                    codes::INIT_GUESSED,
+                    format!(
+                        "the operator sets of {} are numbered by the order of their file names (guessed): {}",
+                        crate::sanitize::text(avs),
+                        operator_sets(specs)
+                            .0
+                            .iter()
+                            .map(|(n, spec)| format!("{n} = {}", crate::sanitize::text(spec)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .help("check them against the AVS's operator sets and correct eigenruntime.toml (files named opset-N.yaml are numbered N)"),
+            );
+        }
+    }
+    if !ctx.quiet() && !notes.is_empty() {
+        ctx.diagnostics.print(&notes);
     }
     let in_git = crate::project::git::Repository::find(&dir).is_some();
     let text = render(&args.registry, &by_avs, in_git);
@@ -126,7 +274,11 @@ fn render(registry: &str, by_avs: &BTreeMap<String, Vec<String>>, in_git: bool) 
             "\n[[avs]]\nname = {}\n[avs.operator-sets]\n",
             quote(avs)
         ));
-        for (opset, spec) in operator_sets(specs) {
+        let (numbered, guessed) = operator_sets(specs);
+        if guessed {
+            text.push_str("# GUESSED from the order of the file names: check each number.\n");
+        }
+        for (opset, spec) in numbered {
             text.push_str(&format!("{opset} = {}\n", quote(&spec)));
         }
     }
@@ -134,8 +286,8 @@ fn render(registry: &str, by_avs: &BTreeMap<String, Vec<String>>, in_git: bool) 
 }
 
 /// Operator set numbers: `opset-N` in the file name when every spec has one, else the
-/// specs in path order from 0.
-fn operator_sets(specs: &[String]) -> Vec<(u32, String)> {
+/// specs in path order from 0, and then `true`: guessed.
+fn operator_sets(specs: &[String]) -> (Vec<(u32, String)>, bool) {
     let mut sorted = specs.to_vec();
     sorted.sort();
     let numbered: Option<Vec<(u32, String)>> = sorted
@@ -155,23 +307,33 @@ fn operator_sets(specs: &[String]) -> Vec<(u32, String)> {
             } =>
         {
             n.sort();
-            n
+            (n, false)
         }
-        _ => (0..).zip(sorted).collect(),
+        _ => ((0..).zip(sorted).collect(), true),
     }
 }
 
-fn walk(root: &Path, dir: &Path, depth: usize, files: &mut usize, found: &mut Vec<Found>) {
+/// What `init`'s walk saw.
+#[derive(Default)]
+struct Walk {
+    found: Vec<Found>,
+    /// Spec-like files left out: path (relative, `/`) and why.
+    skipped: Vec<(String, String)>,
+    /// Entries looked at.
+    files: usize,
+}
+
+fn walk(root: &Path, dir: &Path, depth: usize, walked: &mut Walk) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for path in entries {
-        if *files >= MAX_FILES {
+        if walked.files >= MAX_FILES {
             return;
         }
-        *files += 1;
+        walked.files += 1;
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
@@ -180,39 +342,94 @@ fn walk(root: &Path, dir: &Path, depth: usize, files: &mut usize, found: &mut Ve
         };
         if meta.is_dir() {
             if depth < MAX_DEPTH && !name.starts_with('.') && !SKIPPED.contains(&name) {
-                walk(root, &path, depth + 1, files, found);
+                walk(root, &path, depth + 1, walked);
             }
-        } else if meta.is_file()
-            && meta.len() <= MAX_SPEC_BYTES
-            && (name.ends_with(".yaml") || name.ends_with(".yml"))
-            && let Some(avs) = spec_name(root, &path)
-            && let Ok(rel) = path.strip_prefix(root)
-            && let Some(rel) = rel.to_str()
-        {
-            found.push(Found {
-                path: rel.replace('\\', "/"),
-                avs,
-            });
+            continue;
+        }
+        if !meta.is_file() || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        let Some(rel) = path
+            .strip_prefix(root)
+            .ok()
+            .and_then(Path::to_str)
+            .map(|r| r.replace('\\', "/"))
+        else {
+            continue;
+        };
+        let candidate = if meta.len() > MAX_SPEC_BYTES {
+            Candidate::Skipped(format!(
+                "larger than {} MiB, not read",
+                MAX_SPEC_BYTES >> 20
+            ))
+        } else {
+            spec_name(root, &path)
+        };
+        match candidate {
+            Candidate::Spec(avs) => walked.found.push(Found { path: rel, avs }),
+            Candidate::Skipped(why) => walked.skipped.push((rel, why)),
+            Candidate::Other => {}
         }
     }
 }
 
-/// The AVS name of an EigenRuntime spec (its `name`, usable as a repository name), or
-/// `None` for any other YAML.
-fn spec_name(root: &Path, path: &Path) -> Option<String> {
-    let text = String::from_utf8(
-        crate::project::paths::read_inside(root, path, crate::project::paths::max_file_size())
-            .ok()?,
-    )
-    .ok()?;
-    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-    let api = value.get("apiVersion")?.as_str()?;
-    if !api.starts_with("eigenruntime.io/") {
-        return None;
+/// A YAML file as `init` sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum Candidate {
+    /// An EigenRuntime spec, with its AVS name.
+    Spec(String),
+    /// Looks like one (it names `eigenruntime.io/`), but cannot be used: why.
+    Skipped(String),
+    /// Any other YAML.
+    Other,
+}
+
+/// What a YAML file is to `init` (reads it).
+fn spec_name(root: &Path, path: &Path) -> Candidate {
+    match crate::project::paths::read_inside(root, path, crate::project::paths::max_file_size()) {
+        Ok(bytes) => classify(&bytes),
+        Err(e) => Candidate::Skipped(format!("cannot be read: {e}")),
     }
-    let name = value.get("name")?.as_str()?;
-    crate::reference::check_repository_path(name).ok()?;
-    Some(name.to_string())
+}
+
+/// What a YAML file's bytes are to `init` (pure).
+fn classify(bytes: &[u8]) -> Candidate {
+    const MARK: &[u8] = b"eigenruntime.io/";
+    let looks_like_a_spec = bytes.windows(MARK.len()).any(|w| w == MARK);
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return if looks_like_a_spec {
+            Candidate::Skipped("not UTF-8 text".into())
+        } else {
+            Candidate::Other
+        };
+    };
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(value) => value,
+        Err(e) if looks_like_a_spec => {
+            let line = e
+                .location()
+                .map(|l| format!(" at line {}", l.line()))
+                .unwrap_or_default();
+            return Candidate::Skipped(format!("not valid YAML{line}"));
+        }
+        Err(_) => return Candidate::Other,
+    };
+    let Some(api) = value.get("apiVersion").and_then(|v| v.as_str()) else {
+        return Candidate::Other;
+    };
+    if !api.starts_with("eigenruntime.io/") {
+        return Candidate::Other;
+    }
+    let Some(name) = value.get("name").and_then(|v| v.as_str()) else {
+        return Candidate::Skipped("no `name` (the AVS name) at the top level".into());
+    };
+    match crate::reference::check_repository_path(name) {
+        Ok(_) => Candidate::Spec(name.to_string()),
+        Err(m) => Candidate::Skipped(format!(
+            "its name `{}` cannot be a repository name: {m}",
+            crate::sanitize::text(name)
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -224,19 +441,93 @@ mod tests {
         let named = vec!["f/a/opset-1.yaml".to_string(), "f/a/opset-0.yaml".into()];
         assert_eq!(
             operator_sets(&named),
-            vec![
-                (0, "f/a/opset-0.yaml".into()),
-                (1, "f/a/opset-1.yaml".into())
-            ]
+            (
+                vec![
+                    (0, "f/a/opset-0.yaml".into()),
+                    (1, "f/a/opset-1.yaml".into())
+                ],
+                false
+            )
         );
         let plain = vec!["a/executor.yaml".to_string(), "a/aggregator.yaml".into()];
         assert_eq!(
             operator_sets(&plain),
-            vec![
-                (0, "a/aggregator.yaml".into()),
-                (1, "a/executor.yaml".into())
-            ]
+            (
+                vec![
+                    (0, "a/aggregator.yaml".into()),
+                    (1, "a/executor.yaml".into())
+                ],
+                true
+            )
         );
+    }
+
+    #[test]
+    fn yaml_files_are_specs_skipped_specs_or_other() {
+        let spec = b"apiVersion: eigenruntime.io/v1\nname: oracle\n";
+        assert_eq!(classify(spec), Candidate::Spec("oracle".into()));
+        assert_eq!(classify(b"jobs: {}\n"), Candidate::Other);
+        assert_eq!(classify(b"jobs: [\n"), Candidate::Other);
+        assert_eq!(
+            classify(b"apiVersion: apps/v1\nname: x\n"),
+            Candidate::Other
+        );
+        let skipped = |bytes: &[u8]| match classify(bytes) {
+            Candidate::Skipped(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            skipped(b"apiVersion: eigenruntime.io/v1\nspec: [\n").starts_with("not valid YAML")
+        );
+        assert!(skipped(b"apiVersion: eigenruntime.io/v1\nkind: x\n").starts_with("no `name`"));
+        assert!(
+            skipped(b"apiVersion: eigenruntime.io/v1\nname: A B\n")
+                .contains("cannot be a repository name")
+        );
+        assert_eq!(
+            skipped(b"apiVersion: eigenruntime.io/v1\n\xff\n"),
+            "not UTF-8 text"
+        );
+    }
+
+    /// Every `EIGENPUB_*` variable eigenpub reads is in the man pages' ENVIRONMENT.
+    #[test]
+    fn the_man_pages_name_every_environment_variable() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(std::fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        let mut texts = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut texts,
+        );
+        let documented: String = ENVIRONMENT
+            .iter()
+            .map(|(v, _)| *v)
+            .collect::<Vec<_>>()
+            .join(" ");
+        for text in texts {
+            for (at, _) in text.match_indices("\"EIGENPUB_") {
+                let name: String = text[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.starts_with("EIGENPUB_REGISTRY_") || name == "EIGENPUB_" {
+                    continue; // credentials: documented as EIGENPUB_REGISTRY_<HOST>_*
+                }
+                assert!(
+                    documented.contains(&name),
+                    "{name} is not in the man pages' ENVIRONMENT"
+                );
+            }
+        }
     }
 
     #[test]

@@ -55,8 +55,11 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
     if write {
         write_file(&project.lock_path, text.as_bytes(), "the lock")?;
     }
-    for change in &changes {
-        out::line(&line(change));
+    // `-q`: the summary line only.
+    if !ctx.quiet() {
+        for change in &changes {
+            out::line(&line(change));
+        }
     }
     let count = |f: fn(&EntryChange) -> bool| changes.iter().filter(|c| f(c)).count();
     let added = count(|c| matches!(c, EntryChange::Added(_)));

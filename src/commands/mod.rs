@@ -105,7 +105,8 @@ pub fn run(cli: Cli) -> ExitCode {
             "{flag} applies to validate, plan and apply only; run `eigenpub {name}` without it"
         ))
     });
-    let ctx = match Context::new(&cli.global, scope, format) {
+    let search_parents = !matches!(cli.command, Command::Init(_));
+    let ctx = match Context::new(&cli.global, scope, format, search_parents) {
         Ok(ctx) => ctx,
         Err((diagnostics, problem)) => {
             return finish(&diagnostics, json_document, Err(problem.into()));
@@ -116,7 +117,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Completions(args) => {
             return finish(&ctx.diagnostics, false, basics::completions(args));
         }
-        Command::Man => return finish(&ctx.diagnostics, false, basics::man()),
+        Command::Man(args) => return finish(&ctx.diagnostics, false, basics::man(args)),
         Command::Init(args) => return finish(&ctx.diagnostics, false, basics::init(&ctx, args)),
         Command::Logout(args) => return finish(&ctx.diagnostics, false, login::logout(&ctx, args)),
         _ => {}
@@ -152,7 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Verify(args) => verify::run(&ctx, args).await,
             Command::Inspect(args) => inspect::inspect(&ctx, args).await,
             Command::Pull(args) => inspect::pull(&ctx, args).await,
-            Command::Logout(_) | Command::Init(_) | Command::Completions(_) | Command::Man => {
+            Command::Logout(_) | Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
                 unreachable!("handled above")
             }
         }

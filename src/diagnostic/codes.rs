@@ -56,6 +56,12 @@ pub const INIT_REGISTRY: &str = "eigenpub::init::registry";
 /// The new project file, or the `eigenruntime.schema.json` written beside it, could not be
 /// written.
 pub const INIT_WRITE: &str = "eigenpub::init::write";
+/// (warning) `init` found a YAML file that looks like an EigenRuntime spec but could not
+/// use it (too large, not UTF-8, not valid YAML, no usable `name`), or stopped walking.
+pub const INIT_SKIPPED: &str = "eigenpub::init::skipped";
+/// (warning) `init` numbered an AVS's operator sets by the order of their file names,
+/// since not every file name says its number (`opset-N`).
+pub const INIT_GUESSED: &str = "eigenpub::init::guessed-operator-sets";
 /// What the registry or layout served is unusable: content that does not match its digest or
 /// size, a tag that does not point at a `sha256` digest, a manifest that is not JSON or whose
 /// descriptors lack a digest or size, a blob larger than eigenpub reads, or an artifact without

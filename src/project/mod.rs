@@ -128,7 +128,10 @@ pub fn load(config: &Path, env: &Env) -> Result<Project, Problems> {
                 codes::PROJECT_MISSING,
                 format!("project file {name} not found"),
             )
-            .help("run eigenpub in the folder that holds eigenruntime.toml, or pass -c/--config FILE; eigenruntime.toml.example documents the format")
+            .help(format!(
+                "without -c, eigenpub looks for eigenruntime.toml in this folder and every folder above it; run `eigenpub init` to write one from the spec files below this folder, or pass -c/--config FILE (every setting is documented in eigenruntime.toml.example at {})",
+                env!("CARGO_PKG_REPOSITORY")
+            ))
             .into());
         }
         Err(e) => {

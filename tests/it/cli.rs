@@ -681,3 +681,124 @@ fn github_annotations_name_files_from_the_repository_root() {
         "{nested}"
     );
 }
+
+/// Issue 20: `init` says which spec-like files it left out and why, and marks operator-set
+/// numbers it guessed (in its output and in the file it writes).
+#[test]
+fn init_reports_what_it_skipped_and_marks_guessed_operator_sets() {
+    let project = Project::new();
+    let spec = |name: &str| crate::harness::spec_yaml(name, "aggregator", "1");
+    project.write("avs/oracle/aggregator.yaml", spec("oracle"));
+    project.write("avs/oracle/executor.yaml", spec("oracle"));
+    project.write("fleet/dice/opset-0.yaml", spec("dice"));
+    project.write(
+        "avs/broken/aggregator.yaml",
+        "apiVersion: eigenruntime.io/v1\nname: broken\nspec: [\n",
+    );
+    project.write(
+        "avs/upper/aggregator.yaml",
+        "apiVersion: eigenruntime.io/v1\nkind: Hourglass\nname: Not A Repo\n",
+    );
+    project.write("ci/other.yaml", "jobs: {}\n");
+    let out = project.run(&["init"]);
+    out.success();
+    for expected in [
+        "skipped avs/broken/aggregator.yaml: not valid YAML",
+        "skipped avs/upper/aggregator.yaml: its name `Not A Repo` cannot be a repository name",
+        "the operator sets of oracle are numbered by the order of their file names (guessed)",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}\n{out}");
+    }
+    assert!(!out.stderr.contains("ci/other.yaml"), "{out}");
+    assert!(!out.stderr.contains("of dice are numbered"), "{out}");
+    let text = String::from_utf8(project.read("eigenruntime.toml")).unwrap();
+    let oracle = text.split("name = \"oracle\"").nth(1).unwrap();
+    assert!(oracle.contains("# GUESSED"), "{text}");
+    let dice = text.split("name = \"dice\"").nth(1).unwrap();
+    assert!(
+        !dice.split("[[avs]]").next().unwrap().contains("GUESSED"),
+        "{text}"
+    );
+    // -q: only the final line.
+    let quiet = Project::new();
+    quiet.write("a/x.yaml", spec("oracle"));
+    quiet.write("a/y.yaml", spec("oracle"));
+    let out = quiet.run(&["-q", "init"]);
+    out.success();
+    assert_eq!(out.stderr, "", "{out}");
+}
+
+/// Issue 20: a man page for every command, each with EXIT STATUS and ENVIRONMENT, and
+/// each rendering without a roff warning.
+#[test]
+fn man_pages_for_every_command_with_exit_codes_and_environment() {
+    let project = Project::new();
+    let out = project.run(&["man", "--out", "."]);
+    out.success();
+    let pages: Vec<&str> = out.stdout.lines().collect();
+    let help = project.run(&["--help"]).stdout;
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{help}");
+    assert_eq!(pages.len(), commands.len() + 1, "{out}");
+    for name in std::iter::once("eigenpub".to_string())
+        .chain(commands.iter().map(|c| format!("eigenpub-{c}")))
+    {
+        let file = format!("{name}.1");
+        let roff = String::from_utf8(project.read(&file)).unwrap();
+        assert!(roff.contains(&format!(".TH {name}")), "{file}\n{roff}");
+        for section in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            "EIGENPUB_REGISTRY_",
+        ] {
+            assert!(roff.contains(section), "{file} lacks {section}");
+        }
+        let mut groff = std::process::Command::new("groff");
+        groff
+            .args(["-k", "-man", "-Tutf8", "-z", "-ww"])
+            .arg(project.join(&file));
+        let rendered = run(groff);
+        rendered.success();
+        assert_eq!(rendered.stderr, "", "{file}: {rendered}");
+    }
+    let plan = project.run(&["man", "plan"]);
+    plan.success();
+    assert!(plan.stdout.contains("--detailed-exitcode"), "{plan}");
+    project.run(&["man", "nope"]).expect_code(1);
+}
+
+/// Issue 20: `-q` prints only the final line, in every command: `lock` too.
+#[test]
+fn lock_q_prints_only_its_summary() {
+    let project = monorepo();
+    let out = project.run(&["-q", "lock"]);
+    out.success();
+    assert_eq!(out.stdout.lines().count(), 1, "{out}");
+    assert!(out.stdout.starts_with("Lock: 8 added"), "{out}");
+}
+
+/// Issue 20: without `-c`, the project file is found in the nearest folder above, as
+/// cargo finds Cargo.toml; when there is none, the help says to run `eigenpub init`.
+#[test]
+fn the_project_file_is_found_in_parent_folders_and_missing_says_init() {
+    let project = monorepo();
+    let mut cmd = crate::harness::eigenpub(&project.join("avs/price-oracle"));
+    cmd.arg("validate");
+    let out = run(cmd);
+    out.success();
+    assert!(out.stdout.contains("Valid: 8 artifacts"), "{out}");
+    let empty = Project::new();
+    let out = empty.run(&["validate"]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("eigenpub init"), "{out}");
+    assert!(out.stderr.contains("every folder above"), "{out}");
+}
