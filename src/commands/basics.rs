@@ -124,6 +124,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Seconds a Docker credential helper may take (default 30).",
     ),
     (
+        "EIGENPUB_CACHE_DIR",
+        "An absolute folder for the cache of manifests and configs read from registries, kept by digest (default $XDG_CACHE_HOME/eigenpub, else ~/.cache/eigenpub).",
+    ),
+    (
+        "EIGENPUB_NO_CACHE",
+        "Set to anything but empty or 0: no cache.",
+    ),
+    (
         "SOURCE_DATE_EPOCH",
         "The default created time of every artifact, when the project file sets none (else the spec's last commit).",
     ),
