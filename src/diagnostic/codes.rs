@@ -144,7 +144,8 @@ pub const PROJECT_NO_OPERATOR_SETS: &str = "eigenpub::project::no-operator-sets"
 /// number, negative, or spelled with a sign, leading zeros or decimals (`00`, `"+0"`, `"1.0"`).
 pub const PROJECT_OPERATOR_SET: &str = "eigenpub::project::operator-set";
 /// A `[registries."…"]` table is keyed by something that is not a registry `host[:port]`, or
-/// sets `max-concurrency` outside 1–1024 or `requests-per-second` outside 0.01–100000.
+/// two tables name one registry (`ghcr.io` and `GHCR.io:443`), or one sets `max-concurrency`
+/// outside 1–1024 or `requests-per-second` outside 0.01–100000.
 pub const PROJECT_REGISTRY: &str = "eigenpub::project::registry";
 /// No repository can be made for an artifact: no `registry` is set, the `registry` value is not
 /// a valid registry prefix or `oci:` layout, or the resulting repository name is invalid (for

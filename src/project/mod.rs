@@ -278,7 +278,23 @@ fn check_registries(
     registries: &BTreeMap<String, RegistrySettings>,
     problems: &mut Problems,
 ) {
+    // Two tables for one registry (`ghcr.io` and `GHCR.io:443`) would leave which one
+    // applies to the order of their keys.
+    let mut seen: std::collections::HashMap<reference::RegistryId, &str> = Default::default();
     for (host, settings) in registries {
+        let plain = settings.plain_http_for(host);
+        if let Some(id) = reference::RegistryId::of(host, plain)
+            && let Some(first) = seen.insert(id, host)
+        {
+            problems.push(
+                Problem::error(
+                    codes::PROJECT_REGISTRY,
+                    format!("[registries.\"{first}\"] and [registries.\"{host}\"] are one registry"),
+                )
+                .in_file(file)
+                .help("keep one table per registry: case, a trailing dot, the default port and this machine's or Docker Hub's other names do not make another"),
+            );
+        }
         if let Err(m) = reference::parse_prefix(host)
             && !host.is_empty()
         {

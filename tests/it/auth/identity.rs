@@ -161,3 +161,20 @@ fn assert_duplicate(a: &str, b: &str) {
         ],
     );
 }
+
+#[test]
+fn two_settings_tables_for_one_registry_are_an_error() {
+    let project = Project::new();
+    project
+        .write(
+            "eigenruntime.toml",
+            "[defaults]\ncreated = \"2025-01-01T00:00:00Z\"\nregistry = \"ghcr.io/acme\"\n\n\
+             [registries.\"ghcr.io\"]\nmax-concurrency = 4\n\n\
+             [registries.\"GHCR.io:443\"]\nmax-concurrency = 64\n\n\
+             [[avs]]\nname = \"alpha\"\nversion = 1\n[avs.operator-sets]\n0 = \"a.yaml\"\n",
+        )
+        .write("a.yaml", harness::spec_yaml("alpha", "aggregator", "a"));
+    let out = project.run(&["validate"]);
+    out.no_panic().expect_code(1);
+    assert_says(&out, &["eigenpub::project::registry", "are one registry"]);
+}
