@@ -123,13 +123,17 @@ impl Pattern {
         if !start.is_dir() {
             return Ok(found);
         }
-        self.walk(&start, base.to_string(), depth, &mut found)?;
+        // Folders linked out of the project are not listed: names found there would be
+        // refused when read, but shown in the refusal.
+        let inside = root.canonicalize()?;
+        self.walk(&inside, &start, base.to_string(), depth, &mut found)?;
         found.sort_by(|a, b| a.relative.cmp(&b.relative));
         Ok(found)
     }
 
     fn walk(
         &self,
+        inside: &Path,
         dir: &Path,
         relative: String,
         depth: usize,
@@ -146,10 +150,15 @@ impl Pattern {
                 format!("{relative}/{name}")
             };
             let kind = entry.file_type()?;
-            let is_dir = kind.is_dir() || (kind.is_symlink() && entry.path().is_dir());
+            let is_dir = kind.is_dir()
+                || (kind.is_symlink()
+                    && entry
+                        .path()
+                        .canonicalize()
+                        .is_ok_and(|p| p.is_dir() && p.starts_with(inside)));
             if is_dir {
                 if depth > 0 {
-                    self.walk(&entry.path(), rel, depth - 1, found)?;
+                    self.walk(inside, &entry.path(), rel, depth - 1, found)?;
                 }
             } else if depth == 0
                 && let Some((avs, operator_set)) = self.matches(&rel)
@@ -260,5 +269,27 @@ mod tests {
                 "fleet/b/opset-0.yaml"
             ]
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folders_linked_out_of_the_project_are_not_listed() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("project");
+        for rel in ["project/fleet/a/opset-0.yaml", "elsewhere/opset-0.yaml"] {
+            let path = outer.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        std::os::unix::fs::symlink(outer.path().join("elsewhere"), root.join("fleet/out")).unwrap();
+        std::os::unix::fs::symlink("a", root.join("fleet/in")).unwrap();
+        let p = Pattern::parse("fleet/{avs}/opset-{opset}.yaml").unwrap();
+        let found: Vec<_> = p
+            .find(&root)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.relative)
+            .collect();
+        assert_eq!(found, ["fleet/a/opset-0.yaml", "fleet/in/opset-0.yaml"]);
     }
 }

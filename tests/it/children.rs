@@ -130,20 +130,30 @@ fn plant_repository(folder: &Path, spy: &Path) {
     fs::write(
         folder.join("config"),
         format!(
-            "[core]\n\trepositoryformatversion = 1\n\tbare = false\n\tworktree = .\n\
-             \tfsmonitor = {cmd}\n\thooksPath = hooks\n\tpager = {cmd}\n\
-             \tsshCommand = {cmd}\n\talternateRefsCommand = {cmd}\n\taskPass = {cmd}\n\
-             [include]\n\tpath = more.config\n\
-             [extensions]\n\tpartialClone = origin\n\
-             [remote \"origin\"]\n\turl = ssh://example.invalid/x\n\tpromisor = true\n\
-             [log]\n\tshowSignature = true\n[gpg]\n\tprogram = {cmd}\n\
-             [diff]\n\texternal = {cmd}\n[diff \"spy\"]\n\ttextconv = {cmd}\n\tcommand = {cmd}\n\
-             [filter \"spy\"]\n\tclean = {cmd}\n\tsmudge = {cmd}\n\tprocess = {cmd}\n\trequired = true\n\
-             [pager]\n\tlog = {cmd}\n\tstatus = {cmd}\n[credential]\n\thelper = !{cmd}\n\
-             [status]\n\tsubmoduleSummary = true\n[core]\n\tuntrackedCache = true\n"
+            "[core]\n\trepositoryformatversion = 1\n\tbare = false\n\tworktree = .\n{}",
+            hostile_config(spy)
         ),
     )
     .unwrap();
+}
+
+/// Repository configuration naming `spy` for every program git can be told to run, and
+/// `hooks/` beside it as the hooks folder.
+fn hostile_config(spy: &Path) -> String {
+    let cmd = spy.display();
+    format!(
+        "[core]\n\tfsmonitor = {cmd}\n\thooksPath = hooks\n\tpager = {cmd}\n\
+         \tsshCommand = {cmd}\n\talternateRefsCommand = {cmd}\n\taskPass = {cmd}\n\
+         \tuntrackedCache = true\n\
+         [include]\n\tpath = more.config\n\
+         [extensions]\n\tpartialClone = origin\n\
+         [remote \"origin\"]\n\turl = ssh://example.invalid/x\n\tpromisor = true\n\
+         [log]\n\tshowSignature = true\n[gpg]\n\tprogram = {cmd}\n\
+         [diff]\n\texternal = {cmd}\n[diff \"spy\"]\n\ttextconv = {cmd}\n\tcommand = {cmd}\n\
+         [filter \"spy\"]\n\tclean = {cmd}\n\tsmudge = {cmd}\n\tprocess = {cmd}\n\trequired = true\n\
+         [pager]\n\tlog = {cmd}\n\tstatus = {cmd}\n[credential]\n\thelper = !{cmd}\n\
+         [status]\n\tsubmoduleSummary = true\n"
+    )
 }
 
 #[test]
@@ -220,6 +230,83 @@ fn a_repository_planted_in_the_project_folder_runs_nothing_and_the_real_one_is_u
         };
         assert_eq!(digest(&from_git), digest(&fixed), "{from_git}\n{fixed}");
         assert_never_ran(&marker, "the digest runs", &fixed);
+    }
+}
+
+/// A tree that did not come from a git checkout (an archive, a build artifact) can hold a
+/// `.git` of the pull request's own: eigenpub uses it (it is the project's repository),
+/// but nothing its configuration names runs, though plain git runs it at once.
+#[test]
+fn a_hostile_git_folder_names_programs_that_eigenpub_never_runs() {
+    let p = Project::new();
+    monorepo(&p);
+    set_created(&p, "git");
+    let marker = p.path().parent().unwrap().join(format!(
+        "{}-hostile-git-ran",
+        p.path().file_name().unwrap().to_string_lossy()
+    ));
+    let spy_path = p.join("spy.sh");
+    spy(&spy_path, &marker);
+    let git_dir = p.join(".git");
+    for hook in [
+        "post-index-change",
+        "reference-transaction",
+        "post-checkout",
+    ] {
+        fs::create_dir_all(git_dir.join("hooks")).unwrap();
+        fs::copy(&spy_path, git_dir.join("hooks").join(hook)).unwrap();
+    }
+    let config = fs::read_to_string(git_dir.join("config")).unwrap();
+    fs::write(
+        git_dir.join("config"),
+        config
+            + &hostile_config(&spy_path).replace(
+                "hooksPath = hooks",
+                &format!("hooksPath = {}", git_dir.join("hooks").display()),
+            ),
+    )
+    .unwrap();
+    fs::write(
+        git_dir.join("more.config"),
+        format!("[core]\n\tfsmonitor = {}\n", spy_path.display()),
+    )
+    .unwrap();
+    fs::create_dir_all(git_dir.join("info")).unwrap();
+    fs::write(git_dir.join("info/attributes"), "* filter=spy diff=spy\n").unwrap();
+    // The last commit carries a signature, which `log.showSignature` has checked by
+    // `gpg.program`.
+    let signed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "c=$(git cat-file commit HEAD | awk '/^committer/{print; print \"gpgsig -----BEGIN PGP SIGNATURE-----\"; print \" \"; print \" abc\"; print \" -----END PGP SIGNATURE-----\"; next} {print}' | git hash-object -w -t commit --stdin --literally) && git update-ref HEAD \"$c\"",
+        )
+        .current_dir(p.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{signed:?}");
+    // Plain git does run the spy: the attack is live.
+    for args in [&["log", "-1"][..], &["status"][..]] {
+        let _ = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p.join("sub"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            marker.exists(),
+            "plain git {args:?} should have run the spy"
+        );
+        fs::remove_file(&marker).unwrap();
+    }
+    for args in [&["validate"][..], &["plan", "--format", "json"][..]] {
+        let mut cmd = p.eigenpub(args);
+        cmd.current_dir(p.join("sub"));
+        with_secrets(&mut cmd);
+        let out = run(cmd);
+        assert_never_ran(&marker, &format!("{args:?}"), &out);
+        out.no_panic().success();
     }
 }
 
