@@ -115,6 +115,18 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
             ..Failure::default()
         });
     }
+    // --fail-fast: a tag that could not be read is a failure known before any push.
+    if args.fail_fast && plan.unreadable().next().is_some() {
+        let not_attempted = references(&plan);
+        let problems = super::plan::unreadable_problems(&plan, "not pushed");
+        print_not_started(args, &inputs_hash, plan);
+        return Err(Failure {
+            problems,
+            closing: Some("--fail-fast: some tags could not be read, so nothing was pushed".into()),
+            not_attempted,
+            document_printed: args.format == Format::Json,
+        });
+    }
 
     let to_push = plan.changes.iter().filter(|c| c.action.pushes()).count();
     let places = super::places(

@@ -23,16 +23,19 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
     let mut requests = None;
     let published = if args.registry {
         let targets = Targets::connect(connections(&project), Access::Pull).await?;
+        let cache = plan::cache::Cache::from_env().0;
         let observed = plan::observe(
             &targets,
             &project.publications,
             Overwrite::Refuse,
             ctx.concurrency(project.concurrency),
-            &plan::cache::Cache::from_env().0,
+            &cache,
             &|| {},
         )
-        .await
-        .map_err(|errors| plan::observe_problems(&errors, &project.publications))?;
+        .await;
+        cache.trim().await;
+        let observed =
+            observed.map_err(|errors| plan::observe_problems(&errors, &project.publications))?;
         requests = Some(targets.requests());
         let plan = plan::diff(project.publications.clone(), observed, Overwrite::Refuse);
         plan.changes

@@ -328,3 +328,22 @@ fn a_saved_plan_applies_what_was_reviewed_and_never_what_could_not_be_read() {
     project.run(&["apply", "plan2.json"]).no_panic().success();
     assert!(landed(&registry).iter().all(|(_, there)| *there));
 }
+
+#[test]
+fn fail_fast_pushes_nothing_when_a_repository_cannot_be_read() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    let project = monorepo(&proxy.host());
+    proxy.set_policy(always(Fault::Forbidden, broken_repository));
+    let apply = project.run(&["apply", "--fail-fast"]);
+    apply.no_panic().expect_code(1);
+    assert!(
+        landed(&registry).iter().all(|(_, there)| !*there),
+        "{apply}"
+    );
+    assert!(
+        flat(&apply.stderr)
+            .contains("--fail-fast: some tags could not be read, so nothing was pushed"),
+        "{apply}"
+    );
+}
