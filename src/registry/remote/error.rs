@@ -425,9 +425,13 @@ mod tests {
                 reqwest::Url::parse("https://r.example/v2/acme/x/blobs/uploads/").expect("url"),
             ),
         };
+        let credential = Credential {
+            secret: credentials::Secret::IdentityToken("t0ken-for-the-test".into()),
+            origin: "the environment".into(),
+        };
         let context = Context {
             host: "r.example",
-            credential: None,
+            credential: Some(&credential),
             read: false,
             realm: None,
         };

@@ -275,6 +275,10 @@ fn unauthorized(r: &Refusal<'_>, family: &Family) -> (ErrorKind, String) {
             .as_deref()
             .is_some_and(|c| c.eq_ignore_ascii_case("basic"))
         && *family == Family::Harbor;
+    if insufficient && !r.authenticated {
+        // Anonymous access may not do this: the fix is to log in.
+        return (ErrorKind::Auth, r.login_help.clone());
+    }
     if insufficient || harbor_basic || (*family == Family::Harbor && r.says("not found")) {
         let why = match family {
             Family::DockerHub => {
@@ -550,6 +554,13 @@ mod tests {
             "{help}"
         );
         assert!(help.contains("Read & Write"), "{help}");
+        let mut anonymous = r.clone();
+        anonymous.authenticated = false;
+        anonymous.login_help = "no credentials were found; log in".into();
+        assert_eq!(
+            classify(&anonymous),
+            (ErrorKind::Auth, "no credentials were found; log in".into())
+        );
         r.realm = Some("https://gitlab.example/jwt/auth".into());
         r.host = "registry.gitlab.example";
         assert!(classify(&r).1.contains("two more components"));
