@@ -263,7 +263,7 @@ fn write_problem(path: &Path, e: std::io::Error) -> Problem {
 }
 
 fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    crate::sanitize::toml_string(s)
 }
 
 /// The project file text (pure).

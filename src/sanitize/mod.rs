@@ -42,7 +42,7 @@ mod secrets;
 mod untrusted;
 pub mod workflow;
 
-pub use untrusted::Untrusted;
+pub use untrusted::{Untrusted, toml_string};
 
 /// What a redacted secret is replaced with.
 pub const REDACTED: &str = "[redacted]";

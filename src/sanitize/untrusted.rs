@@ -20,9 +20,43 @@ impl fmt::Display for Untrusted<'_> {
     }
 }
 
+/// An outside value written into a TOML file eigenpub writes (`init`'s project file, the
+/// lock): a basic string on one line with its value kept exactly, but line breaks, control
+/// characters, bidirectional overrides and the legacy workflow command start `##[` written
+/// as `\uXXXX` escapes, so that printing the file (`cat eigenruntime.lock` in a job)
+/// shows nothing raw.
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if super::is_hostile_char(c) => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out.replace("##[", "#\\u0023[")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_string_keeps_its_value_on_one_line() {
+        let hostile = "x\u{1b}]0;t\u{7}\u{202e}\u{85}\n::error::y ##[error]z\\\"q.yaml";
+        let line = toml_string(hostile);
+        assert!(
+            !line.contains(['\n', '\u{1b}', '\u{7}', '\u{202e}', '\u{85}'])
+                && !line.contains("##["),
+            "{line}"
+        );
+        let parsed: toml::Value = toml::from_str(&format!("k = {line}")).unwrap();
+        assert_eq!(parsed["k"].as_str(), Some(hostile));
+        assert_eq!(toml_string("a/b.yaml"), "\"a/b.yaml\"");
+    }
 
     #[test]
     fn an_outside_value_stays_on_its_line_without_escapes() {

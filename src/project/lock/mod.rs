@@ -273,7 +273,8 @@ impl Lock {
     /// set, sorted, one key per line.
     pub fn render(&self) -> String {
         let mut out = format!("{HEADER}\nversion = {VERSION}\n");
-        let s = |v: &str| toml::Value::String(v.to_string()).to_string();
+        // One line each, nothing raw (see `sanitize::toml_string`).
+        let s = crate::sanitize::toml_string;
         for e in self.entries.values() {
             out.push_str("\n[[artifact]]\n");
             out.push_str(&format!("avs = {}\n", s(&e.avs)));
