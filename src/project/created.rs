@@ -86,7 +86,7 @@ pub fn git_times(project_dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<GitTi
         Ok(out) => out,
         // No git at all: nothing is known, which callers report.
         Err(GitError::NoGit) => return Ok(result),
-        // Anything else (e.g. "detected dubious ownership" in CI containers) is git's to say.
+        // Anything else (a `.git` that is not a repository) is git's to say.
         Err(GitError::Failed(m)) => return Err(m),
     };
     result.shallow = shallow.trim_ascii() == b"true";

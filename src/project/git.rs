@@ -15,9 +15,10 @@
 //! only asks git to read commits and trees (`rev-parse`, `ls-tree`, `log`): never the
 //! index or the work tree, where filters and submodules would come in.
 //!
-//! The operator's `safe.directory` (system or global configuration, as git reads it) is
-//! honoured: when git refuses a repository owned by someone else, eigenpub reads those
-//! values once and passes them on the command line.
+//! Git's ownership check (`safe.directory`) does not come in: it guards repository
+//! discovery, and git trusts a repository named in `GIT_DIR`. That is safe here because
+//! nothing a repository's configuration says can make these commands run a program; a
+//! checkout owned by another user (a CI container's workspace) needs no `safe.directory`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -88,27 +89,10 @@ impl Repository {
 
     /// Runs `git <args>` in the work tree, returning its standard output.
     pub fn run(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
-        match self.run_with(args, &[]) {
-            Err(GitError::Failed(m)) if m.contains("dubious ownership") => {
-                let trusted = operator_safe_directories();
-                if trusted.is_empty() {
-                    return Err(GitError::Failed(m));
-                }
-                self.run_with(args, &trusted)
-            }
-            other => other,
-        }
-    }
-
-    fn run_with(&self, args: &[&str], safe_directories: &[String]) -> Result<Vec<u8>, GitError> {
         let mut all: Vec<OsString> = Vec::new();
         for setting in SETTINGS {
             all.push("-c".into());
             all.push((*setting).into());
-        }
-        for dir in safe_directories {
-            all.push("-c".into());
-            all.push(format!("safe.directory={dir}").into());
         }
         for flag in [
             "--no-pager",
@@ -133,7 +117,11 @@ impl Repository {
         })
         .map_err(|e| match e {
             ChildError::NotFound(_) => GitError::NoGit,
-            ChildError::TimedOut(_) => GitError::Failed(format!("git {} {e}", args[0])),
+            ChildError::TimedOut(t) => GitError::Failed(format!(
+                "git {} did not finish within {} s and was stopped, with every process it started",
+                args[0],
+                t.as_secs()
+            )),
             other => GitError::Failed(format!("could not run git: {other}")),
         })?;
         if !out.status.success() {
@@ -167,42 +155,6 @@ fn fixed_env() -> Vec<(&'static str, OsString)> {
     .into_iter()
     .map(|(k, v)| (k, OsString::from(v)))
     .collect()
-}
-
-/// The `safe.directory` values of the operator's system and global git configuration
-/// (none when git cannot say). Read with the operator's configuration variables and no
-/// repository (`GIT_DIR=/dev/null`), so nothing of the project is read.
-fn operator_safe_directories() -> Vec<String> {
-    let mut env = vec![("GIT_DIR", OsString::from("/dev/null"))];
-    for name in [
-        "HOME",
-        "XDG_CONFIG_HOME",
-        "GIT_CONFIG_GLOBAL",
-        "GIT_CONFIG_SYSTEM",
-        "GIT_CONFIG_NOSYSTEM",
-    ] {
-        if let Some(value) = std::env::var_os(name) {
-            env.push((name, value));
-        }
-    }
-    let out = child::run(Launch {
-        program: "git",
-        args: ["config", "--get-all", "safe.directory"]
-            .map(OsString::from)
-            .to_vec(),
-        env: Environment::Fixed(env),
-        dir: Path::new("/"),
-        input: b"",
-        timeout: TIMEOUT,
-        output_limit: 1 << 20,
-    });
-    match out {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[cfg(test)]

@@ -310,6 +310,24 @@ fn a_hostile_git_folder_names_programs_that_eigenpub_never_runs() {
     }
 }
 
+/// A checkout owned by another user (a CI container's workspace): git's ownership check
+/// guards discovery, which eigenpub does itself; the time is read all the same.
+#[test]
+fn a_checkout_owned_by_another_user_is_dated_without_safe_directory() {
+    let p = Project::new();
+    monorepo(&p);
+    set_created(&p, "git");
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(p.path())
+        .status()
+        .unwrap();
+    assert!(chown.success(), "the tests run as root, as CI does");
+    let (out, digest) = planned_digest(&p, None);
+    out.no_panic().success();
+    assert!(digest.is_some(), "{out}");
+}
+
 #[test]
 fn git_runs_with_an_environment_eigenpub_wrote_and_never_from_the_project_folder() {
     let p = Project::new();
