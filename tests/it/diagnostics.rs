@@ -701,7 +701,10 @@ fn validate_github_prints_one_annotation_per_problem_with_file_line_col_title() 
         let keys: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, ["file", "line", "col", "title"], "{line}");
         let get = |k: &str| unescape_github(props.iter().find(|(key, _)| *key == k).unwrap().1);
-        assert_eq!(get("file"), d["file"].as_str().unwrap(), "{line}");
+        // GitHub matches annotations by the path from the repository's root, with no
+        // leading `./` (issue 20); the JSON keeps the path as eigenpub read it.
+        let file = d["file"].as_str().unwrap();
+        assert_eq!(get("file"), file.trim_start_matches("./"), "{line}");
         assert_eq!(get("line"), d["line"].to_string(), "{line}");
         assert_eq!(get("col"), d["column"].to_string(), "{line}");
         assert_eq!(get("title"), d["code"].as_str().unwrap(), "{line}");
