@@ -143,6 +143,9 @@ pub const PROJECT_NO_OPERATOR_SETS: &str = "eigenpub::project::no-operator-sets"
 /// A key in `[avs.operator-sets]` is not an operator set number in its one spelling: not a
 /// number, negative, or spelled with a sign, leading zeros or decimals (`00`, `"+0"`, `"1.0"`).
 pub const PROJECT_OPERATOR_SET: &str = "eigenpub::project::operator-set";
+/// A `mirrors` entry is not a registry prefix or `oci:` layout, gives an invalid repository
+/// name, or lands on the primary's repository or another mirror's.
+pub const PROJECT_MIRROR: &str = "eigenpub::project::mirror";
 /// A `[registries."…"]` table is keyed by something that is not a registry `host[:port]`, or
 /// two tables name one registry (`ghcr.io` and `GHCR.io:443`), or one sets `max-concurrency`
 /// outside 1–1024 or `requests-per-second` outside 0.01–100000.

@@ -527,6 +527,7 @@ pub(crate) mod tests {
                 path: avs.into(),
             },
             tag: crate::reference::Tag::parse(tag).expect("a valid test tag"),
+            mirror_of: None,
             mutable,
             adopt_equivalent: true,
             created: input.created.clone(),

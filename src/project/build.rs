@@ -20,7 +20,7 @@ use crate::project::entries::Entry;
 use crate::project::resolve::{self, MutableTags};
 use crate::project::schema::SchemaSet;
 use crate::project::spec::{self, SpecDocument};
-use crate::project::{Publication, paths};
+use crate::project::{Publication, paths, unique};
 
 /// A spec as read and parsed: the exact bytes the layer carries, and their YAML.
 #[derive(Debug)]
@@ -165,6 +165,7 @@ impl Resolver<'_> {
             mutable: self.mutable.matches(&tag),
             adopt_equivalent: s.adopt_equivalent,
             repository,
+            mirror_of: None,
             tag,
             created: created.time,
             artifact,
@@ -183,5 +184,60 @@ impl Resolver<'_> {
             return None;
         }
         Some(publication)
+    }
+
+    /// The copies of `primary` its entry's `mirrors` ask for, one per mirror, in the order
+    /// written. A mirror that is no valid prefix, or that lands where the primary or an
+    /// earlier mirror does (however its registry is spelled), is a problem pointing at it.
+    pub fn mirrors(
+        &self,
+        entry: &Entry,
+        primary: &Publication,
+        registries: &std::collections::BTreeMap<String, crate::project::file::RegistrySettings>,
+        problems: &mut Problems,
+    ) -> Vec<Publication> {
+        let file = self.file;
+        let mut places = vec![(
+            unique::place(&primary.repository, registries),
+            format!("the primary repository {}", primary.repository),
+        )];
+        let mut copies = Vec::new();
+        for mirror in &entry.settings.mirrors {
+            let repository = match resolve::mirror_repository(file, self.dir, entry, mirror) {
+                Ok(r) => r,
+                Err(problem) => {
+                    problems.push(problem);
+                    continue;
+                }
+            };
+            let place = unique::place(&repository, registries);
+            if let Some((_, what)) = places.iter().find(|(p, _)| *p == place) {
+                problems.push(
+                    Problem::error(
+                        codes::PROJECT_MIRROR,
+                        format!(
+                            "{}: mirror `{}` is {what} ({repository})",
+                            entry.origin.label, mirror.value
+                        ),
+                    )
+                    .at(
+                        file,
+                        mirror.span.clone().unwrap_or(entry.origin.span.clone()),
+                        "lands on a repository already published to",
+                    )
+                    .help("list each mirror once, and not the registry `registry` names: a mirror is another registry (or `oci:` folder) holding the same digests"),
+                );
+                continue;
+            }
+            places.push((place, format!("mirror `{}`", mirror.value)));
+            copies.push(Publication {
+                repository,
+                mirror_of: Some(primary.repository.clone()),
+                // A mirror holds exactly the primary's digest, never merely equivalent content.
+                adopt_equivalent: false,
+                ..primary.clone()
+            });
+        }
+        copies
     }
 }

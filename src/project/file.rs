@@ -49,6 +49,9 @@ pub struct ProjectFile {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Defaults {
     pub registry: Option<Spanned<String>>,
+    /// Registry prefixes (or `oci:` folders) that hold a copy of every artifact, with the
+    /// digest the primary (`registry`) holds.
+    pub mirrors: Option<Spanned<Vec<Spanned<String>>>>,
     pub source: Option<Spanned<String>>,
     pub kind: Option<Spanned<String>>,
     pub schema: Option<Spanned<String>>,
@@ -186,6 +189,8 @@ pub struct AvsEntry {
     pub name: Spanned<String>,
     pub version: Option<Spanned<VersionValue>>,
     pub repository: Option<Spanned<String>>,
+    /// This AVS's mirrors, instead of `[defaults]`'s (`[]`: none).
+    pub mirrors: Option<Spanned<Vec<Spanned<String>>>>,
     pub source: Option<Spanned<String>>,
     pub kind: Option<Spanned<String>>,
     pub schema: Option<Spanned<String>>,
@@ -203,6 +208,8 @@ pub struct AvsEntry {
 pub struct DiscoverEntry {
     pub specs: Spanned<String>,
     pub registry: Option<Spanned<String>>,
+    /// The mirrors of what this pattern finds, instead of `[defaults]`'s.
+    pub mirrors: Option<Spanned<Vec<Spanned<String>>>>,
     pub source: Option<Spanned<String>>,
     pub kind: Option<Spanned<String>>,
     pub schema: Option<Spanned<String>>,
@@ -221,6 +228,7 @@ const KNOWN_KEYS: &[&str] = &[
     "avs",
     "discover",
     "registry",
+    "mirrors",
     "source",
     "kind",
     "schema",

@@ -77,6 +77,9 @@ pub struct Publication {
     pub spec: String,
     pub repository: Repository,
     pub tag: Tag,
+    /// Set on a mirror's copy of an artifact: the primary repository (the one `registry`
+    /// names) whose digest this repository must hold. `None` on the primary itself.
+    pub mirror_of: Option<Repository>,
     /// True when the tag matches a `mutable-tags` glob and may be overwritten.
     pub mutable: bool,
     /// True (`adopt-equivalent`, the default) when a tag holding equivalent content under
@@ -96,6 +99,20 @@ impl Publication {
     pub fn reference(&self) -> String {
         format!("{}:{}", self.repository, self.tag)
     }
+
+    /// True for a mirror's copy of an artifact.
+    pub fn is_mirror(&self) -> bool {
+        self.mirror_of.is_some()
+    }
+
+    /// The primary's `repository:tag` (this one's, for the primary itself).
+    pub fn primary_reference(&self) -> String {
+        format!(
+            "{}:{}",
+            self.mirror_of.as_ref().unwrap_or(&self.repository),
+            self.tag
+        )
+    }
 }
 
 /// A loaded project: what to publish, and how to reach the registries.
@@ -104,6 +121,10 @@ pub struct Project {
     pub dir: PathBuf,
     pub file: SourceFile,
     pub publications: Vec<Publication>,
+    /// The mirrors' copies of the publications (`mirrors = […]`), in the publications'
+    /// order, each naming its primary ([`Publication::mirror_of`]). Kept apart so that
+    /// what keeps one entry per operator set (the lock, release records) never sees them.
+    pub mirrors: Vec<Publication>,
     pub registries: BTreeMap<String, RegistrySettings>,
     pub concurrency: usize,
     /// The lock beside the project file (`eigenruntime.lock`), when there is one; its
@@ -224,17 +245,26 @@ fn resolve(
         .collect();
     resolver.clock = Clock::new(file, &entries, &locked, &bytes, dir, env, &mut problems);
 
+    let mut mirrors: Vec<Publication> = Vec::new();
     let mut publications: Vec<Publication> = entries
         .iter()
         .zip(specs)
         .zip(locked)
         .filter_map(|((entry, spec), locked)| {
-            resolver.publication(entry, spec?, locked, &mut problems)
+            let primary = resolver.publication(entry, spec?, locked, &mut problems)?;
+            mirrors.extend(resolver.mirrors(entry, &primary, &parsed.registries, &mut problems));
+            Some(primary)
         })
         .collect();
     // Kept for the whole run: no slack from growing the vector.
     publications.shrink_to_fit();
-    unique::check_duplicates(file, &publications, &parsed.registries, &mut problems);
+    mirrors.shrink_to_fit();
+    unique::check_duplicates(
+        file,
+        publications.iter().chain(&mirrors),
+        &parsed.registries,
+        &mut problems,
+    );
 
     let concurrency = parsed
         .defaults
@@ -264,6 +294,7 @@ fn resolve(
         dir: dir.to_path_buf(),
         file: file.clone(),
         publications,
+        mirrors,
         registries: parsed.registries.clone(),
         concurrency,
         lock: None,

@@ -195,6 +195,33 @@ pub fn derive_repository(dir: &Path, entry: &Entry) -> Result<Repository, (Strin
             entry.origin.span.clone(),
         ));
     };
+    derive_at(dir, entry, destination)
+}
+
+/// The repository a mirror of an entry is: the mirror's prefix + the AVS name, the way
+/// `registry` derives the primary's (also for an AVS whose own `repository` is set).
+pub fn mirror_repository(
+    file: &SourceFile,
+    dir: &Path,
+    entry: &Entry,
+    mirror: &crate::project::settings::Setting<String>,
+) -> Result<Repository, Problem> {
+    derive_at(dir, entry, &Destination::Prefix(mirror.clone())).map_err(|(m, span)| {
+        Problem::error(
+            codes::PROJECT_MIRROR,
+            format!("{}: mirror `{}`: {m}", entry.origin.label, mirror.value),
+        )
+        .at(file, span, "not a valid mirror")
+        .help("a mirror is a registry prefix like \"registry.gitlab.com/acme/specs\" or an OCI layout folder like \"oci:archive\"; the AVS name is appended to it")
+    })
+}
+
+/// The repository `destination` gives an entry.
+fn derive_at(
+    dir: &Path,
+    entry: &Entry,
+    destination: &Destination,
+) -> Result<Repository, (String, Range<usize>)> {
     let registry = destination.setting();
     let whole = matches!(destination, Destination::Repository(_));
     let span = registry.span.clone().unwrap_or(entry.origin.span.clone());

@@ -32,6 +32,26 @@ fn pick(over: &Option<Spanned<String>>, base: &Option<Spanned<String>>) -> Optio
     })
 }
 
+/// The mirrors in force: the entry's own list when it has one (`[]` turns them off), else
+/// `[defaults]`'s. The span of the whole list is kept for problems about the list.
+fn pick_mirrors(
+    over: &Option<Spanned<Vec<Spanned<String>>>>,
+    base: &Option<Spanned<Vec<Spanned<String>>>>,
+) -> Vec<Setting<String>> {
+    over.as_ref()
+        .or(base.as_ref())
+        .map(|list| {
+            list.get_ref()
+                .iter()
+                .map(|m| Setting {
+                    value: m.get_ref().clone(),
+                    span: Some(m.span()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn pick_or(
     over: &Option<Spanned<String>>,
     base: &Option<Spanned<String>>,
@@ -63,6 +83,8 @@ impl Destination {
 pub struct Settings {
     /// `registry` (a prefix) or, for an AVS with `repository`, the full repository.
     pub registry: Option<Destination>,
+    /// `mirrors`: prefixes that get a copy of every artifact (`<mirror>/<avs name>`).
+    pub mirrors: Vec<Setting<String>>,
     pub source: Option<Setting<String>>,
     pub kind: Setting<String>,
     pub schema: Setting<String>,
@@ -85,6 +107,7 @@ impl Settings {
         };
         Settings {
             registry,
+            mirrors: pick_mirrors(&avs.mirrors, &defaults.mirrors),
             source: pick(&avs.source, &defaults.source),
             kind: pick_or(&avs.kind, &defaults.kind, DEFAULT_KIND),
             schema: pick_or(&avs.schema, &defaults.schema, DEFAULT_SCHEMA),
@@ -103,6 +126,7 @@ impl Settings {
     pub fn for_discover(defaults: &Defaults, d: &DiscoverEntry) -> Settings {
         Settings {
             registry: pick(&d.registry, &defaults.registry).map(Destination::Prefix),
+            mirrors: pick_mirrors(&d.mirrors, &defaults.mirrors),
             source: pick(&d.source, &defaults.source),
             kind: pick_or(&d.kind, &defaults.kind, DEFAULT_KIND),
             schema: pick_or(&d.schema, &defaults.schema, DEFAULT_SCHEMA),

@@ -306,3 +306,135 @@ name = "a"
     let labels: Vec<_> = problems[0].labels.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(labels, ["second: b.yaml", "first: a.yaml"]);
 }
+
+#[test]
+fn mirrors_derive_repositories_the_way_registry_does() {
+    let dir = folder(
+        r#"
+[defaults]
+registry = "ghcr.io/acme"
+mirrors = ["registry.gitlab.com/acme/specs", "oci:archive"]
+created = "2025-01-01T00:00:00Z"
+
+[[avs]]
+name = "a"
+[avs.operator-sets]
+0 = "a.yaml"
+
+[[avs]]
+name = "b"
+repository = "ghcr.io/acme/other/bee"
+mirrors = ["localhost:5000"]
+[avs.operator-sets]
+0 = "b.yaml"
+
+[[avs]]
+name = "c"
+mirrors = []
+[avs.operator-sets]
+0 = "c.yaml"
+"#,
+        &["a.yaml", "b.yaml", "c.yaml"],
+    );
+    let project = load_with(dir.path(), None).expect("loads");
+    let primaries: Vec<_> = project.publications.iter().map(|p| p.reference()).collect();
+    assert_eq!(
+        primaries,
+        [
+            "ghcr.io/acme/a:opset-0-v0.3.1",
+            "ghcr.io/acme/other/bee:opset-0-v0.3.1",
+            "ghcr.io/acme/c:opset-0-v0.3.1"
+        ]
+    );
+    let mirrors: Vec<_> = project
+        .mirrors
+        .iter()
+        .map(|p| (p.reference(), p.primary_reference()))
+        .collect();
+    assert_eq!(
+        mirrors,
+        [
+            (
+                "registry.gitlab.com/acme/specs/a:opset-0-v0.3.1".to_string(),
+                "ghcr.io/acme/a:opset-0-v0.3.1".to_string()
+            ),
+            (
+                "oci:archive/a:opset-0-v0.3.1".to_string(),
+                "ghcr.io/acme/a:opset-0-v0.3.1".to_string()
+            ),
+            (
+                "localhost:5000/b:opset-0-v0.3.1".to_string(),
+                "ghcr.io/acme/other/bee:opset-0-v0.3.1".to_string()
+            ),
+        ]
+    );
+    // The same bytes everywhere, and a mirror never adopts merely equivalent content.
+    let a = &project.publications[0];
+    for m in &project.mirrors[..2] {
+        assert!(m.is_mirror() && !m.adopt_equivalent);
+        assert_eq!(m.artifact.digest(), a.artifact.digest());
+    }
+    assert!(!a.is_mirror());
+}
+
+#[test]
+fn bad_mirrors_are_errors_at_their_line() {
+    let dir = folder(
+        r#"[defaults]
+registry = "localhost:5000/acme"
+created = "2025-01-01T00:00:00Z"
+
+[[avs]]
+name = "a"
+mirrors = ["Not A Registry!", "127.0.0.1:5000/acme", "oci:x", "oci:x/"]
+[avs.operator-sets]
+0 = "a.yaml"
+"#,
+        &["a.yaml"],
+    );
+    let problems = load_with(dir.path(), None).expect_err("bad mirrors");
+    assert_eq!(
+        codes(&problems),
+        [
+            codes::PROJECT_MIRROR,
+            codes::PROJECT_MIRROR,
+            codes::PROJECT_MIRROR
+        ]
+    );
+    let found: Vec<_> = problems
+        .iter()
+        .map(|p| {
+            let (file, at) = p.position().expect("placed");
+            (file.to_string(), at.expect("a line").0, p.message.clone())
+        })
+        .collect();
+    assert!(
+        found
+            .iter()
+            .all(|(f, line, _)| f.ends_with("eigenruntime.toml") && *line == 7)
+    );
+    assert!(found[0].2.contains("mirror `Not A Registry!`"), "{found:?}");
+    assert!(
+        found[1]
+            .2
+            .contains("is the primary repository localhost:5000/acme/a"),
+        "{found:?}"
+    );
+    assert!(found[2].2.contains("is mirror `oci:x`"), "{found:?}");
+
+    // A wrong type is a parse error naming the key.
+    let dir = folder(
+        "[defaults]\nregistry = \"ghcr.io/a\"\nmirrors = \"ghcr.io/b\"\n",
+        &[],
+    );
+    let problems = load_with(dir.path(), None).expect_err("a string, not a list");
+    assert_eq!(
+        problems[0].position().and_then(|(_, at)| at).map(|at| at.0),
+        Some(3)
+    );
+    assert!(
+        problems[0].message.contains("expected a sequence"),
+        "{:?}",
+        problems[0]
+    );
+}

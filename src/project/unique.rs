@@ -79,27 +79,37 @@ pub(super) fn check_operator_sets(file: &SourceFile, entries: &[Entry], problems
 
 /// Where a publication lands, as one string whatever the registry's spelling.
 fn landing(p: &Publication, registries: &BTreeMap<String, RegistrySettings>) -> String {
-    match &p.repository {
+    format!("{}:{}", place(&p.repository, registries), p.tag)
+}
+
+/// A repository as one string whatever its registry's spelling (`localhost:5000/a` and
+/// `127.0.0.1:5000/a` are one place).
+pub fn place(repository: &Repository, registries: &BTreeMap<String, RegistrySettings>) -> String {
+    match repository {
         Repository::Remote { registry, path } => {
             let plain = RegistrySettings::for_host(registries, registry).plain_http_for(registry);
             match RegistryId::of(registry, plain) {
                 // Docker Hub's one-component names are its `library/` namespace.
                 Some(id) if crate::reference::is_docker_hub(registry) && !path.contains('/') => {
-                    format!("{id}/library/{path}:{}", p.tag)
+                    format!("{id}/library/{path}")
                 }
-                Some(id) => format!("{id}/{path}:{}", p.tag),
-                None => p.reference(),
+                Some(id) => format!("{id}/{path}"),
+                None => repository.to_string(),
             }
         }
-        Repository::Layout { .. } => p.reference(),
+        Repository::Layout { root, path, .. } => {
+            // `oci:x` and `oci:x/` (or `oci:./x`) are one folder.
+            let root: std::path::PathBuf = root.components().collect();
+            format!("oci:{}/{path}", root.display())
+        }
     }
 }
 
 /// Two publications on one `repository:tag` (in any spelling of its registry) is an error
 /// naming both.
-pub(super) fn check_duplicates(
+pub(super) fn check_duplicates<'p>(
     file: &SourceFile,
-    publications: &[Publication],
+    publications: impl IntoIterator<Item = &'p Publication>,
     registries: &BTreeMap<String, RegistrySettings>,
     problems: &mut Problems,
 ) {
