@@ -102,6 +102,31 @@ pub struct Totals {
 }
 
 pub fn totals(applied: &[Applied]) -> Totals {
+    totals_of(applied)
+}
+
+/// With mirrors, the totals of each target (a registry host, or `oci:<folder>`); empty
+/// without mirrors.
+pub fn per_target(applied: &[Applied]) -> std::collections::BTreeMap<String, Totals> {
+    let mut targets: std::collections::BTreeMap<String, Vec<&Applied>> = Default::default();
+    if !applied.iter().any(|a| a.change.publication.is_mirror()) {
+        return Default::default();
+    }
+    for a in applied {
+        targets
+            .entry(crate::plan::mirror::target_name(
+                &a.change.publication.repository,
+            ))
+            .or_default()
+            .push(a);
+    }
+    targets
+        .into_iter()
+        .map(|(name, applied)| (name, totals_of(applied)))
+        .collect()
+}
+
+fn totals_of<'a>(applied: impl IntoIterator<Item = &'a Applied>) -> Totals {
     let mut t = Totals::default();
     for a in applied {
         match &a.outcome {

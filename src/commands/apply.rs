@@ -149,7 +149,9 @@ pub(super) async fn run(ctx: &Context, args: &ApplyArgs) -> Outcome {
     let (state_tx, state) = watch::channel(RunState::Running);
     let signals = watch_signals(state_tx, ctx.quiet(), printer.notices());
     let options = apply::Options {
-        concurrency: ctx.concurrency(project.concurrency),
+        // Each target (a registry, or the layouts) gets the project's concurrency, under
+        // its own pacing: a mirror adds its registry's work, not a share of the primary's.
+        concurrency: ctx.concurrency(project.concurrency) * crate::plan::mirror::targets(&plan),
         fail_fast: args.fail_fast,
         state: state.clone(),
         grace: GRACE,
@@ -221,6 +223,7 @@ fn print_results(
                 summary = summary.replacen("Apply:", "Apply interrupted:", 1);
             }
             out::line(&style.bold(&summary));
+            out::print(&text::apply_target_lines(applied));
         }
         Format::Json => out::line(
             &serde_json::to_string_pretty(&report::json::apply(inputs_hash, applied))

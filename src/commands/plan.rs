@@ -10,7 +10,7 @@ use crate::diagnostic::codes;
 use crate::plan::cache::Cache;
 use crate::plan::saved::{self, PlanDocument};
 use crate::plan::select::Selection;
-use crate::plan::{self, Overwrite, Plan, previous};
+use crate::plan::{self, Overwrite, Plan, mirror, previous};
 use crate::project::Project;
 use crate::registry::Targets;
 use crate::registry::remote::Access;
@@ -46,11 +46,18 @@ pub(super) async fn make_plan(
         super::lock::check_offline(ctx, &project, locked).map_err(|f| everything(f, &project))?;
     // Every glob must match something: a typo would otherwise pass as "no changes", or
     // publish what an --exclude meant to leave out.
-    let problems = selection.check(&project.publications);
+    let problems = selection.check(project.publications.iter().chain(&project.mirrors));
     project.publications = selection.apply(std::mem::take(&mut project.publications));
     if !problems.is_empty() {
         return Err(everything(problems.into(), &project));
     }
+    // Every artifact on every target: each primary followed by its mirrors' copies.
+    let mirrors = mirror::in_scope(
+        selection,
+        &project.publications,
+        std::mem::take(&mut project.mirrors),
+    );
+    project.publications = mirror::interleave(std::mem::take(&mut project.publications), mirrors);
     let not_attempted = |problems: Vec<Problem>, project: &Project| Failure {
         problems,
         not_attempted: project.publications.iter().map(|p| p.reference()).collect(),
@@ -91,6 +98,21 @@ pub(super) async fn make_plan(
         ));
     }
     let hash = saved::inputs_hash(&project.file.text, &project.publications);
+    // A mirror holds exactly the digest its primary holds (or will hold).
+    let mut observed: Vec<_> = observed.into_iter().map(Ok).collect();
+    mirror::copy_adopted(
+        &targets,
+        &mut project.publications,
+        &mut observed,
+        concurrency,
+    )
+    .await;
+    let observed = plan::all_read(observed).map_err(|errors| {
+        not_attempted(
+            plan::observe_problems(&errors, &project.publications),
+            &project,
+        )
+    })?;
     // The plan owns the publications from here on (no second copy of every artifact).
     let plan = plan::diff_read(
         std::mem::take(&mut project.publications),

@@ -105,6 +105,12 @@ pub const LOGIN_STORE: &str = "eigenpub::login::store";
 /// The credentials stored for the registry could not be removed (from Docker's `config.json` or
 /// its credential helper).
 pub const LOGOUT_ERASE: &str = "eigenpub::logout::erase";
+/// A mirror needs the bytes its primary holds (a tag adopted as published) and they could
+/// not be read, or do not match their digests.
+pub const MIRROR_COPY: &str = "eigenpub::mirror::copy";
+/// A mirror is not planned because its primary's tag could not be read: the digest the
+/// mirror must hold is unknown.
+pub const MIRROR_PRIMARY_UNREADABLE: &str = "eigenpub::mirror::primary-unreadable";
 /// `eigenpub man` could not render the man page.
 pub const MAN: &str = "eigenpub::man";
 /// A file eigenpub writes could not be written: the plan (`plan --out FILE`) or the release

@@ -46,6 +46,19 @@ pub struct Provenance {
     pub tool: Option<String>,
 }
 
+#[cfg(test)]
+impl Provenance {
+    /// A provenance for tests, e.g. `published 2025-06-01 by devkit v0.0.9`.
+    pub fn for_tests(text: &str) -> Provenance {
+        let rest = text.strip_prefix("published ").unwrap_or(text);
+        let (date, tool) = match rest.split_once(" by ") {
+            Some((d, t)) => (Some(d.to_string()), Some(t.to_string())),
+            None => (Some(rest.to_string()), None),
+        };
+        Provenance { date, tool }
+    }
+}
+
 impl std::fmt::Display for Provenance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("published")?;

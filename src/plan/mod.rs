@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod equivalence;
 pub mod locked;
+pub mod mirror;
 pub mod previous;
 pub mod saved;
 pub mod select;
@@ -111,10 +112,11 @@ pub struct Plan {
     pub changes: Vec<Change>,
 }
 
-impl Plan {
-    pub fn summary(&self) -> Summary {
+impl Summary {
+    /// The counts of some changes.
+    pub fn of<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Summary {
         let mut s = Summary::default();
-        for c in &self.changes {
+        for c in changes {
             match c.action {
                 Action::Create => s.create += 1,
                 Action::Update { .. } => s.update += 1,
@@ -125,6 +127,12 @@ impl Plan {
             }
         }
         s
+    }
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.changes)
     }
 
     /// True when applying would change anything (or is refused).

@@ -63,6 +63,14 @@ impl Selection {
         self.matches_names(&Selection::names(p))
     }
 
+    /// True when an `--exclude` glob matches one of the artifact's names (a mirror's copy is
+    /// left out by its own `repository:tag`; it otherwise goes with its primary).
+    pub fn excludes(&self, p: &Publication) -> bool {
+        Selection::names(p)
+            .iter()
+            .any(|n| self.exclude_set.is_match(n))
+    }
+
     fn matches_names(&self, names: &[String; 3]) -> bool {
         let selected = self.select.is_empty() || names.iter().any(|n| self.select_set.is_match(n));
         selected && !names.iter().any(|n| self.exclude_set.is_match(n))

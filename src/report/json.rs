@@ -40,12 +40,18 @@ pub fn apply(inputs_hash: &str, applied: &[Applied]) -> Value {
             artifact
         })
         .collect();
-    json!({
+    let mut document = json!({
         "format_version": FORMAT_VERSION,
         "inputs_hash": inputs_hash,
         "artifacts": artifacts,
         "summary": totals(applied),
-    })
+    });
+    // With mirrors: what landed on each target.
+    let targets = crate::apply::per_target(applied);
+    if !targets.is_empty() {
+        document["targets"] = json!(targets);
+    }
+    document
 }
 
 /// Problems as JSON: file, line, column, severity, code, message, help.

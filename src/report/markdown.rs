@@ -89,10 +89,20 @@ fn row(change: &Change) -> Option<String> {
         Action::Unchanged => return None,
     };
     Some(format!(
-        "| {action} | `{}` | `{}` | {digests} |",
+        "| {action} | `{}`{} | `{}` | {digests} |",
         cell(&p.reference()),
+        mirror_note(change),
         cell(&p.spec)
     ))
+}
+
+/// ` (mirror)` after a mirror's copy.
+fn mirror_note(change: &Change) -> &'static str {
+    if change.publication.is_mirror() {
+        " (mirror)"
+    } else {
+        ""
+    }
 }
 
 /// Unified diffs of what changes in one artifact.
@@ -153,6 +163,14 @@ fn fence_safe(s: &str) -> String {
 pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbose: bool) -> String {
     let mut head = format!("{MARKER}\n### eigenpub plan\n\n");
     let _ = writeln!(head, "**{}**\n", plan_summary(plan));
+    let targets = crate::report::text::target_lines(plan);
+    if !targets.is_empty() {
+        // One list item per target; a target name is escaped like any cell.
+        for line in targets.lines() {
+            let _ = writeln!(head, "- {}", cell(line.trim_start()));
+        }
+        head.push('\n');
+    }
     let rows: Vec<String> = plan
         .changes
         .iter()
@@ -164,8 +182,9 @@ pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbos
                     .map(|p| format!(" (equivalent: `{}`)", cell(&p.to_string())))
                     .unwrap_or_default();
                 Some(format!(
-                    "| unchanged | `{}` | `{}` | {}{note} |",
+                    "| unchanged | `{}`{} | `{}` | {}{note} |",
                     cell(&c.publication.reference()),
+                    mirror_note(c),
                     cell(&c.publication.spec),
                     short(c.digest())
                 ))

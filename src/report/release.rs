@@ -14,19 +14,36 @@ use crate::apply::{Applied, Outcome};
 /// The release record of an apply (pure).
 pub fn record(applied: &[Applied]) -> Value {
     let mut by_avs: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    let landed = |outcome: &Outcome| matches!(outcome, Outcome::Pushed { .. } | Outcome::Unchanged);
+    // The mirrors that hold each primary's digest now (a mirror holds the primary's
+    // digest or nothing new: see `plan::mirror`).
+    let mut mirrors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for Applied { change, outcome } in applied {
-        if !matches!(outcome, Outcome::Pushed { .. } | Outcome::Unchanged) {
+        let p = &change.publication;
+        if p.is_mirror() && landed(outcome) {
+            mirrors
+                .entry(p.primary_reference())
+                .or_default()
+                .push(p.repository.to_string());
+        }
+    }
+    for Applied { change, outcome } in applied {
+        let p = &change.publication;
+        if !landed(outcome) || p.is_mirror() {
             continue;
         }
-        let p = &change.publication;
-        by_avs.entry(p.avs.clone()).or_default().insert(
-            p.operator_set.to_string(),
-            json!({
-                "digest": change.digest(),
-                "registry": p.repository.to_string(),
-                "runtimeSpec": String::from_utf8_lossy(&p.artifact.layer.bytes),
-            }),
-        );
+        let mut entry = json!({
+            "digest": change.digest(),
+            "registry": p.repository.to_string(),
+            "runtimeSpec": String::from_utf8_lossy(&p.artifact.layer.bytes),
+        });
+        if let Some(held) = mirrors.remove(&p.reference()) {
+            entry["mirrors"] = json!(held);
+        }
+        by_avs
+            .entry(p.avs.clone())
+            .or_default()
+            .insert(p.operator_set.to_string(), entry);
     }
     json!(by_avs)
 }

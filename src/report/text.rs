@@ -44,7 +44,7 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
     let reference = p.reference();
     let reference = Untrusted(&reference);
     let digest = p.artifact.digest();
-    Some(match &change.action {
+    let line = match &change.action {
         Action::Create => format!("{} {reference} {digest}", style.green("+ create")),
         Action::Update { from } => format!(
             "{} {reference} {from} -> {digest}",
@@ -76,7 +76,35 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
             None => format!("{} {reference} {digest}", style.dim("= unchanged")),
         },
         Action::Unchanged => return None,
+    };
+    Some(if p.is_mirror() {
+        format!("{line} {}", style.dim("(mirror)"))
+    } else {
+        line
     })
+}
+
+/// With mirrors, one line per target: `  ghcr.io: 1 to create, 7 unchanged`.
+pub fn target_lines(plan: &Plan) -> String {
+    let mut out = String::new();
+    for (target, s) in crate::plan::mirror::per_target(plan) {
+        let _ = write!(
+            out,
+            "  {}: {} to create, {} to update, {} unchanged",
+            Untrusted(&target),
+            s.create,
+            s.update,
+            s.unchanged
+        );
+        if s.retag > 0 {
+            let _ = write!(out, ", {} to retag", s.retag);
+        }
+        if s.refused > 0 {
+            let _ = write!(out, ", {} refused", s.refused);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The summary line: `Plan: N to create, M to update, K unchanged.`
@@ -126,6 +154,7 @@ pub fn plan(plan: &Plan, style: Style, verbose: bool) -> String {
     }
     out.push_str(&style.bold(&plan_summary(plan)));
     out.push('\n');
+    out.push_str(&target_lines(plan));
     out
 }
 
@@ -157,6 +186,26 @@ pub fn outcome_line(change: &Change, outcome: &Outcome, style: Style) -> String 
             format!("{} {reference}", style.yellow("not started"))
         }
     }
+}
+
+/// With mirrors, what landed where: one line per target, `  ghcr.io: 8 pushed, 0 failed`.
+pub fn apply_target_lines(applied: &[Applied]) -> String {
+    let mut out = String::new();
+    for (target, t) in crate::apply::per_target(applied) {
+        let _ = write!(
+            out,
+            "  {}: {} pushed, {} unchanged, {} failed",
+            Untrusted(&target),
+            t.pushed,
+            t.unchanged,
+            t.failed
+        );
+        if t.not_started > 0 {
+            let _ = write!(out, ", {} not started", t.not_started);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The apply summary line.

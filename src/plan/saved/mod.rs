@@ -18,6 +18,8 @@
 //! apply's own command line, and a saved plan that moves an immutable tag that this run
 //! may not move is refused ([`overwrites_not_allowed`]), naming the flag to add.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -50,6 +52,9 @@ pub struct PlannedArtifact {
     /// For a tag that could not be read (action `unreadable`): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ArtifactError>,
+    /// On a mirror's copy: the primary repository whose digest it must hold (`digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_of: Option<String>,
 }
 
 /// Why an artifact could not be read or pushed, as JSON documents carry it.
@@ -95,6 +100,7 @@ impl PlannedArtifact {
                 crate::plan::Action::Unreadable { reason } => Some(ArtifactError::of(reason)),
                 _ => None,
             },
+            mirror_of: p.mirror_of.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -117,6 +123,9 @@ pub struct PlanDocument {
     pub exclude: Vec<String>,
     pub artifacts: Vec<PlannedArtifact>,
     pub summary: Summary,
+    /// With mirrors only: the summary of each target (a registry host, or `oci:<folder>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, Summary>,
 }
 
 impl PlanDocument {
@@ -136,6 +145,7 @@ impl PlanDocument {
             exclude: exclude.to_vec(),
             artifacts: plan.changes.iter().map(PlannedArtifact::of).collect(),
             summary: plan.summary(),
+            targets: crate::plan::mirror::per_target(plan),
         };
         document.plan_hash = Some(document.content_hash());
         document
@@ -155,6 +165,8 @@ impl PlanDocument {
             exclude: &'a [String],
             artifacts: &'a [PlannedArtifact],
             summary: &'a Summary,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            targets: &'a BTreeMap<String, Summary>,
         }
         /// Feeds what serde_json writes into the hash.
         struct Hashing(Sha256);
@@ -178,6 +190,7 @@ impl PlanDocument {
             exclude,
             artifacts,
             summary,
+            targets,
         } = self;
         let mut h = Hashing(Sha256::new());
         h.0.update(b"eigenpub-plan-v2\0");
@@ -191,6 +204,7 @@ impl PlanDocument {
                 exclude,
                 artifacts,
                 summary,
+                targets,
             },
         )
         .expect("plan documents serialize");
