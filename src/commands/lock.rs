@@ -50,7 +50,12 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
     } else {
         Vec::new()
     };
-    let (new, changes) = lock::update(project.lock.as_ref(), &project.publications, &published);
+    let (new, changes) = lock::update_with_mirrors(
+        project.lock.as_ref(),
+        &project.publications,
+        &project.mirrors,
+        &published,
+    );
     let text = new.render();
     let before = project.lock.as_ref().and_then(|l| l.file.as_ref());
     let path = project.lock_path.display().to_string();
@@ -158,7 +163,8 @@ pub(super) fn offline_problems(
         .help("run `eigenpub lock`, review eigenruntime.lock and commit it");
         return (Vec::new(), if locked { vec![missing] } else { Vec::new() });
     };
-    let (_, changes) = lock::update(Some(lock), &project.publications, &[]);
+    let (_, changes) =
+        lock::update_with_mirrors(Some(lock), &project.publications, &project.mirrors, &[]);
     let problems = changes
         .iter()
         .map(|c| out_of_date(lock, c, locked))

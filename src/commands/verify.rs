@@ -53,15 +53,22 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     })?;
     let dir = ctx.project_dir();
     let registries = registry_settings(&ctx.config)?;
-    let mut entries: Vec<(&LockEntry, Repository)> = Vec::new();
+    // Every target of every entry: its repository, then each mirror's (which must hold
+    // the locked digest too), with the name the lock gives it.
+    let mut entries: Vec<(&LockEntry, Repository, &str)> = Vec::new();
     for e in lock.entries.values() {
-        let repository = e
-            .repository(&dir)
+        let repositories = e
+            .targets(&dir)
             .map_err(|m| Problem::error(codes::LOCK_INVALID, format!("{}: {m}", e.name())))?;
-        entries.push((e, repository));
+        let names = std::iter::once(&e.repository).chain(&e.mirrors);
+        for (repository, name) in repositories.into_iter().zip(names) {
+            entries.push((e, repository, name));
+        }
     }
-    let hosts: std::collections::BTreeSet<&str> =
-        entries.iter().filter_map(|(_, r)| r.registry()).collect();
+    let hosts: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|(_, r, _)| r.registry())
+        .collect();
     let connections = hosts.into_iter().map(|host| {
         let settings = crate::project::file::RegistrySettings::for_host(&registries, host);
         (host.to_string(), connection(&dir, &settings))
@@ -70,7 +77,7 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     let concurrency = ctx.concurrency(file::DEFAULT_CONCURRENCY);
     let results: Vec<(usize, Result<Option<Digest>, TargetError>)> =
         futures::stream::iter(entries.iter().enumerate())
-            .map(|(i, (e, repository))| {
+            .map(|(i, (e, repository, _))| {
                 let target = targets.target(repository);
                 async move { (i, target.manifest_digest(&e.tag).await) }
             })
@@ -95,7 +102,7 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
                 let mut p = e.to_problem();
                 p.message = format!(
                     "{} (while reading {}:{})",
-                    p.message, entries[*i].0.repository, entries[*i].0.tag
+                    p.message, entries[*i].2, entries[*i].0.tag
                 );
                 p
             })
@@ -110,8 +117,8 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
     let (ok, moved, missing) = (count("ok"), count("moved"), count("missing"));
     match args.format {
         Format::Text => {
-            for ((e, _), status) in entries.iter().zip(&statuses) {
-                let reference = format!("{}:{}", e.repository, e.tag);
+            for ((e, _, repository), status) in entries.iter().zip(&statuses) {
+                let reference = format!("{repository}:{}", e.tag);
                 match status {
                     Status::Locked => {
                         if ctx.verbose() {
@@ -136,11 +143,11 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
             let items: Vec<_> = entries
                 .iter()
                 .zip(&statuses)
-                .map(|((e, _), status)| {
-                    json!({
+                .map(|((e, _, repository), status)| {
+                    let mut item = json!({
                         "avs": e.avs,
                         "operator_set": e.operator_set,
-                        "repository": e.repository,
+                        "repository": repository,
                         "tag": e.tag,
                         "locked_digest": e.digest,
                         "digest": match status {
@@ -149,7 +156,12 @@ pub(super) async fn run(ctx: &Context, args: &VerifyArgs) -> Outcome {
                             Status::Missing => None,
                         },
                         "status": status.name(),
-                    })
+                    });
+                    // A mirror's target names its primary.
+                    if *repository != e.repository {
+                        item["mirror_of"] = json!(e.repository);
+                    }
+                    item
                 })
                 .collect();
             let document = json!({

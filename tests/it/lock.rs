@@ -14,28 +14,28 @@ use serde_json::Value;
 use crate::harness::{Project, Registry, Request, rfc3339_utc, run, sha256_digest, spec_yaml};
 
 const SOURCE: &str = "https://github.com/acme/avs-monorepo";
-const DEVKIT_VERSION: &str = "v0.0.9";
+pub(crate) const DEVKIT_VERSION: &str = "v0.0.9";
 const SCHEMA: &str = "https://eigenruntime.io/schemas/hourglass/v1/manifest.json";
 
 /// One artifact of the test project: AVS, operator set, component, `version` of its AVS.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Art {
-    avs: &'static str,
-    opset: u32,
+    pub(crate) avs: &'static str,
+    pub(crate) opset: u32,
     component: &'static str,
 }
 
-const PO0: Art = Art {
+pub(crate) const PO0: Art = Art {
     avs: "price-oracle",
     opset: 0,
     component: "aggregator",
 };
-const PO1: Art = Art {
+pub(crate) const PO1: Art = Art {
     avs: "price-oracle",
     opset: 1,
     component: "executor",
 };
-const DR0: Art = Art {
+pub(crate) const DR0: Art = Art {
     avs: "dice-roller",
     opset: 0,
     component: "aggregator",
@@ -43,13 +43,13 @@ const DR0: Art = Art {
 pub(crate) const ALL: [Art; 3] = [PO0, PO1, DR0];
 
 impl Art {
-    fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         format!("avs/{}/opset-{}.yaml", self.avs, self.opset)
     }
-    fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         format!("opset-{}-v3", self.opset)
     }
-    fn repository(&self) -> String {
+    pub(crate) fn repository(&self) -> String {
         format!("acme/{}", self.avs)
     }
     pub(crate) fn name_and_tag(&self) -> String {
@@ -58,7 +58,7 @@ impl Art {
     fn reference(&self, registry: &Registry) -> String {
         format!("{}/{}", registry.host(), self.name_and_tag())
     }
-    fn text(&self, seed: &str) -> String {
+    pub(crate) fn text(&self, seed: &str) -> String {
         spec_yaml(
             self.avs,
             self.component,
@@ -160,7 +160,13 @@ fn push_blob(registry: &Registry, repository: &str, bytes: &str) {
 }
 
 /// Pushes `art`'s spec `text` as devkit would, created at `created`; returns the digest.
-fn devkit_push(registry: &Registry, art: Art, text: &str, created: &str, kind: &str) -> String {
+pub(crate) fn devkit_push(
+    registry: &Registry,
+    art: Art,
+    text: &str,
+    created: &str,
+    kind: &str,
+) -> String {
     let config = devkit_config(art.avs, &art.tag(), created, kind);
     let manifest = devkit_manifest(art.avs, created, &config, text);
     push_blob(registry, &art.repository(), &config);

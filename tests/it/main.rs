@@ -22,6 +22,7 @@ mod core;
 mod diagnostics;
 mod faults;
 mod lock;
+mod mirrors;
 mod partial;
 mod progress;
 mod redirects;

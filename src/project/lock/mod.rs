@@ -22,7 +22,9 @@ use toml::Spanned;
 
 mod update;
 
-pub use update::{EntryChange, Published, update};
+#[cfg(test)]
+pub use update::update;
+pub use update::{EntryChange, Published, update_with_mirrors};
 
 use crate::artifact::sha256_digest;
 use crate::diagnostic::codes;
@@ -68,6 +70,9 @@ pub struct LockEntry {
     /// not the bytes eigenpub builds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// The mirrors' repositories (`mirrors = […]`), each of which must hold `digest` too.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
 }
 
 impl LockEntry {
@@ -83,6 +88,7 @@ impl LockEntry {
             created: p.created.clone(),
             digest: p.artifact.digest().to_string(),
             adopted: false,
+            mirrors: Vec::new(),
         }
     }
 
@@ -96,7 +102,22 @@ impl LockEntry {
 
     /// The repository, resolved against the project folder.
     pub fn repository(&self, dir: &Path) -> Result<Repository, String> {
-        match reference::parse_repository(&self.repository)? {
+        resolve_repository(&self.repository, dir)
+    }
+
+    /// Every repository that must hold `digest`: the primary's, then each mirror's.
+    pub fn targets(&self, dir: &Path) -> Result<Vec<Repository>, String> {
+        std::iter::once(&self.repository)
+            .chain(&self.mirrors)
+            .map(|r| resolve_repository(r, dir))
+            .collect()
+    }
+}
+
+/// A repository as the lock writes it, resolved against the project folder.
+fn resolve_repository(repository: &str, dir: &Path) -> Result<Repository, String> {
+    {
+        match reference::parse_repository(repository)? {
             RegistryPrefix::Remote { registry, path } => Ok(Repository::Remote { registry, path }),
             RegistryPrefix::Layout { display_root } => {
                 let (root, path) = display_root
@@ -288,6 +309,10 @@ impl Lock {
             if e.adopted {
                 out.push_str("adopted = true\n");
             }
+            if !e.mirrors.is_empty() {
+                let list: Vec<String> = e.mirrors.iter().map(|m| s(m)).collect();
+                out.push_str(&format!("mirrors = [{}]\n", list.join(", ")));
+            }
         }
         out
     }
@@ -318,6 +343,9 @@ fn check(e: &LockEntry) -> Result<(), String> {
     }
     e.repository(Path::new("."))
         .map_err(|m| format!("repository: {m}"))?;
+    for m in &e.mirrors {
+        resolve_repository(m, Path::new(".")).map_err(|m| format!("mirrors: {m}"))?;
+    }
     // Names are printed (verify, lock): nothing that could steer a terminal or hide text
     // (control characters, bidirectional overrides, zero-width and other format characters).
     let unprintable = |c: char| {
@@ -325,7 +353,8 @@ fn check(e: &LockEntry) -> Result<(), String> {
             || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
     };
     if [&e.avs, &e.repository, &e.spec]
-        .iter()
+        .into_iter()
+        .chain(&e.mirrors)
         .any(|s| s.contains(unprintable))
     {
         return Err("a name holds control or formatting characters".into());

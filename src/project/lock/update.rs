@@ -66,15 +66,37 @@ impl EntryChange {
 /// and, offline, an adopted digest it had; every other entry is the publication as built.
 /// `published[i]`, when given (`lock --registry`), is what the registry says publication
 /// `i`'s tag will hold, and wins.
+#[cfg(test)]
 pub fn update(
     old: Option<&Lock>,
     publications: &[Publication],
     published: &[Option<Published>],
 ) -> (Lock, Vec<EntryChange>) {
+    update_with_mirrors(old, publications, &[], published)
+}
+
+/// The rule above (`update`), for a project with mirrors: each entry also lists the repositories of its
+/// publication's mirrors (`mirrors`, the project's mirror copies), which must hold its
+/// digest too.
+pub fn update_with_mirrors(
+    old: Option<&Lock>,
+    publications: &[Publication],
+    mirrors: &[Publication],
+    published: &[Option<Published>],
+) -> (Lock, Vec<EntryChange>) {
+    let mut mirrored: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for m in mirrors {
+        mirrored
+            .entry(m.primary_reference())
+            .or_default()
+            .push(m.repository.to_string());
+    }
     let mut entries = Vec::with_capacity(publications.len());
     let mut changes = Vec::new();
     for (i, p) in publications.iter().enumerate() {
         let mut entry = LockEntry::of(p);
+        entry.mirrors = mirrored.remove(&p.reference()).unwrap_or_default();
         let before = old.and_then(|l| l.get(&p.avs, p.operator_set));
         if let Some(Some(published)) = published.get(i) {
             entry.digest = published.digest.clone();
@@ -125,6 +147,7 @@ fn differing(a: &LockEntry, b: &LockEntry) -> Vec<&'static str> {
     check("created", a.created != b.created);
     check("digest", a.digest != b.digest);
     check("adopted", a.adopted != b.adopted);
+    check("mirrors", a.mirrors != b.mirrors);
     fields
 }
 

@@ -351,6 +351,40 @@ fn wait_listening(
     }
 }
 
+impl Registry {
+    /// Stops the registry process: its port then refuses connections, as a registry
+    /// that is down does. [`Registry::restart`] brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped registry again on the same address, with the same storage and
+    /// settings (panics if it does not come up).
+    pub fn restart(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open registry log");
+        let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("dup log fd")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn docker-registry");
+        if let Err(why) = wait_listening(&mut self.child, &self.addr, &self.log_path, offset) {
+            panic!("docker-registry did not come back on {}: {why}", self.addr);
+        }
+        if !self.tls {
+            self.reset_requests();
+        }
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
