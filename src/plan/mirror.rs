@@ -368,7 +368,12 @@ mod tests {
         // Out of scope with their primary; excluded on their own name.
         let only_a = Selection::new(&["a".into()], &[]).unwrap();
         assert_eq!(
-            in_scope(&only_a, &[a.clone()], vec![ma.clone(), mb.clone()]).len(),
+            in_scope(
+                &only_a,
+                std::slice::from_ref(&a),
+                vec![ma.clone(), mb.clone()]
+            )
+            .len(),
             1
         );
         let no_mirror = Selection::new(&[], &["m.example/*".into()]).unwrap();

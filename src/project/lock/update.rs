@@ -19,8 +19,8 @@ pub enum EntryChange {
     Added(LockEntry),
     /// In the lock with other values; `fields` names what differs.
     Changed {
-        before: LockEntry,
-        after: LockEntry,
+        before: Box<LockEntry>,
+        after: Box<LockEntry>,
         fields: Vec<&'static str>,
     },
     /// In the lock, no longer in the project.
@@ -114,8 +114,8 @@ pub fn update_with_mirrors(
             None => changes.push(EntryChange::Added(entry.clone())),
             Some(b) if *b != entry => changes.push(EntryChange::Changed {
                 fields: differing(b, &entry),
-                before: b.clone(),
-                after: entry.clone(),
+                before: Box::new(b.clone()),
+                after: Box::new(entry.clone()),
             }),
             Some(_) => {}
         }
