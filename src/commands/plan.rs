@@ -98,21 +98,17 @@ pub(super) async fn make_plan(
         ));
     }
     let hash = saved::inputs_hash(&project.file.text, &project.publications);
-    // A mirror holds exactly the digest its primary holds (or will hold).
-    let mut observed: Vec<_> = observed.into_iter().map(Ok).collect();
+    // A mirror holds exactly the digest its primary holds (or will hold); one whose
+    // primary could not be read, or whose copy cannot be made, is unreadable.
+    let mut observed = observed;
     mirror::copy_adopted(
         &targets,
+        &cache,
         &mut project.publications,
         &mut observed,
         concurrency,
     )
     .await;
-    let observed = plan::all_read(observed).map_err(|errors| {
-        not_attempted(
-            plan::observe_problems(&errors, &project.publications),
-            &project,
-        )
-    })?;
     // The plan owns the publications from here on (no second copy of every artifact).
     let plan = plan::diff_read(
         std::mem::take(&mut project.publications),

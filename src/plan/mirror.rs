@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use crate::artifact::{Artifact, Blob, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, sha256_digest};
 use crate::diagnostic::codes;
+use crate::plan::cache::Cache;
 use crate::plan::select::Selection;
 use crate::plan::{Change, Observation, Plan, Summary};
 use crate::project::Publication;
@@ -197,6 +198,7 @@ pub fn primary_unreadable(mirror: &Publication) -> TargetError {
 /// becomes that copy; a copy that cannot be made leaves the mirror unreadable.
 pub async fn copy_adopted(
     targets: &Targets,
+    cache: &Cache,
     publications: &mut [Publication],
     observed: &mut [Result<Observation, TargetError>],
     concurrency: usize,
@@ -206,14 +208,17 @@ pub async fn copy_adopted(
     if copies.is_empty() {
         return;
     }
-    let fetched: Vec<(usize, Result<Artifact, TargetError>)> = {
-        let publications = &*publications;
-        futures::stream::iter(copies.iter())
-            .map(|copy| async move { (copy.mirror, fetch(targets, publications, copy).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await
-    };
+    let fetched: Vec<(usize, Result<Artifact, TargetError>)> =
+        {
+            let publications = &*publications;
+            futures::stream::iter(copies.iter())
+                .map(|copy| async move {
+                    (copy.mirror, fetch(targets, cache, publications, copy).await)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await
+        };
     for (i, result) in fetched {
         match result {
             Ok(artifact) => publications[i].artifact = artifact,
@@ -226,6 +231,7 @@ pub async fn copy_adopted(
 /// primary's repository, and makes the artifact the mirror gets from them.
 pub async fn fetch(
     targets: &Targets,
+    cache: &Cache,
     publications: &[Publication],
     copy: &Copy,
 ) -> Result<Artifact, TargetError> {
@@ -247,11 +253,12 @@ pub async fn fetch(
         kind: None,
         status: None,
     };
-    let Some(manifest) = target.fetch_manifest(copy.digest.as_str()).await? else {
+    // The primary's equivalence check read both through the cache a moment ago.
+    let Some(manifest) = cache.manifest(&target, copy.digest.as_str()).await? else {
         return Err(failed("the manifest is no longer there".into()));
     };
     let config_digest = config_digest(&manifest).map_err(&failed)?;
-    let Some(config) = target.fetch_blob(&config_digest).await? else {
+    let Some(config) = cache.blob(&target, &config_digest).await? else {
         return Err(failed(format!("its config {config_digest} is not there")));
     };
     adopted_artifact(&primary.artifact, copy.digest.as_str(), manifest, config).map_err(failed)

@@ -102,6 +102,9 @@ pub fn target_lines(plan: &Plan) -> String {
         if s.refused > 0 {
             let _ = write!(out, ", {} refused", s.refused);
         }
+        if s.unreadable > 0 {
+            let _ = write!(out, ", {} unreadable", s.unreadable);
+        }
         out.push('\n');
     }
     out

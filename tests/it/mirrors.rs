@@ -368,3 +368,55 @@ fn verify_names_a_tag_moved_on_a_mirror() {
         format!("{}/{}", primary.host(), PO0.repository())
     );
 }
+
+#[test]
+fn a_mirror_that_is_down_never_blocks_the_others_and_a_rerun_fills_the_gap() {
+    let mut world = World::new();
+    world.mirror.stop();
+    let apply = world.run(&["apply", "--format", "json"]);
+    apply.expect_code(1);
+    let doc: Value = serde_json::from_str(&apply.stdout).expect("apply JSON");
+    let mirror = world.mirror.host();
+    assert_eq!(
+        doc["targets"][&world.primary.host()]["pushed"],
+        3,
+        "{doc:#}"
+    );
+    assert_eq!(doc["targets"]["oci:archive"]["pushed"], 3, "{doc:#}");
+    for a in doc["artifacts"].as_array().unwrap() {
+        let on_mirror = a["repository"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("{mirror}/")));
+        assert_eq!(
+            a["result"] == "pushed",
+            !on_mirror,
+            "every artifact landed but the down mirror's: {a:#}"
+        );
+    }
+    // One problem for the mirror, naming it.
+    let problems: Vec<&str> = apply
+        .stderr
+        .lines()
+        .filter(|l| l.contains("error") && l.contains(&mirror))
+        .collect();
+    assert!(!problems.is_empty(), "{apply}");
+    for art in ALL {
+        let [primary, on_mirror, layout] = world.held(art);
+        assert!(primary.is_some() && on_mirror.is_none());
+        assert_eq!(layout, primary);
+    }
+
+    // Back up: the next run pushes exactly what the mirror misses.
+    world.mirror.restart();
+    let again = world.run(&["apply"]);
+    again.success();
+    assert!(
+        has_line(&again.stdout, "Apply: 3 pushed, 6 unchanged, 0 failed."),
+        "{again}"
+    );
+    for art in ALL {
+        let [primary, on_mirror, layout] = world.held(art);
+        assert_eq!(on_mirror, primary);
+        assert_eq!(layout, primary);
+    }
+}
