@@ -119,7 +119,10 @@ fn glob(g: &str) -> Result<globset::Glob, String> {
     globset::GlobBuilder::new(g)
         .literal_separator(false)
         .build()
-        .map_err(|e| format!("`{g}` is not a valid glob: {e}"))
+        .map_err(|e| {
+            // A glob may come from a saved plan (outside text): shown on one line.
+            crate::sanitize::line(&format!("`{g}` is not a valid glob: {e}"))
+        })
 }
 
 fn build(globs: &[String]) -> Result<GlobSet, String> {
@@ -132,7 +135,8 @@ fn build(globs: &[String]) -> Result<GlobSet, String> {
 
 /// The problem for one glob that matches nothing, with the nearest of the project's names.
 fn unmatched(flag: &str, g: &str, names: &[[String; 3]], all: usize) -> Problem {
-    let shown = crate::sanitize::text(g);
+    // A glob may come from a saved plan (outside text): shown on one line.
+    let shown = crate::sanitize::line(g);
     let unquoted = g
         .strip_prefix('\'')
         .and_then(|r| r.strip_suffix('\''))
@@ -148,10 +152,10 @@ fn unmatched(flag: &str, g: &str, names: &[[String; 3]], all: usize) -> Problem 
     let hint = match unquoted {
         Some(inner) if matches_unquoted => Some(format!(
             "the quotes are part of the glob (no shell removed them): pass {flag} {}",
-            crate::sanitize::text(inner)
+            crate::sanitize::line(inner)
         )),
         _ => crate::project::file::did_you_mean(unquoted.unwrap_or(g), &known)
-            .map(|best| format!("did you mean `{flag} {}`?", crate::sanitize::text(best))),
+            .map(|best| format!("did you mean `{flag} {}`?", crate::sanitize::line(best))),
     };
     let rule = "globs match the AVS name, `avs/opset` or `repository:tag`; `eigenpub validate -v` lists them";
     let help = match hint {

@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 
 mod action;
+mod attack;
 mod auth;
 mod cache;
 mod children;

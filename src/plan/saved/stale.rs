@@ -44,7 +44,10 @@ pub enum Stale {
 
 impl std::fmt::Display for Stale {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = |x: &Option<String>| x.clone().unwrap_or_else(|| "absent".into());
+        // A saved plan is outside text (a pull-request job's artifact, which anyone can
+        // write): its values are shown on one line, as every outside value is.
+        let l = |x: &str| crate::sanitize::line(x);
+        let d = |x: &Option<String>| x.as_deref().map_or_else(|| "absent".into(), l);
         match self {
             Stale::Edited => write!(
                 f,
@@ -56,7 +59,8 @@ impl std::fmt::Display for Stale {
                 now,
             } => write!(
                 f,
-                "{reference}: the inputs changed since the plan was made (planned {}, now {})",
+                "{}: the inputs changed since the plan was made (planned {}, now {})",
+                l(reference),
                 d(saved),
                 d(now)
             ),
@@ -69,14 +73,16 @@ impl std::fmt::Display for Stale {
                 in_saved: true,
             } => write!(
                 f,
-                "{reference} is in the saved plan but not in the plan made now"
+                "{} is in the saved plan but not in the plan made now",
+                l(reference)
             ),
             Stale::Artifact {
                 reference,
                 in_saved: false,
             } => write!(
                 f,
-                "{reference} is not in the saved plan: it was not reviewed"
+                "{} is not in the saved plan: it was not reviewed",
+                l(reference)
             ),
             Stale::Action {
                 reference,
@@ -84,7 +90,10 @@ impl std::fmt::Display for Stale {
                 now,
             } => write!(
                 f,
-                "{reference}: the saved plan says `{saved}`, now it is `{now}`"
+                "{}: the saved plan says `{}`, now it is `{}`",
+                l(reference),
+                l(saved),
+                l(now)
             ),
             Stale::Field {
                 reference,
@@ -93,7 +102,10 @@ impl std::fmt::Display for Stale {
                 now,
             } => write!(
                 f,
-                "{reference}: {field} is `{saved}` in the saved plan, `{now}` now"
+                "{}: {field} is `{}` in the saved plan, `{}` now",
+                l(reference),
+                l(saved),
+                l(now)
             ),
             Stale::Tag {
                 reference,
@@ -101,7 +113,8 @@ impl std::fmt::Display for Stale {
                 now,
             } => write!(
                 f,
-                "{reference}: the registry changed since the plan was made (the tag held {} then, {} now)",
+                "{}: the registry changed since the plan was made (the tag held {} then, {} now)",
+                l(reference),
                 d(saved),
                 d(now)
             ),

@@ -1,0 +1,74 @@
+//! An attacker's pass over issue 19 as landed: new variants of its defects that the fixes'
+//! own tests did not try. Each test is one attack that got through before its fix.
+
+use crate::harness::{Project, spec_yaml};
+
+/// A project publishing one spec to an OCI layout in the project folder (no registry: the
+/// attacks here need none).
+fn layout_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "eigenruntime.toml",
+        "[defaults]\ncreated = \"2025-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\nrepository = \"oci:out/oracle\"\n[avs.operator-sets]\n0 = \"a.yaml\"\n",
+    );
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-1"));
+    p
+}
+
+/// A value that, shown raw, starts a line of its own holding a workflow command.
+const LINE_BREAK: &str = "x\n::error::PWNED";
+
+/// Every line of `text` that shows the injected value must show it whole, its line break
+/// escaped: the value never adds a line of its own.
+fn assert_one_line(what: &str, text: &str) {
+    let shown: Vec<&str> = text.lines().filter(|l| l.contains("PWNED")).collect();
+    assert!(
+        !shown.is_empty(),
+        "{what}: the value is not shown at all\n{text}"
+    );
+    for line in shown {
+        assert!(
+            line.contains("x\\n\\x3a:error::PWNED"),
+            "{what}: a saved plan's value was shown across lines: {line:?}\n{text}"
+        );
+    }
+}
+
+// A saved plan (a pull-request job's artifact) is outside text like a registry's: the
+// values it holds that apply prints (its artifacts' fields when it is stale, its
+// selection's globs) are kept on one line in every format, not only escaped.
+#[test]
+fn a_saved_plans_values_are_shown_on_one_line() {
+    let p = layout_project();
+    p.run(&["plan", "--out", "plan.json"]).success();
+    let genuine: serde_json::Value = serde_json::from_slice(&p.read("plan.json")).unwrap();
+
+    // Stale: every field the comparison quotes from the file.
+    let mut doc = genuine.clone();
+    let artifact = &mut doc["artifacts"][0];
+    artifact["avs"] = format!("av{LINE_BREAK}").into();
+    artifact["spec"] = format!("s{LINE_BREAK}").into();
+    artifact["action"] = format!("up{LINE_BREAK}").into();
+    let mut extra = artifact.clone();
+    extra["repository"] = format!("oci:{LINE_BREAK}").into();
+    doc["artifacts"].as_array_mut().unwrap().push(extra);
+    p.write("stale.json", serde_json::to_vec(&doc).unwrap());
+    let out = p.run(&["apply", "stale.json"]);
+    out.no_panic().expect_code(1);
+    assert!(out.stderr.contains("eigenpub::apply::stale-plan"), "{out}");
+    assert_one_line("stale plan", &out.stderr);
+
+    // Its selection: a glob that matches nothing, and one that is not a glob.
+    for glob in [format!("sel{LINE_BREAK}"), format!("[{LINE_BREAK}")] {
+        let mut doc = genuine.clone();
+        doc["select"] = serde_json::json!([glob]);
+        p.write("select.json", serde_json::to_vec(&doc).unwrap());
+        let out = p.run(&["apply", "select.json"]);
+        out.no_panic().expect_code(1);
+        assert_one_line("saved selection", &out.stderr);
+    }
+    assert!(
+        !p.path().join("out").exists(),
+        "a doctored plan was applied"
+    );
+}
