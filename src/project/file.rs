@@ -24,7 +24,7 @@ pub const DEFAULT_TAG: &str = "opset-{opset}-v{version}";
 /// version: upgrading eigenpub must change no digest.
 pub const DEFAULT_DEVKIT_VERSION: &str = "eigenpub";
 /// The default number of artifacts worked on at once.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// The whole project file.
 #[derive(Debug, Default, Deserialize)]

@@ -282,7 +282,7 @@ fn resolve(
         problems.push(
             Problem::error(codes::PROJECT_CONCURRENCY, "concurrency must be at least 1")
                 .at(file, span, "zero")
-                .help("set concurrency = 8 (the default) or another positive number"),
+                .help("leave it out (the default, 64: the registry window adapts up to it) or set a positive number"),
         );
     }
     check_registries(file, &parsed.registries, &mut problems);

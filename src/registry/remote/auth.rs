@@ -494,6 +494,7 @@ impl Attempts for TokenAttempts<'_> {
                 "",
             )));
         };
+        let sent = super::pacing::Turn::now();
         let answer = match registry.exchange(request, SMALL_BODY).await {
             Ok(answer) => answer,
             Err(failure) => return registry.after_failure(failure, true),
@@ -510,7 +511,7 @@ impl Attempts for TokenAttempts<'_> {
             verdict => Attempt::Again {
                 last: Ok((status, body)),
                 retry_after,
-                throttled: verdict == Verdict::Throttled,
+                throttled: (verdict == Verdict::Throttled).then_some(sent),
                 budget: registry.backoff.attempts,
                 counted: true,
             },

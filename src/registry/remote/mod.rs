@@ -36,6 +36,11 @@ use super::retry::Backoff;
 use crate::registry::credentials::Credential;
 pub use error::{ErrorKind, RegistryError};
 
+/// Requests in flight to one registry at most, unless `[registries."host"]
+/// max-concurrency` says otherwise: the window adapts up to it ([`pacing`]), and a run
+/// works on at most `concurrency` artifacts at once, which bounds it too.
+pub const MAX_CONCURRENCY: usize = 64;
+
 /// The per-request deadline unless `[registries."host"] timeout` says otherwise.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -211,7 +216,10 @@ impl Registry {
             credential,
             access: options.access,
             auth: auth::AuthState::new(),
-            pacing: pacing::Pacing::new(options.max_concurrency, options.requests_per_second),
+            pacing: pacing::Pacing::new(
+                options.max_concurrency.unwrap_or(MAX_CONCURRENCY),
+                options.requests_per_second,
+            ),
             backoff: options.backoff,
             deadline: options.deadline,
             down: std::sync::OnceLock::new(),

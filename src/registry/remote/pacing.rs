@@ -1,80 +1,191 @@
-//! How fast eigenpub talks to one registry: a bound on requests in flight
-//! (`max-concurrency`), and a request rate that adapts to what the registry accepts.
+//! How fast eigenpub talks to one registry: how many requests are in flight (a window
+//! that adapts, see [`window`]), and a request rate that adapts to what the registry
+//! accepts.
 //!
 //! The rate is unlimited until the registry throttles (429, a rate-limit 403, a 503 with
-//! `Retry-After`) often enough to be a limit: a quarter of the answers over the last second.
-//! Fewer refusals are sporadic (a registry refusing a few requests whatever the rate:
-//! cutting the rate would not stop them, only slow the run down for nothing); each still
-//! waits its own `Retry-After`. Once a limit was found, every throttle counts, as the rate
-//! then probes just above it. On a limit the rate drops to 90% of the rate the registry
-//! accepted over the last second (a multiplicative decrease by the accepted fraction, at
-//! most once per second so that one burst of refusals counts once; the first three cuts
-//! after an unlimited spell may come a quarter second apart and take at least 30% off, as
-//! a first burst says little about the registry's rate), and climbs back while requests
-//! succeed: additively, by 5% a second, probing just above the limit; after two calm
-//! seconds (and not before a `Retry-After` has passed) multiplicatively, so a lifted limit
-//! is found again within seconds. Once calm, the rate is dropped (unlimited again, sporadic
-//! refusals judged by their share again) as soon as it is more than twice what the
-//! registry accepted over the last second: it no longer holds requests back. A first cut
-//! made on refusals alone (nothing accepted yet) is withdrawn when the answers in flight
-//! then, accepted within a quarter second, show the refusals were not a quarter of the
-//! answers after all.
-//! A configured `requests-per-second` is an upper bound throughout.
-//! `Retry-After` itself delays only the request that got it (see [`super::transport`]).
+//! `Retry-After`). A throttle is then a question: is the registry over a limit (a token
+//! bucket: it accepts some rate and refuses what comes faster), or does it refuse a few
+//! requests whatever the rate (sporadic refusals)? The share of refused answers cannot
+//! tell them apart: with few requests in flight, each refused one waits its
+//! `Retry-After` and sends nothing meanwhile, so a token bucket's refusals are about as
+//! rare among the answers as sporadic ones (some 7% at 8 in flight behind 100 req/s,
+//! under the quarter the rule before this one asked for). What tells them apart is the
+//! rate a refused request was sent at, against the rate the registry has accepted: a
+//! limit refuses what comes faster than it accepts, sporadic refusals come at any rate.
 //!
-//! Pure bookkeeping over tokio time, so it is unit-tested with paused time against a
-//! simulated token bucket.
+//! So the controller keeps the best rate the registry accepted lately (over two-second
+//! spans, so that a token bucket's saved burst counts for half; at least a quarter second
+//! in a run's first moments; remembered 10 s), as TCP Westwood and BBR estimate a path
+//! from what it delivered rather than from what was sent. A throttle, while unlimited and
+//! with enough answers to measure on (24 over the last second, or four refusals making
+//! 60% of them), cuts the rate to 90% of that. After each cut the rate holds for a
+//! second, then grows: fast (doubling every 0.35 s, every 0.17 s before a limit refused
+//! anything) up to just under the rate the limit is taken to refuse, by 5% a second past
+//! it, by 50% a second once calm for two seconds (and not before a `Retry-After` has
+//! passed). Requests waiting for a turn take a new one when the rate is cut or grows by
+//! a quarter. Each throttle after a cut is weighed by the rate its request was sent at:
+//!
+//! - at or below the *safe* rate (90% of the best accepted): sporadic, as a token bucket
+//!   does not refuse a rate it accepted; three of those (less than a quarter of the
+//!   answers there) and the rate is unlimited again, their share remembered: a later
+//!   throttle while unlimited cuts only when the refused share over the last second is
+//!   more than twice it. More than a quarter: the best rate was a burst, or a quota since
+//!   spent, and the rate is cut to 90% of the last second's accepted;
+//! - at the limit's rate, above the safe one (the limit may have been taken from a rate
+//!   a saved burst let through): three of those, and the rate is cut to the safe one and
+//!   holds there until the share refused above would have made three refusals (none
+//!   came: a limit) or three came (sporadic);
+//! - above the limit's rate: the limit, unless no more often than at the safe rate
+//!   (sporadic, three in all); the rate is cut to 90% of the rate refused (the rate in
+//!   force, or the rate requests went at if less: requests waiting out a `Retry-After`
+//!   send nothing), or, if that is more than 1.25 times what was accepted, to 60% of it
+//!   (TCP's multiplicative decrease) but not below 90% of the best accepted; at most once
+//!   a second.
+//!
+//! The AWS SDKs' adaptive retry mode cuts on every throttle (to 70% of what was sent,
+//! CUBIC growth after), and so slows down for good on sporadic ones. Once calm, the rate
+//! is dropped (unlimited again) when no request waits for a turn. A configured
+//! `requests-per-second` is an upper bound throughout. `Retry-After` itself delays only
+//! the request that got it (see [`super::transport`]).
+//!
+//! Pure bookkeeping over tokio time, so it is unit-tested with paused time against
+//! simulated registries (token buckets, sporadic refusals, round trips).
+
+mod window;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Notify, Semaphore, SemaphorePermit};
+use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
+
+pub(super) use window::Place;
+use window::Window;
 
 /// The adaptive rate never goes below this (requests per second).
 const MIN_RATE: f64 = 1.0;
 /// Above this the adaptive rate is dropped: the registry is not limiting.
 const UNLIMITED: f64 = 100_000.0;
-/// The window over which the accepted rate is measured, and the least time between cuts.
+/// The window over which refusals are weighed, and the least time between cuts on
+/// refusals above the limit's rate.
 const WINDOW: Duration = Duration::from_secs(1);
-/// Calm this long after the last throttle before the rate climbs fast again.
+/// The span the best accepted rate is measured over: a token bucket's saved burst counts
+/// for half of what it would over a second (100 req/s with bursts of 20: at most 110).
+const RATE_SPAN: Duration = Duration::from_secs(2);
+/// The least span an accepted rate is measured over: a run's first answers come within
+/// milliseconds, and twenty in 5 ms (a token bucket's saved burst) are not 4,000 a
+/// second.
+const MIN_SPAN: Duration = Duration::from_millis(250);
+/// How long the best accepted rate is remembered.
+const PEAK_MEMORY: Duration = Duration::from_secs(10);
+/// Calm this long after the last throttle (and its `Retry-After`) before the rate grows
+/// at [`RECOVER`] or is dropped.
 const CALM: Duration = Duration::from_secs(2);
-/// The least time between the first few cuts after an unlimited spell.
-const QUICK: Duration = Duration::from_millis(250);
-/// How many cuts may come [`QUICK`]ly after an unlimited spell.
-const QUICK_CUTS: u32 = 3;
-/// A quick cut leaves at most this much of the rate.
-const QUICK_FACTOR: f64 = 0.7;
-/// A cut leaves this share of the rate accepted over the last [`WINDOW`]: that count
-/// includes the burst a token bucket had saved, and a rate just under the limit lets the
-/// bucket refill instead of refusing the next second's requests, each refusal holding
-/// one artifact for its `Retry-After` (cutting to the accepted rate itself: 62-149
-/// refusals in an apply of 1,200 requests behind 100/s, burst 20, against 52-83).
+/// A cut leaves this share of the rate: a rate just under the limit lets a token bucket
+/// refill instead of refusing the next second's requests, each refusal holding one
+/// artifact for its `Retry-After`. The safe rate is this share of the best accepted.
 const BELOW: f64 = 0.9;
-/// Probing growth per second near the limit (fraction of the rate).
+/// After a cut, the rate holds this long (refusals then come at the rate cut to).
+const HOLD: Duration = Duration::from_secs(1);
+/// Growth per second (fraction of the rate) up to [`NEAR`] the rate the limit is taken
+/// to refuse: the rate doubles every 0.35 s, as in TCP's slow start, so that a limit
+/// measured on little (a second of answers thinned by requests waiting out their
+/// `Retry-After`) costs little.
+const GROWTH: f64 = 2.0;
+/// See [`GROWTH`].
+const NEAR: f64 = 0.95;
+/// Growth per second before a limit refused any rate (the first cut, measured on a
+/// run's first answers, may be far below it): the rate doubles every 0.17 s.
+const FIRST_GROWTH: f64 = 4.0;
+/// Growth per second near and past the rate the limit is taken to refuse, until calm…
 const PROBE: f64 = 0.05;
-/// Growth per second once calm (fraction of the rate).
+/// … and once calm (a limit that lifted is left behind within seconds).
 const RECOVER: f64 = 0.5;
-/// While the registry has not limited the rate, a throttle says "you are over a limit"
-/// only when at least this share of the answers over the last [`WINDOW`] were refusals:
-/// below it, refusals are sporadic (a few requests refused whatever the rate), and
-/// cutting the rate would not make them stop. A token bucket's first refusals are most
-/// of the answers; a share threshold once limited only let the probe overshoot further
-/// (more refusals under a simulated token bucket, for no gain), so there is none.
+/// A rate grown this many times over the one turns were booked at books them anew.
+const REBOOK: f64 = 1.25;
+/// How many of the latest turns measure the rate requests go at…
+const RECENT_TURNS: usize = 16;
+/// … over this span at least.
+const MIN_GAP: Duration = Duration::from_millis(10);
+/// A refusal at a rate more than this many times what was accepted (the best rate, or
+/// the last second's, if more)…
+const CLOSE: f64 = 1.25;
+/// … cuts to this share of it (TCP's multiplicative decrease), not below the safe rate.
+const DEEP: f64 = 0.6;
+/// Refusals at the safe rate that make them sporadic (or the limit's, see
+/// [`Cut::testing`]).
+const SPORADIC_REFUSALS: u32 = 3;
+/// Refusals at the safe rate this common are no sporadic ones: the best rate the safe
+/// one was taken from was a burst, or a limit that no longer holds.
 const LIMIT_SHARE: f64 = 0.25;
-/// Answers counted on top of the window's when weighing [`LIMIT_SHARE`], so that the
-/// first few answers of a run (two refusals in twenty) do not pass for a limit.
+/// Refusals a test of the safe rate waits for (see [`Cut::testing`]).
+const TEST_REFUSALS: f64 = 3.0;
+/// While unlimited, a throttle cuts when the last [`WINDOW`] holds this many answers
+/// (a run's first few say too little, and measure no rate: a refusal among the first
+/// four is a 6% sporadic one 22% of the time), or (a token bucket with no burst to speak
+/// of)…
+const GATE_ANSWERS: f64 = 24.0;
+/// … at least this many refusals…
+const GATE_REFUSALS: usize = 4;
+/// … making this share of the answers, with something accepted.
+const GATE_SHARE: f64 = 0.6;
+/// Once sporadic refusals were recognised, a throttle while unlimited cuts only when the
+/// refused share over the last [`WINDOW`] is more than this many times theirs.
+const NOISE_MARGIN: f64 = 2.0;
+/// Accepted answers counted on top of the refusals' when weighing their share.
 const PRIOR_ANSWERS: f64 = 10.0;
 
-/// A registry's concurrency bound and rate controller.
+/// Prints what the controller does when `PACING_TRACE` is set (tests only).
+macro_rules! trace {
+    ($pace:expr, $($arg:tt)*) => {
+        #[cfg(test)]
+        if std::env::var_os("PACING_TRACE").is_some() {
+            eprintln!(
+                "{:>8.3} rate {:>8.1} | {}",
+                $pace.born.elapsed().as_secs_f64(),
+                $pace.rate().unwrap_or(f64::INFINITY),
+                format!($($arg)*)
+            );
+        }
+    };
+}
+
+/// A registry's window of requests in flight and rate controller.
 #[derive(Debug)]
 pub(super) struct Pacing {
-    permits: Option<Semaphore>,
+    window: Window,
     pace: Mutex<Pace>,
     /// Set when the registry was given up: nobody waits for a turn any more.
     stopped: AtomicBool,
     stop: Notify,
+    /// The turns were booked anew (a new generation): waiting requests take new ones.
+    rebook: Notify,
+}
+
+/// A request's turn: when it was given (at the rate then in force), and when the request
+/// went.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Turn {
+    given: Instant,
+    at: Instant,
+}
+
+impl Turn {
+    /// A turn given now, outside the pace (a token request).
+    pub(super) fn now() -> Turn {
+        let now = Instant::now();
+        Turn {
+            given: now,
+            at: now,
+        }
+    }
+
+    /// A turn given and taken at `at` (for tests).
+    #[cfg(test)]
+    fn at(at: Instant) -> Turn {
+        Turn { given: at, at }
+    }
 }
 
 /// A spell of refusals: every answer since `since` was a throttle or a server error.
@@ -87,6 +198,23 @@ pub(super) struct Refusals {
     pub longest_retry_after: Option<Duration>,
 }
 
+/// A cut of the rate.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    at: Instant,
+    /// The rate it set.
+    limit: f64,
+    /// 90% of the best rate the registry accepted lately (no more than `limit`): a
+    /// token bucket does not refuse requests sent at it, sporadic refusals go on.
+    safe: f64,
+    /// Refused at this share at the limit's rate, the rate is now the safe one, and
+    /// holds until that share would have made [`TEST_REFUSALS`] refusals here (a limit:
+    /// none came) or three came (sporadic).
+    testing: Option<f64>,
+    /// Answers at the safe rate since.
+    tested: u32,
+}
+
 /// The rate controller's state.
 #[derive(Debug)]
 struct Pace {
@@ -96,23 +224,50 @@ struct Pace {
     adaptive: Option<f64>,
     /// When the next request may go.
     next: Instant,
-    /// When requests were accepted, over the last [`WINDOW`].
+    /// Counts bookings of turns (a cut, a rate grown by a quarter, unlimited again): a
+    /// request that waited for a turn given before takes another.
+    generation: u64,
+    /// The rate the turns of this generation were booked at.
+    booked: f64,
+    /// The latest turn given (its time): a new booking keeps its spacing from it.
+    last_turn: Instant,
+    /// The times of the last [`RECENT_TURNS`] turns.
+    turns: VecDeque<Instant>,
+    /// When requests were accepted, over the last [`RATE_SPAN`].
     accepted: VecDeque<Instant>,
     /// When requests were refused (throttled), over the last [`WINDOW`].
     refused: VecDeque<Instant>,
-    /// The last throttle that cut the rate.
-    last_cut: Option<Instant>,
+    /// When the registry first answered (the run's age, for measuring rates).
+    first_answer: Option<Instant>,
+    /// The best accepted rate over the last [`PEAK_MEMORY`], and when it was seen.
+    peak: (f64, Instant),
+    /// The last cut.
+    last_cut: Option<Cut>,
+    /// Answers and refusals at the limit's rate, above the safe rate, since the last
+    /// cut.
+    between: (u32, u32),
+    /// Answers and refusals, since the rate was set, to requests sent at or below the
+    /// safe rate…
+    below: (u32, u32),
+    /// … and above it.
+    above: (u32, u32),
+    /// The rate in force when the limit last refused.
+    ceiling: Option<f64>,
+    /// The window before the first cut: back to it if the refusals were sporadic.
+    window_before: Option<usize>,
+    /// When the rate last grew.
+    grown_at: Instant,
     /// No fast growth before this (a throttle's `Retry-After`, or [`CALM`] after it).
     hold_until: Instant,
-    /// Cuts left that may follow each other after [`QUICK`] rather than [`WINDOW`]: the
-    /// first refusals after an unlimited spell measure a burst, not the registry's rate.
-    quick_cuts: u32,
-    /// When the first cut after an unlimited spell was made on refusals alone (nothing
-    /// accepted over the last [`WINDOW`]: it measured no rate, and fell to [`MIN_RATE`]),
-    /// for [`QUICK`] after it: the answers to the requests in flight then decide.
-    provisional: Option<Instant>,
+    /// The share of sporadic refusals, once recognised.
+    sporadic: f64,
+    /// The smoothed round trip of accepted requests (turn to answer).
+    round_trip: Option<Duration>,
     /// The registry's refusals since it last accepted a request, if it refused any.
     refusing: Option<Refusals>,
+    /// When the controller was made (for tracing).
+    #[cfg(test)]
+    born: Instant,
 }
 
 impl Pace {
@@ -125,81 +280,188 @@ impl Pace {
     }
 
     fn forget_before(&mut self, now: Instant) {
-        for times in [&mut self.accepted, &mut self.refused] {
-            while times.front().is_some_and(|t| now - *t > WINDOW) {
-                times.pop_front();
-            }
+        while self.accepted.front().is_some_and(|t| now - *t > RATE_SPAN) {
+            self.accepted.pop_front();
+        }
+        while self.refused.front().is_some_and(|t| now - *t > WINDOW) {
+            self.refused.pop_front();
         }
     }
 
-    /// Whether the refusals over the last [`WINDOW`] are a limit rather than sporadic:
-    /// always once a limit was found.
-    fn over_the_limit(&self) -> bool {
-        self.adaptive.is_some() || self.refused_share_is_a_limit()
+    /// Answers accepted over the last [`WINDOW`].
+    fn accepted_in_window(&self, now: Instant) -> usize {
+        let recent = self.accepted.partition_point(|t| now - *t > WINDOW);
+        self.accepted.len() - recent
     }
 
-    /// Whether at least [`LIMIT_SHARE`] of the answers over the last [`WINDOW`] (with
-    /// [`PRIOR_ANSWERS`]) were refusals.
-    fn refused_share_is_a_limit(&self) -> bool {
+    /// The accepted rate over the last [`RATE_SPAN`], or over the run so far if younger
+    /// (at least [`MIN_SPAN`]).
+    fn accepted_rate(&self, now: Instant) -> f64 {
+        let age = self
+            .first_answer
+            .map_or(Duration::ZERO, |first| now - first);
+        self.accepted.len() as f64 / age.clamp(MIN_SPAN, RATE_SPAN).as_secs_f64()
+    }
+
+    /// The best rate the registry accepted lately.
+    fn best(&self, now: Instant) -> f64 {
+        let current = self.accepted_rate(now);
+        if now - self.peak.1 > PEAK_MEMORY {
+            current
+        } else {
+            self.peak.0.max(current)
+        }
+    }
+
+    /// Whether a throttle while unlimited is worth setting a rate: enough answers over
+    /// the last [`WINDOW`] to measure a rate on (or many refused), and more than twice
+    /// the sporadic refusals already recognised.
+    fn worth_a_rate(&self, now: Instant) -> bool {
         let refused = self.refused.len() as f64;
-        let answers = refused + self.accepted.len() as f64;
-        refused >= LIMIT_SHARE * (answers + PRIOR_ANSWERS)
+        let answers = refused + self.accepted_in_window(now) as f64;
+        let share = refused / answers.max(1.0);
+        // (With nothing accepted yet there is no rate to measure.)
+        let many =
+            self.refused.len() >= GATE_REFUSALS && share >= GATE_SHARE && !self.accepted.is_empty();
+        (answers >= GATE_ANSWERS || many) && share > NOISE_MARGIN * self.sporadic
     }
 
-    /// Back to no adaptive rate: the next throttle must pass the share test again.
-    fn unlimited(&mut self) {
+    /// A turn was taken at `at`.
+    fn took_turn(&mut self, at: Instant) {
+        self.last_turn = at;
+        if self.turns.len() == RECENT_TURNS {
+            self.turns.pop_front();
+        }
+        self.turns.push_back(at);
+    }
+
+    /// The rate requests went at over their last few turns (at most the last
+    /// [`WINDOW`]): less than the rate in force while requests wait out their
+    /// `Retry-After`.
+    fn sending_rate(&self, now: Instant) -> Option<f64> {
+        let first = self.turns.iter().find(|t| now - **t <= WINDOW)?;
+        let last = self.turns.back()?;
+        let n = self.turns.iter().filter(|t| now - **t <= WINDOW).count();
+        (n >= 4).then(|| (n - 1) as f64 / (*last - *first).max(MIN_GAP).as_secs_f64())
+    }
+
+    /// Books turns anew, at the rate in force.
+    fn rebook(&mut self, now: Instant) {
+        self.generation += 1;
+        self.booked = self.rate().unwrap_or(f64::INFINITY);
+        let spacing = Duration::from_secs_f64(1.0 / self.booked);
+        self.next = now.max(self.last_turn.min(now) + spacing);
+    }
+
+    /// Back to no adaptive rate.
+    fn unlimited(&mut self, now: Instant) {
         self.adaptive = None;
-        self.quick_cuts = QUICK_CUTS;
-        self.provisional = None;
+        self.last_cut = None;
+        self.between = (0, 0);
+        self.below = (0, 0);
+        self.above = (0, 0);
+        self.ceiling = None;
+        self.window_before = None;
+        self.hold_until = now;
+    }
+
+    /// The window that the rate in force needs at least: twice the requests one round
+    /// trip holds at that rate.
+    fn window_needed(&self) -> usize {
+        match (self.rate(), self.round_trip) {
+            (Some(rate), Some(rtt)) => (2.0 * rate * rtt.as_secs_f64()).ceil() as usize + 1,
+            _ => 1,
+        }
     }
 }
 
 impl Pacing {
-    pub(super) fn new(max_concurrency: Option<usize>, requests_per_second: Option<f64>) -> Pacing {
+    /// `max_concurrency`: at most this many requests in flight (the window adapts up to
+    /// it); `requests_per_second`: at most this rate.
+    pub(super) fn new(max_concurrency: usize, requests_per_second: Option<f64>) -> Pacing {
         let now = Instant::now();
         Pacing {
-            permits: max_concurrency.map(Semaphore::new),
+            window: Window::new(max_concurrency),
             pace: Mutex::new(Pace {
                 configured: requests_per_second.filter(|r| *r > 0.0),
                 adaptive: None,
                 next: now,
+                generation: 0,
+                booked: f64::INFINITY,
+                last_turn: now,
+                turns: VecDeque::new(),
                 accepted: VecDeque::new(),
                 refused: VecDeque::new(),
+                first_answer: None,
+                peak: (0.0, now),
                 last_cut: None,
+                between: (0, 0),
+                below: (0, 0),
+                above: (0, 0),
+                ceiling: None,
+                window_before: None,
+                grown_at: now,
                 hold_until: now,
-                quick_cuts: QUICK_CUTS,
-                provisional: None,
+                sporadic: 0.0,
+                round_trip: None,
                 refusing: None,
+                #[cfg(test)]
+                born: now,
             }),
             stopped: AtomicBool::new(false),
             stop: Notify::new(),
+            rebook: Notify::new(),
         }
     }
 
-    /// A place among the requests in flight (none when the registry has no bound).
-    pub(super) async fn permit(&self) -> Option<SemaphorePermit<'_>> {
-        match &self.permits {
-            Some(s) => Some(s.acquire().await.expect("the semaphore is never closed")),
-            None => None,
-        }
+    /// A place among the requests in flight.
+    pub(super) async fn permit(&self) -> Place<'_> {
+        self.window.enter().await
     }
 
-    /// Waits for this registry's pace: requests go no faster than the rate in force.
-    pub(super) async fn wait_for_turn(&self) {
-        let wait = {
-            let mut pace = self.pace.lock().await;
-            let now = Instant::now();
-            match pace.rate() {
-                Some(rate) => {
-                    let at = now.max(pace.next);
-                    pace.next = at + Duration::from_secs_f64(1.0 / rate);
-                    at - now
+    /// Waits for this registry's pace (requests go no faster than the rate in force; a
+    /// cut, or a rate grown by a quarter, applies at once to the requests waiting);
+    /// returns the turn, which the request's answer is reported with.
+    pub(super) async fn wait_for_turn(&self) -> Turn {
+        loop {
+            let rebooked = self.rebook.notified();
+            tokio::pin!(rebooked);
+            rebooked.as_mut().enable();
+            let (turn, generation, wait) = {
+                let mut pace = self.pace.lock().await;
+                let now = Instant::now();
+                match pace.rate() {
+                    Some(rate) => {
+                        let at = now.max(pace.next);
+                        pace.next = at + Duration::from_secs_f64(1.0 / rate);
+                        pace.took_turn(at);
+                        (Turn { given: now, at }, pace.generation, at - now)
+                    }
+                    None => {
+                        pace.took_turn(now);
+                        (
+                            Turn {
+                                given: now,
+                                at: now,
+                            },
+                            pace.generation,
+                            Duration::ZERO,
+                        )
+                    }
                 }
-                None => Duration::ZERO,
+            };
+            if wait.is_zero() {
+                return turn;
             }
-        };
-        if !wait.is_zero() {
-            self.sleep(wait).await;
+            tokio::select! {
+                () = self.sleep(wait) => {}
+                () = &mut rebooked => {}
+            }
+            if self.pace.lock().await.generation == generation
+                || self.stopped.load(Ordering::Acquire)
+            {
+                return turn;
+            }
         }
     }
 
@@ -237,88 +499,245 @@ impl Pacing {
         *spell
     }
 
-    /// The registry accepted a request: count it, and let the rate grow.
-    pub(super) async fn accepted(&self) {
+    /// The registry accepted a request sent on `turn`: count it, and let the rate and
+    /// the window grow.
+    pub(super) async fn accepted(&self, turn: Turn) {
         let mut pace = self.pace.lock().await;
         let now = Instant::now();
+        let rtt = now - turn.at;
+        pace.round_trip = Some(match pace.round_trip {
+            Some(srtt) => (srtt * 7 + rtt) / 8,
+            None => rtt,
+        });
         pace.accepted.push_back(now);
+        pace.first_answer.get_or_insert(now);
         pace.forget_before(now);
         pace.refusing = None;
+        // The best rate over whole spans only: a run's first moments count a token
+        // bucket's saved burst as a rate (twenty in a quarter second: 80 a second).
+        let whole = pace
+            .first_answer
+            .is_some_and(|first| now - first >= RATE_SPAN);
+        let accepted = pace.accepted_rate(now);
+        if whole && (accepted >= pace.peak.0 || now - pace.peak.1 > PEAK_MEMORY) {
+            pace.peak = (accepted, now);
+        }
         let Some(rate) = pace.adaptive else {
+            // Unlimited: the window may grow (limited, the rate holds requests back,
+            // not the window).
+            self.window.accepted(now >= pace.hold_until);
             return;
         };
-        // A first cut made on refusals alone (four of the first sixteen answers, say) is
-        // withdrawn when the answers in flight then, accepted, show the refusals were not
-        // a quarter of the answers after all: no limit, only a few refused requests.
-        if let Some(cut) = pace.provisional {
-            if now - cut >= QUICK {
-                pace.provisional = None;
-            } else if !pace.refused_share_is_a_limit() {
-                pace.unlimited();
-                pace.hold_until = now;
-                return;
+        let in_flight = pace.round_trip.unwrap_or_default();
+        if let Some(cut) = pace.last_cut.as_mut() {
+            let counted = turn.given > cut.at + in_flight;
+            if counted && rate <= cut.safe {
+                cut.tested += 1;
+            }
+            if let Some(share) = cut.testing
+                && f64::from(cut.tested) * share >= TEST_REFUSALS
+            {
+                cut.testing = None; // none came: a limit
+            }
+            let holding = now - cut.at < HOLD || cut.testing.is_some();
+            if counted {
+                if rate <= cut.safe {
+                    pace.below.0 += 1;
+                } else {
+                    pace.above.0 += 1;
+                }
+            }
+            if holding {
+                return; // the rate holds a while: are the refusals gone?
             }
         }
-        // Per accepted request, so the growth per second is a fraction of the rate.
+        // Exponential in time (answers thinned by Retry-After waits would slow a growth
+        // per answer): fast up to just under the rate the limit refused, slowly past it.
         let calm = now >= pace.hold_until;
-        let growth = if calm { RECOVER } else { PROBE };
-        let grown = rate * (1.0 + growth / rate.max(1.0));
-        // Unlimited again once calm, when the rate is no longer what holds the requests
-        // back: more than twice what the registry accepted over the last second. Growing
-        // to [`UNLIMITED`] would take some 200,000 accepted requests, and while limited
-        // every throttle cuts, sporadic ones included.
-        let binding = grown <= 2.0 * pace.accepted.len() as f64 / WINDOW.as_secs_f64();
+        let growth = match pace.ceiling {
+            Some(ceiling) if rate >= NEAR * ceiling && calm => RECOVER,
+            Some(ceiling) if rate >= NEAR * ceiling => PROBE,
+            Some(_) => GROWTH,
+            None => FIRST_GROWTH,
+        };
+        let since = pace.last_cut.map_or(pace.grown_at, |cut| cut.at + HOLD);
+        let elapsed = now.saturating_duration_since(pace.grown_at.max(since));
+        pace.grown_at = now;
+        // Only while the rate holds requests back (some wait for a turn).
+        let binding = pace.next > now;
+        let grown = if binding {
+            rate * (growth * elapsed.as_secs_f64()).exp()
+        } else {
+            rate
+        };
+        // Unlimited again once calm, when the rate no longer holds requests back: none
+        // waits for a turn (requests waiting out a Retry-After come back to wait).
         if grown >= UNLIMITED || (calm && !binding) {
-            pace.unlimited();
+            trace!(pace, "unlimited again");
+            pace.unlimited(now);
         } else {
             pace.adaptive = Some(grown);
         }
+        // Turns booked at a rate a quarter lower hold requests back for nothing.
+        if pace.rate().is_none_or(|rate| rate >= REBOOK * pace.booked) {
+            pace.rebook(now);
+            self.rebook.notify_waiters();
+        }
     }
 
-    /// The registry throttled: if that is a limit (not a sporadic refusal), the rate drops
-    /// to what it accepted over the last second (once per second), and grows only slowly
-    /// until `retry_after` and [`CALM`] have passed. A sporadic one changes nothing.
-    pub(super) async fn throttled(&self, retry_after: Option<Duration>) {
+    /// The registry throttled a request sent on `turn`: see the module's documentation.
+    /// The rate is not dropped until `retry_after` and [`CALM`] have passed.
+    pub(super) async fn throttled(&self, turn: Turn, retry_after: Option<Duration>) {
         let mut pace = self.pace.lock().await;
         let now = Instant::now();
         pace.forget_before(now);
         pace.refused.push_back(now);
-        if !pace.over_the_limit() {
-            return;
-        }
+        pace.first_answer.get_or_insert(now);
         let hold = now + retry_after.unwrap_or(Duration::ZERO).max(CALM);
-        pace.hold_until = pace.hold_until.max(hold);
-        let quick = pace.quick_cuts > 0;
-        let guard = if quick { QUICK } else { WINDOW };
-        if pace.last_cut.is_some_and(|t| now - t < guard) {
-            return;
-        }
-        if pace.adaptive.is_none() && pace.accepted.is_empty() {
-            pace.provisional = Some(now);
-        }
-        pace.last_cut = Some(now);
-        pace.quick_cuts = pace.quick_cuts.saturating_sub(1);
-        // The accepted rate over the window, or over the part of it since the first of
-        // its requests (a run's first burst, after an idle spell), at least 100 ms.
-        let span = pace
-            .accepted
-            .front()
-            .map_or(WINDOW, |first| now - *first)
-            .clamp(WINDOW / 10, WINDOW);
-        let accepted = pace.accepted.len() as f64 / span.as_secs_f64();
-        // A quick cut also takes at least 30% off: a short span still counts the burst.
-        let current = match pace.rate() {
-            Some(rate) if quick => rate * QUICK_FACTOR,
-            Some(rate) => rate,
-            None => f64::INFINITY,
+        let rate = pace.adaptive;
+        let best = pace.best(now);
+        let mut testing = None;
+        let target = if let Some(cut) = pace.last_cut {
+            if turn.given <= cut.at + pace.round_trip.unwrap_or_default() {
+                // Given its turn before the last cut, or while requests sent before it
+                // were still in flight (emptying a token bucket): nothing new.
+                return;
+            }
+            pace.hold_until = pace.hold_until.max(hold);
+            let rate = rate.unwrap_or(f64::INFINITY);
+            if rate <= cut.safe {
+                // Refused at a rate the registry accepted: sporadic, after a few, unless
+                // refused too often for that: the best rate was a burst, or a limit that
+                // no longer holds (a quota spent), and the safe rate is not.
+                pace.below.0 += 1;
+                pace.below.1 += 1;
+                let (answers, refused) = pace.below;
+                if refused < SPORADIC_REFUSALS {
+                    return;
+                }
+                if f64::from(refused) / f64::from(answers) < LIMIT_SHARE {
+                    self.sporadic(&mut pace, now);
+                    return;
+                }
+                pace.below = (0, 0);
+                let lately = pace.accepted_in_window(now) as f64 / WINDOW.as_secs_f64();
+                pace.peak = (lately, now);
+                BELOW * lately
+            } else if rate <= cut.limit {
+                // Refused at the limit's rate: set from the rate refused, it may be above
+                // the registry's. A few, and the next cut is to the safe rate, where the
+                // refusals stop or show themselves sporadic.
+                pace.between.1 += 1;
+                pace.between.0 += 1;
+                if pace.between.1 < SPORADIC_REFUSALS {
+                    return;
+                }
+                let (answers, refused) = pace.between;
+                testing = Some(f64::from(refused) / f64::from(answers));
+                cut.safe
+            } else {
+                // Above the limit's rate: the limit, unless refused no more often than
+                // below it.
+                pace.above.0 += 1;
+                pace.above.1 += 1;
+                let share = |(answers, refused): (u32, u32)| {
+                    f64::from(refused) / (f64::from(answers) + PRIOR_ANSWERS)
+                };
+                let noise = share(pace.below).max(pace.sporadic);
+                if pace.below.1 > 0 && share(pace.above) <= NOISE_MARGIN * noise {
+                    // No more often above the safe rate than at it: sporadic, after a few.
+                    if pace.below.1 + pace.above.1 >= SPORADIC_REFUSALS {
+                        self.sporadic(&mut pace, now);
+                    }
+                    return;
+                }
+                if now - cut.at < WINDOW {
+                    return; // one burst of refusals counts once
+                }
+                // 90% of the rate refused: the rate in force, or the rate requests went at
+                // over the last second if less (requests waiting out their Retry-After
+                // send nothing). If a token bucket's saved burst let the rate climb far
+                // past its own, refusals at that rate soon cut to the safe one.
+                let sending = pace.sending_rate(now).unwrap_or(rate);
+                let refused_at = rate.min(sending);
+                let lately = pace.accepted_in_window(now) as f64 / WINDOW.as_secs_f64();
+                if refused_at <= CLOSE * lately.max(best) {
+                    BELOW * refused_at
+                } else {
+                    // Far above what the registry accepted: down by 30% (TCP CUBIC's
+                    // cut), not below 90% of the best accepted.
+                    (BELOW * refused_at).min((BELOW * best).max(DEEP * refused_at))
+                }
+            }
+        } else {
+            if rate.is_none() && !pace.worth_a_rate(now) {
+                return;
+            }
+            pace.hold_until = pace.hold_until.max(hold);
+            BELOW * best.min(rate.unwrap_or(f64::INFINITY))
         };
-        pace.adaptive = Some((accepted * BELOW).min(current).max(MIN_RATE));
+        if pace.last_cut.is_none() {
+            pace.window_before = Some(self.window.size());
+        }
+        // Over the limit: the rate grows back fast to just under the rate it is taken
+        // to refuse (when it refused one; the first cut may be far below it).
+        if pace.last_cut.is_some() {
+            pace.ceiling = Some(target / BELOW);
+        }
+        let safe = (BELOW * best).max(MIN_RATE).min(target);
+        let limit = target.max(MIN_RATE);
+        let current = pace.rate().unwrap_or(f64::INFINITY);
+        let limit = limit.min(current);
+        pace.adaptive = Some(limit);
+        pace.rebook(now);
+        pace.last_cut = Some(Cut {
+            at: now,
+            limit,
+            // A test of the safe rate tests the one set.
+            safe: if testing.is_some() {
+                limit
+            } else {
+                safe.min(limit)
+            },
+            testing,
+            tested: 0,
+        });
+        pace.between = (0, 0);
+        trace!(
+            pace,
+            "cut: best {best:.1}, safe {safe:.1}, below {:?} above {:?} window {}",
+            pace.below,
+            pace.above,
+            self.window.size()
+        );
+        self.window.throttled(pace.window_needed());
+    }
+
+    /// The refusals since the first cut were sporadic: unlimited again, their share
+    /// remembered, the window back to what it was.
+    fn sporadic(&self, pace: &mut Pace, now: Instant) {
+        let answers = pace.below.0 + pace.above.0;
+        let refused = pace.below.1 + pace.above.1;
+        trace!(pace, "sporadic: {refused} of {answers}");
+        let share = f64::from(refused) / (f64::from(answers) + PRIOR_ANSWERS);
+        pace.sporadic = pace.sporadic.max(share);
+        pace.unlimited(now);
+        pace.refused.clear(); // judged
+        if let Some(size) = pace.window_before.take() {
+            self.window.restore(size);
+        }
     }
 
     /// The adaptive rate in force (for tests and the verbose report).
     #[cfg(test)]
     pub(super) async fn rate(&self) -> Option<f64> {
         self.pace.lock().await.rate()
+    }
+
+    /// The window of requests in flight (for tests).
+    #[cfg(test)]
+    pub(super) fn window(&self) -> usize {
+        self.window.size()
     }
 }
 

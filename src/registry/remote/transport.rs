@@ -19,7 +19,7 @@ use tokio::sync::MutexGuard;
 
 use super::body::{self, BodyError, Failure, SMALL_BODY, STALL_MIN_BYTES, STALL_WINDOW};
 use super::error::{self, ErrorKind, RegistryError, error_body};
-use super::pacing::Refusals;
+use super::pacing::{Refusals, Turn};
 use super::routing::{answered_by_registry, same_origin};
 use super::{Access, Answer, Registry};
 use crate::registry::retry::{self, Verdict};
@@ -42,8 +42,8 @@ pub(super) enum Attempt<T> {
         last: Result<T, RegistryError>,
         /// The registry's `Retry-After`, which wins over the backoff.
         retry_after: Option<Duration>,
-        /// Rate limited: the whole registry slows down.
-        throttled: bool,
+        /// Rate limited (the refused request's turn): the whole registry slows down.
+        throttled: Option<Turn>,
         /// How many attempts this kind of failure may use in all.
         budget: u32,
         /// Counted in the run's retry statistics.
@@ -199,7 +199,7 @@ impl Registry {
         Attempt::Again {
             last: Err(error),
             retry_after: None,
-            throttled: false,
+            throttled: None,
             budget,
             counted: true,
         }
@@ -208,10 +208,10 @@ impl Registry {
     /// Sleeps before a retry. A throttled answer also slows the registry's rate down;
     /// its `Retry-After` delays only this request. Both use it within the backoff's cap: a
     /// registry's "come back tomorrow" must not hold the rate down for the rest of the run.
-    async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: bool) {
-        if throttled {
+    async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: Option<Turn>) {
+        if let Some(turn) = throttled {
             let hold = retry_after.map(|d| d.min(self.backoff.cap));
-            self.pacing.throttled(hold).await;
+            self.pacing.throttled(turn, hold).await;
         }
         let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
         self.pacing.sleep(delay).await;
@@ -375,7 +375,7 @@ impl Attempts for RegistryAttempts<'_> {
                 return Attempt::Done(Err(down.clone()));
             }
             let permit = registry.pacing.permit().await;
-            registry.pacing.wait_for_turn().await;
+            let turn = registry.pacing.wait_for_turn().await;
             if let Some(down) = registry.down.get() {
                 return Attempt::Done(Err(down.clone()));
             }
@@ -426,7 +426,7 @@ impl Attempts for RegistryAttempts<'_> {
                 registry.auth.learned_open().await;
             }
             if status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND {
-                registry.pacing.accepted().await;
+                registry.pacing.accepted(turn).await;
                 return Attempt::Done(Ok(answer));
             }
             let (codes, message) = error_body(&answer.body);
@@ -452,7 +452,7 @@ impl Attempts for RegistryAttempts<'_> {
             return Attempt::Again {
                 last: Err(last),
                 retry_after,
-                throttled,
+                throttled: throttled.then_some(turn),
                 budget: registry.backoff.attempts,
                 counted: true,
             };

@@ -41,7 +41,9 @@ impl Attempts for Flaky {
                 help: String::new(),
             }),
             retry_after: self.retry_after,
-            throttled: self.throttled,
+            throttled: self
+                .throttled
+                .then(crate::registry::remote::pacing::Turn::now),
             budget: crate::registry::retry::Backoff::default().attempts,
             counted: true,
         }
@@ -109,8 +111,8 @@ async fn a_long_retry_after_holds_the_rate_down_no_longer_than_the_cap() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         let end = Instant::now() + Duration::from_secs(60);
         while Instant::now() < end && r.pacing.rate().await.is_some() {
-            r.pacing.wait_for_turn().await;
-            r.pacing.accepted().await;
+            let sent = r.pacing.wait_for_turn().await;
+            r.pacing.accepted(sent).await;
         }
     };
     let (done, ()) = tokio::join!(drives, accepted);
