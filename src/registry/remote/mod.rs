@@ -60,10 +60,39 @@ pub struct RegistryOptions {
     pub requests_per_second: Option<f64>,
     pub access: Access,
     pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    /// The whole of one request (connect, first byte, whole body) must fit in this.
+    /// The whole of one request (connect, first byte, whole body) must fit in this: the
+    /// only read timeout (none of reqwest's, which would race it and count as a broken
+    /// connection).
     pub deadline: Duration,
     pub backoff: Backoff,
+    /// Where "waiting for H: no answer for N s" goes (standard error unless set).
+    pub notices: Notices,
+}
+
+/// Lines a registry prints while a run waits on it.
+#[derive(Clone)]
+pub struct Notices(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Notices {
+    pub fn new(print: impl Fn(&str) + Send + Sync + 'static) -> Notices {
+        Notices(Arc::new(print))
+    }
+
+    fn say(&self, line: &str) {
+        (self.0)(line);
+    }
+}
+
+impl Default for Notices {
+    fn default() -> Self {
+        Notices::new(|line| eprintln!("{line}"))
+    }
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
 }
 
 impl Default for RegistryOptions {
@@ -75,9 +104,9 @@ impl Default for RegistryOptions {
             requests_per_second: None,
             access: Access::Pull,
             connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(60),
             deadline: DEFAULT_DEADLINE,
             backoff: Backoff::default(),
+            notices: Notices::default(),
         }
     }
 }
@@ -137,6 +166,9 @@ pub struct Registry {
     repositories: std::sync::Mutex<RepositoryChecks>,
     /// Things worth telling the user that are not failures, each once.
     notes: std::sync::Mutex<Vec<String>>,
+    /// When the registry last answered anything, for giving a silent one up.
+    hearing: transport::Hearing,
+    notices: Notices,
     pub stats: Arc<Stats>,
 }
 
@@ -182,7 +214,6 @@ impl Registry {
             let mut builder = reqwest::Client::builder()
                 .no_proxy()
                 .connect_timeout(options.connect_timeout.min(options.deadline))
-                .read_timeout(options.read_timeout)
                 .user_agent(concat!("eigenpub/", env!("CARGO_PKG_VERSION")))
                 // A redirect target (a CDN) learns nothing of where it came from: no
                 // Referer, which would carry the registry URL and any signed query.
@@ -226,6 +257,8 @@ impl Registry {
             mounts_refused: Default::default(),
             repositories: Default::default(),
             notes: Default::default(),
+            hearing: transport::Hearing::default(),
+            notices: options.notices,
             stats,
         })
     }

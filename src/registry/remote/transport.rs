@@ -32,6 +32,83 @@ use crate::registry::retry::{self, Verdict};
 /// its whole budget (a plan of 200 tags: some 26 minutes at one request a second).
 pub(super) const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
+/// A registry waited on this long with no answer to any request gets a line on the
+/// terminal ("waiting for H: no answer for N s"), and another every as long.
+pub(super) const NOTICE_EVERY: Duration = Duration::from_secs(10);
+
+/// When a registry last answered, and how many requests wait on it: a registry that
+/// answers nothing for a whole per-request deadline (accepts connections and says
+/// nothing, or trickles) is given up, once for the registry, like one that refuses.
+#[derive(Debug, Default)]
+pub(super) struct Hearing {
+    state: std::sync::Mutex<HearingState>,
+}
+
+#[derive(Debug, Default)]
+struct HearingState {
+    /// Requests waiting for an answer.
+    waiting: usize,
+    /// The last answer, or the moment requests began to wait after none did.
+    since: Option<tokio::time::Instant>,
+    /// The last "waiting for" line.
+    noticed: Option<tokio::time::Instant>,
+}
+
+impl Hearing {
+    fn state(&self) -> std::sync::MutexGuard<'_, HearingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request starts waiting; it stops when the guard drops.
+    fn wait(&self) -> Waiting<'_> {
+        let mut state = self.state();
+        if state.waiting == 0 {
+            state.since = Some(tokio::time::Instant::now());
+        }
+        state.waiting += 1;
+        Waiting(self)
+    }
+
+    /// The registry answered (whatever it said).
+    fn heard(&self) {
+        self.state().since = Some(tokio::time::Instant::now());
+    }
+
+    /// How long requests have waited with no answer to any (asked right after one
+    /// gave up waiting).
+    fn silence(&self) -> Duration {
+        self.state()
+            .since
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// The silence, if a "waiting for" line is due for it.
+    fn notice_due(&self) -> Option<Duration> {
+        let mut state = self.state();
+        let since = state.since.filter(|_| state.waiting > 0)?;
+        let now = tokio::time::Instant::now();
+        let silence = now - since;
+        let due = silence >= NOTICE_EVERY
+            && state
+                .noticed
+                .is_none_or(|at| at < since || now - at >= NOTICE_EVERY);
+        if due {
+            state.noticed = Some(now);
+        }
+        due.then_some(silence)
+    }
+}
+
+/// A request waiting for an answer (see [`Hearing::wait`]).
+struct Waiting<'a>(&'a Hearing);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.waiting = state.waiting.saturating_sub(1);
+    }
+}
+
 /// What one attempt of a request came to.
 pub(super) enum Attempt<T> {
     /// Final: a success, or a failure that would fail the same way again.
@@ -94,12 +171,15 @@ impl Registry {
     }
 
     /// Sends a request and reads its answer within the per-request deadline, every body
-    /// bounded (`limit` for a success; an error answer is cut to [`SMALL_BODY`]).
+    /// bounded (`limit` for a success; an error answer is cut to [`SMALL_BODY`]). While
+    /// it waits, a registry silent for [`NOTICE_EVERY`] gets a line on the terminal; a
+    /// registry given up meanwhile ends the wait at once.
     pub(super) async fn exchange(
         &self,
         request: reqwest::RequestBuilder,
         limit: usize,
     ) -> Result<Answer, Failure> {
+        let _waiting = self.hearing.wait();
         let exchange = async {
             let mut response = request.send().await.map_err(|e| {
                 if e.is_connect() {
@@ -130,9 +210,34 @@ impl Registry {
                 url: Some(final_url),
             })
         };
-        tokio::time::timeout(self.deadline, exchange)
-            .await
-            .unwrap_or(Err(Failure::Deadline))
+        tokio::pin!(exchange);
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        loop {
+            let now = tokio::time::Instant::now();
+            let wake = deadline.min(now + NOTICE_EVERY);
+            tokio::select! {
+                answered = &mut exchange => {
+                    if answered.is_ok() {
+                        self.hearing.heard();
+                    }
+                    return answered;
+                }
+                () = self.pacing.sleep(wake - now) => {}
+            }
+            if self.down.get().is_some() {
+                return Err(Failure::GivenUp);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Failure::Deadline);
+            }
+            if let Some(silence) = self.hearing.notice_due() {
+                self.notices.say(&format!(
+                    "waiting for {}: no answer for {} s",
+                    self.host,
+                    silence.as_secs()
+                ));
+            }
+        }
     }
 
     /// What a failed exchange means for the request: an error, and whether to try again.
@@ -140,6 +245,18 @@ impl Registry {
     /// A registry that cannot be connected to is marked down for the rest of the run.
     pub(super) fn after_failure<T>(&self, failure: Failure, token: bool) -> Attempt<T> {
         let prefix = if token { "token service: " } else { "" };
+        if let Failure::GivenUp = failure
+            && let Some(down) = self.down.get()
+        {
+            return Attempt::Done(Err(down.clone()));
+        }
+        if matches!(
+            failure,
+            Failure::Deadline | Failure::Stalled | Failure::GivenUp
+        ) && let Some(given_up) = self.give_up_silent()
+        {
+            return Attempt::Done(Err(given_up));
+        }
         let slow = self.backoff.attempts.min(2);
         let (error, budget) = match failure {
             Failure::Connect(e) => {
@@ -157,7 +274,7 @@ impl Registry {
                     self.backoff.attempts,
                 )
             }
-            Failure::Deadline => (
+            Failure::Deadline | Failure::GivenUp => (
                 self.error(
                     ErrorKind::Unreachable,
                     None,
@@ -215,6 +332,36 @@ impl Registry {
         }
         let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
         self.pacing.sleep(delay).await;
+    }
+
+    /// Gives the registry up when no request has had an answer for a whole per-request
+    /// deadline (it accepts connections and says nothing, or trickles): every later
+    /// request fails at once with the returned error, which the run reports once for the
+    /// registry, and every request waiting on it stops waiting.
+    fn give_up_silent(&self) -> Option<RegistryError> {
+        let silence = self.hearing.silence();
+        if silence < self.deadline {
+            return None;
+        }
+        let error = self.error(
+            ErrorKind::Unreachable,
+            None,
+            format!(
+                "no answer to any request for {} s (each may take {} s), so eigenpub gave up on it",
+                silence.as_secs(),
+                self.deadline.as_secs_f64()
+            ),
+            format!(
+                "check the registry's health and the network (a proxy or firewall that accepts \
+                 connections and drops them says nothing); for a registry that is slow to answer, \
+                 raise [registries.\"{}\"] timeout (seconds)",
+                self.host
+            ),
+        );
+        // The first error wins (a registry also given up for refusing keeps that one).
+        let _ = self.down.set(error);
+        self.pacing.stop();
+        self.down.get().cloned()
     }
 
     /// Gives the registry up when it has refused every request for longer than one

@@ -182,3 +182,174 @@ async fn retry_after_delays_only_the_request_that_got_it() {
     done.unwrap();
     assert!(waited < Duration::from_millis(100), "{waited:?}");
 }
+
+/// A registry on a loopback port that accepts connections and then does what `serve`
+/// does with each (in the test's runtime, so under its paused clock). Returns the host
+/// and how many connections it accepted.
+async fn hostile<F, Fut>(serve: F) -> (String, Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(serve(stream));
+        }
+    });
+    (host, accepted)
+}
+
+/// A plain-HTTP registry client for `host`, its notices collected.
+fn client_of(host: &str) -> (Registry, Arc<std::sync::Mutex<Vec<String>>>) {
+    let said = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = said.clone();
+    let options = RegistryOptions {
+        plain_http: true,
+        notices: crate::registry::remote::Notices::new(move |line| {
+            sink.lock().unwrap().push(line.to_string());
+        }),
+        ..RegistryOptions::default()
+    };
+    let registry = Registry::new(host, options, None, Arc::new(Stats::default())).unwrap();
+    (registry, said)
+}
+
+async fn head_tags(registry: &Registry, n: usize) -> Vec<Result<Answer, RegistryError>> {
+    let heads = (0..n).map(|i| {
+        let url = registry.url("acme/avs", &format!("manifests/v{i}"));
+        async move {
+            registry
+                .send("acme/avs", Method::HEAD, &url, HeaderMap::new(), None)
+                .await
+        }
+    });
+    futures::future::join_all(heads).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registry_that_never_answers_is_given_up_once_within_its_deadline() {
+    // Connections accepted, nothing ever said. Before: every request waited its deadline
+    // twice or raced reqwest's own 60 s read timeout into 8 attempts (a plan of 1 tag:
+    // 485 s; of 8: more than 25 minutes), without a line of output.
+    let (host, accepted) = hostile(|stream| async move {
+        let _held = stream;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let (registry, said) = client_of(&host);
+    let start = Instant::now();
+    let results = head_tags(&registry, 8).await;
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(61), "{took:?}");
+    for result in &results {
+        let e = result.as_ref().expect_err("no answer");
+        assert_eq!(e.kind, ErrorKind::Unreachable);
+        assert!(
+            e.message.contains("no answer to any request for 60 s"),
+            "{}",
+            e.message
+        );
+        assert!(e.help.contains("timeout"), "{}", e.help);
+    }
+    // The first request learns the registry's scheme while the others wait for it; when
+    // it gives up, so do they, at once: one connection in all, none tried again.
+    assert_eq!(accepted.load(Ordering::Relaxed), 1);
+    let said = said.lock().unwrap().clone();
+    let expected: Vec<String> = (1..=5)
+        .map(|n| format!("waiting for {host}: no answer for {} s", n * 10))
+        .collect();
+    assert_eq!(said, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registry_that_trickles_its_headers_is_given_up_at_the_deadline() {
+    // A status line, then one header byte a second, forever. Before: reqwest's read
+    // timeout raced the deadline, its failure counted as a broken connection, and one
+    // HEAD took 8 attempts (484 s).
+    let (host, accepted) = hostile(|mut stream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).await;
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n").await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if stream.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let (registry, _) = client_of(&host);
+    let start = Instant::now();
+    let results = head_tags(&registry, 1).await;
+    assert!(
+        start.elapsed() <= Duration::from_secs(61),
+        "{:?}",
+        start.elapsed()
+    );
+    let e = results[0].as_ref().expect_err("no answer");
+    assert!(
+        e.message.contains("no answer to any request"),
+        "{}",
+        e.message
+    );
+    assert_eq!(accepted.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registry_that_answers_others_is_not_given_up_for_one_slow_answer() {
+    // Every other connection answers at once; the rest never do: those requests take
+    // their deadline twice (tried once more), and the registry is not given up.
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (host, _) = hostile(move |mut stream| {
+        let n = n.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            if n.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+    .await;
+    let (registry, _) = client_of(&host);
+    // The scheme learnt first (an answer), then a request every 5 s for 70 s: every other
+    // connection answered, the others never (a request tried again may land on either).
+    let _ = head_tags(&registry, 1).await;
+    let start = Instant::now();
+    let requests = (0..14).map(|i| {
+        let registry = &registry;
+        async move {
+            tokio::time::sleep(Duration::from_secs(5) * i).await;
+            head_tags(registry, 1).await.remove(0)
+        }
+    });
+    let results = futures::future::join_all(requests).await;
+    assert!(registry.down.get().is_none(), "{:?}", registry.down.get());
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(!failed.is_empty());
+    for e in failed {
+        assert!(
+            e.message.contains("no complete answer within 60 s"),
+            "{}",
+            e.message
+        );
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(120),
+        "{:?}",
+        start.elapsed()
+    );
+}
