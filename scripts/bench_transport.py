@@ -105,7 +105,8 @@ def raw_push(host, jobs, concurrency=32):
 # ---------------------------------------------------------------------------
 
 class Proxy:
-    """Forwards to `upstream`; `mode` is "none", ("bucket", rate, burst),
+    """Forwards to `upstream`, every answer `latency` seconds late (a hosted registry's
+    round trip; set with `reset(mode, latency)`); `mode` is "none", ("bucket", rate, burst),
     ("sporadic", percent, seed): that share of requests, drawn at random (seeded), answered
     429 with `Retry-After: 1` however fast they come, or ("faults", percent, seed): 503,
     502 or a reset. Counts what it forwarded and refused."""
@@ -126,6 +127,8 @@ class Proxy:
             def handle_any(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 verdict = proxy.decide()
                 if verdict == "reset":
                     self.close_connection = True
@@ -176,6 +179,7 @@ class Proxy:
 
         self.local = threading.local()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.request_queue_size = 256
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -184,9 +188,10 @@ class Proxy:
     def host(self):
         return f"127.0.0.1:{self.server.server_address[1]}"
 
-    def reset(self, mode):
+    def reset(self, mode, latency=0.0):
         with self.lock:
             self.mode = mode
+            self.latency = latency
             self.forwarded = 0
             self.refused = {}
             self.tokens = mode[2] if isinstance(mode, tuple) and mode[0] == "bucket" else 0

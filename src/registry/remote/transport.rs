@@ -347,9 +347,10 @@ impl Registry {
             ErrorKind::Unreachable,
             None,
             format!(
-                "no answer to any request for {} s (each may take {} s), so eigenpub gave up on it",
-                silence.as_secs(),
-                self.deadline.as_secs_f64()
+                "no complete answer within {} s, to this request or any other for {} s, so \
+                 eigenpub gave up on it",
+                self.deadline.as_secs_f64(),
+                silence.as_secs()
             ),
             format!(
                 "check the registry's health and the network (a proxy or firewall that accepts \
