@@ -208,17 +208,16 @@ pub async fn copy_adopted(
     if copies.is_empty() {
         return;
     }
-    let fetched: Vec<(usize, Result<Artifact, TargetError>)> =
-        {
-            let publications = &*publications;
-            futures::stream::iter(copies.iter())
+    let fetched: Vec<(usize, Result<Artifact, TargetError>)> = {
+        let publications = &*publications;
+        futures::stream::iter(copies.iter())
                 .map(|copy| async move {
                     (copy.mirror, fetch(targets, cache, publications, copy).await)
                 })
                 .buffer_unordered(concurrency.max(1))
                 .collect()
                 .await
-        };
+    };
     for (i, result) in fetched {
         match result {
             Ok(artifact) => publications[i].artifact = artifact,

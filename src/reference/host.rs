@@ -173,7 +173,7 @@ impl fmt::Display for RegistryId {
 /// A name as a registry's identity: canonical, Docker Hub's names as `docker.io`, this
 /// machine's as `localhost`.
 fn identity_name(name: &str) -> String {
-    let name = canonical_name(name);
+    let name = unmapped(canonical_name(name));
     if DOCKER_HUB_NAMES.contains(&name.as_str()) {
         DOCKER_HUB.to_string()
     } else if LOOPBACK_NAMES.contains(&name.as_str()) {
@@ -181,6 +181,18 @@ fn identity_name(name: &str) -> String {
     } else {
         name
     }
+}
+
+/// An IPv4-mapped IPv6 address (`[::ffff:10.0.0.1]`) as the IPv4 address it reaches
+/// (`10.0.0.1`): one registry, not two. Only for identity: whether such an address is
+/// this machine is left to [`is_loopback`], which is exact (a proxy's `NO_PROXY` would not
+/// know it as loopback).
+fn unmapped(name: String) -> String {
+    name.strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .and_then(|v6| v6.parse::<Ipv6Addr>().ok())
+        .and_then(|ip| ip.to_ipv4_mapped())
+        .map_or(name, |v4| v4.to_string())
 }
 
 /// True for Docker Hub's names (not for other ports of them).
@@ -289,6 +301,16 @@ mod tests {
         assert_ne!(id("localhost:5000"), id("127.0.0.2:5000"));
         assert_ne!(id("localhost:5000"), id("localhost.:5000"));
         assert_ne!(id("registry.example.com"), id("registry-example.com"));
+        // An IPv4-mapped IPv6 address reaches the IPv4 address: one registry.
+        assert_eq!(
+            RegistryId::of("[::ffff:10.0.0.1]:5000", false),
+            RegistryId::of("10.0.0.1:5000", false)
+        );
+        assert_eq!(
+            RegistryId::of("[::FFFF:7f00:1]:5000", true),
+            RegistryId::of("localhost:5000", true)
+        );
+        assert_ne!(id("[::ffff:10.0.0.2]"), id("10.0.0.1"));
     }
 
     #[test]

@@ -135,13 +135,15 @@ pub(super) fn may_send(
     if let Some(realm) = realm
         && target == origin(realm)
     {
-        // The unspecified address (`0.0.0.0`, `::`) reaches this machine too.
+        // The unspecified address (`0.0.0.0`, `::`) reaches this machine too, and so do
+        // IPv4-mapped IPv6 addresses of either (`[::ffff:127.0.0.1]`).
         let here = local
             || host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_unspecified());
+                .map(|ip| ip.to_canonical())
+                .is_ok_and(|ip| ip.is_unspecified() || ip.is_loopback());
         if here && !registry.host_str().is_some_and(is_loopback) {
             return Err(Refusal::LocalRealm(origin_text(&parsed)));
         }
@@ -329,6 +331,10 @@ mod tests {
             "https://0.0.0.0:8443/token",
             "https://[::]/token",
             "https://127.1/token",
+            // IPv4-mapped IPv6 addresses of this machine.
+            "https://[::ffff:127.0.0.1]/token",
+            "https://[::ffff:7f00:2]:8443/token",
+            "https://[::ffff:0.0.0.0]/token",
         ] {
             let named = url(realm);
             assert!(
