@@ -121,27 +121,55 @@ fn one_line(s: &str) -> String {
 
 /// The last line of defence of every output stream and written document (standard output,
 /// the diagnostics printer, saved plans, release records), applied to the whole text
-/// whatever its origin: workflow command starts escaped ([`workflow::guard`]), and the
-/// characters that reorder or hide text at a terminal (bidirectional overrides, C1
-/// controls, DEL) written as `\uXXXX`. Both escapes are also JSON's, where they stand for
-/// the same characters (serde_json writes those characters raw; only C0 controls are
-/// escaped), so a JSON document keeps its values. C0 controls are left alone: eigenpub
-/// colours its own words with them, and outside text has them escaped already.
+/// whatever its origin: workflow command starts escaped ([`workflow::guard`]); every
+/// control character but newline, tab and `\r\n`, every escape sequence but a colour
+/// (SGR, `ESC [ digits ; m`, conceal excepted), and the characters that reorder or hide
+/// text (bidirectional overrides, C1 controls, DEL) written as `\uXXXX`. Those escapes are
+/// also JSON's, where they stand for the same characters (serde_json writes the non-C0
+/// ones raw), so a JSON document keeps its values.
 pub fn guard(s: &str) -> std::borrow::Cow<'_, str> {
     let guarded = workflow::guard(s);
-    let raw = |c: char| c >= '\u{7f}' && is_hostile_char(c);
-    if !guarded.contains(raw) {
+    let allowed = |c: char| matches!(c, '\n' | '\t' | '\r' | '\x1b') || !is_hostile_char(c);
+    if guarded.chars().all(allowed) && !guarded.contains('\x1b') && !lone_cr(&guarded) {
         return guarded;
     }
     let mut out = String::with_capacity(guarded.len() + 16);
-    for c in guarded.chars() {
-        if raw(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
+    let mut i = 0;
+    while i < guarded.len() {
+        let rest = &guarded[i..];
+        let c = rest.chars().next().expect("i is below the length");
+        if c == '\x1b'
+            && let Some(len) = colour_len(rest)
+        {
+            out.push_str(&rest[..len]);
+            i += len;
+            continue;
         }
+        let keep = matches!(c, '\n' | '\t')
+            || (c == '\r' && rest[1..].starts_with('\n'))
+            || (c != '\r' && c != '\x1b' && !is_hostile_char(c));
+        if keep {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        }
+        i += c.len_utf8();
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// The length of a colour sequence (SGR: `ESC [`, digits and `;`, `m`) at the start of
+/// `s`, unless it conceals text (parameter 8).
+fn colour_len(s: &str) -> Option<usize> {
+    let params = s.strip_prefix("\x1b[")?;
+    let end = params.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+    if !params[end..].starts_with('m') || end > 32 {
+        return None;
+    }
+    let conceals = params[..end]
+        .split(';')
+        .any(|p| p.trim_start_matches('0') == "8");
+    (!conceals).then_some(2 + end + 1)
 }
 
 /// Sanitises every string of a problem (message, help, labels, the snippet's text).
@@ -436,9 +464,14 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&guarded).unwrap();
         assert_eq!(back, doc);
-        let coloured = "\u{1b}[32m+ create\u{1b}[0m r.example/a:t\n";
+        let coloured = "\u{1b}[32m+ create\u{1b}[0m r.example/a:t\r\n\u{1b}[38;5;12mx\u{1b}[0m\n";
         assert_eq!(guard(coloured), coloured);
         assert_eq!(guard("x\u{202e}y"), "x\\u202ey");
+        // Any other escape sequence, a concealing colour, a bell or a lone \r is escaped.
+        assert_eq!(
+            guard("a\u{1b}]0;title\u{7}b\u{1b}[2Jc\u{1b}[8md\re"),
+            "a\\u001b]0;title\\u0007b\\u001b[2Jc\\u001b[8md\\u000de"
+        );
     }
 
     #[test]
