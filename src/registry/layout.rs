@@ -35,6 +35,8 @@ pub struct Layout {
     index_lock: Mutex<()>,
     /// Stale temporary files are looked for once per run.
     swept: AtomicBool,
+    /// `blobs/sha256` was found to be the layout's own folder (see `check_blob_folder`).
+    blobs_checked: AtomicBool,
 }
 
 /// What a tag must still hold when it is written.
@@ -67,6 +69,7 @@ impl Layout {
             dir,
             index_lock: Mutex::new(()),
             swept: AtomicBool::new(false),
+            blobs_checked: AtomicBool::new(false),
         }
     }
 
@@ -133,9 +136,9 @@ impl Layout {
         self.fetch_blob(&digest)
     }
 
-    /// Writes a blob (atomically) unless it is already there.
     /// Writes a blob (atomically) unless it is already there; true when it was written.
     pub fn push_blob(&self, blob: &Blob) -> Result<bool, LayoutError> {
+        self.check_blob_folder()?;
         self.ensure_layout()?;
         let path = self.blob_path(&blob.digest)?;
         if path.is_file()
@@ -248,6 +251,32 @@ impl Layout {
                 }
             }
         }
+    }
+
+    /// Blobs are written into `blobs/sha256` only when it is that folder of the layout
+    /// (or not there yet): a layout may be committed in a pull request, and a `blobs` (or
+    /// `sha256`) that is a link to a folder elsewhere would have had `apply` create folders
+    /// and write files there (reads refuse such links already, see [`read_bounded`]).
+    /// Checked once per run, before anything is created or written.
+    fn check_blob_folder(&self) -> Result<(), LayoutError> {
+        if self.blobs_checked.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let blobs = self.dir.join("blobs");
+        for folder in [blobs.clone(), blobs.join("sha256")] {
+            match fs::symlink_metadata(&folder) {
+                Ok(m) if m.is_dir() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                _ => {
+                    return Err(self.error(format!(
+                        "{} is not a folder of the layout (a link, or another kind of file); nothing is written through it: replace it with a folder, or remove it",
+                        folder.strip_prefix(&self.dir).unwrap_or(&folder).display()
+                    )));
+                }
+            }
+        }
+        self.blobs_checked.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     fn ensure_layout(&self) -> Result<(), LayoutError> {

@@ -72,3 +72,55 @@ fn a_saved_plans_values_are_shown_on_one_line() {
         "a doctored plan was applied"
     );
 }
+
+// An OCI layout may be committed in a pull request. Its reads stay beneath its folder; its
+// writes followed a `blobs` (or `blobs/sha256`) that links elsewhere: `apply` wrote the
+// blobs (content the pull request chose, under names it can compute) into the linked folder.
+#[test]
+fn apply_writes_no_blob_through_a_link_in_a_committed_layout() {
+    for (link, with_marker) in [("blobs", false), ("blobs/sha256", true)] {
+        let p = layout_project();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let layout = p.path().join("out/oracle");
+        let link_path = layout.join(link);
+        std::fs::create_dir_all(link_path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), &link_path).unwrap();
+        if with_marker {
+            // A committed marker: the layout counts as existing.
+            p.write("out/oracle/oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#);
+        }
+        let out = p.run(&["apply"]);
+        out.no_panic().expect_code(1);
+        assert!(
+            out.stdout
+                .contains(&format!("{link} is not a folder of the layout (a link")),
+            "{link}: {out}"
+        );
+        let written: Vec<_> = walk(elsewhere.path());
+        assert_eq!(
+            written,
+            Vec::<String>::new(),
+            "{link}: apply wrote outside the layout"
+        );
+        assert!(
+            !layout.join("index.json").exists(),
+            "{link}: a tag was written"
+        );
+    }
+}
+
+/// The files and folders under `dir`, relative.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            files.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    files
+}
