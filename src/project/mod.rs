@@ -303,6 +303,12 @@ fn resolve(
     })
 }
 
+/// A message naming `[registries."…"]` keys (outside text: a TOML key may hold a line
+/// break), sanitised and kept on one line.
+fn one_line(message: &str) -> String {
+    crate::sanitize::line(message)
+}
+
 /// `[registries."host"]`: keyed by a host, with bounds in range.
 fn check_registries(
     file: &SourceFile,
@@ -320,7 +326,7 @@ fn check_registries(
             problems.push(
                 Problem::error(
                     codes::PROJECT_REGISTRY,
-                    format!("[registries.\"{first}\"] and [registries.\"{host}\"] are one registry"),
+                    one_line(&format!("[registries.\"{first}\"] and [registries.\"{host}\"] are one registry")),
                 )
                 .in_file(file)
                 .help("keep one table per registry: case, a trailing dot, the default port and this machine's or Docker Hub's other names do not make another"),
@@ -332,7 +338,7 @@ fn check_registries(
             problems.push(
                 Problem::error(
                     codes::PROJECT_REGISTRY,
-                    format!("[registries.\"{host}\"]: {m}"),
+                    one_line(&format!("[registries.\"{host}\"]: {m}")),
                 )
                 .in_file(file)
                 .help("key registry settings by host[:port], e.g. [registries.\"ghcr.io\"]"),
@@ -344,7 +350,7 @@ fn check_registries(
             problems.push(
                 Problem::error(
                     codes::PROJECT_REGISTRY,
-                    format!("[registries.\"{host}\"] max-concurrency = {n}: it must be between 1 and 1024"),
+                    one_line(&format!("[registries.\"{host}\"] max-concurrency = {n}: it must be between 1 and 1024")),
                 )
                 .in_file(file)
                 .help("leave it out for no per-registry bound, or set e.g. max-concurrency = 4"),
@@ -356,7 +362,7 @@ fn check_registries(
             problems.push(
                 Problem::error(
                     codes::PROJECT_REGISTRY,
-                    format!("[registries.\"{host}\"] requests-per-second = {r}: it must be between 0.01 and 100000"),
+                    one_line(&format!("[registries.\"{host}\"] requests-per-second = {r}: it must be between 0.01 and 100000")),
                 )
                 .in_file(file)
                 .help("leave it out for no rate limit, or set e.g. requests-per-second = 20"),
@@ -368,7 +374,7 @@ fn check_registries(
             problems.push(
                 Problem::error(
                     codes::PROJECT_REGISTRY,
-                    format!("[registries.\"{host}\"] timeout = {t}: it must be between 0.1 and 3600 seconds"),
+                    one_line(&format!("[registries.\"{host}\"] timeout = {t}: it must be between 0.1 and 3600 seconds")),
                 )
                 .in_file(file)
                 .help("leave it out for the default (60 seconds per request), or set e.g. timeout = 120"),
