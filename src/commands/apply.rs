@@ -223,7 +223,9 @@ fn print_results(
                 summary = summary.replacen("Apply:", "Apply interrupted:", 1);
             }
             out::line(&style.bold(&summary));
-            out::print(&text::apply_target_lines(applied));
+            if !ctx.quiet() {
+                out::print(&text::apply_target_lines(applied));
+            }
         }
         Format::Json => out::line(
             &serde_json::to_string_pretty(&report::json::apply(inputs_hash, applied))
