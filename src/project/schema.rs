@@ -137,8 +137,10 @@ impl SchemaSet {
                         format!("no schema is known for `{url}`"),
                     )
                     .help(format!(
-                        "eigenpub bundles {}; map other URLs to local files in the project file:\n[schemas]\n\"{url}\" = \"schemas/my-schema.json\"",
-                        BUNDLED.iter().map(|(u, _)| *u).collect::<Vec<_>>().join(" and ")
+                        "eigenpub bundles {}; map other URLs to local files in the project file:\n[schemas]\n\"{}\" = \"schemas/my-schema.json\"",
+                        BUNDLED.iter().map(|(u, _)| *u).collect::<Vec<_>>().join(" and "),
+                        // The help spans lines; the URL (the project's text) is kept on its own.
+                        crate::sanitize::line(url)
                     ));
                     if let Some(span) = &schema.span {
                         p = p.at(project, span.clone(), "validationSchema");

@@ -246,7 +246,9 @@ impl Sanitizer {
         self.secrets_and_controls(s, true)
     }
 
-    /// Sanitises every string of a problem.
+    /// Sanitises every string of a problem. The message is kept on one line: it names
+    /// outside values (a project file's key, tag or path, a saved plan's fields), and a
+    /// line break in one of them would otherwise add lines of its own to the report.
     pub fn problem(&self, p: &Problem) -> Problem {
         let (source, labels) = match &p.source {
             Some(file) => {
@@ -266,7 +268,7 @@ impl Sanitizer {
         Problem {
             severity: p.severity,
             code: p.code,
-            message: self.text(&p.message),
+            message: one_line(&self.text(&p.message)),
             source,
             labels,
             help: p.help.as_deref().map(|h| self.text(h)),

@@ -141,3 +141,37 @@ fn a_registries_key_is_shown_on_one_line() {
     assert!(out.stderr.contains("eigenpub::project::registry"), "{out}");
     assert_one_line("registries key", &out.stderr);
 }
+
+// Every value of the project file that a problem quotes is kept on one line in its
+// message (and in the schema help's example): a tag, a registry, a time, an operator-set
+// key, a spec path, an unknown key and a schema URL, each with a line break, showed
+// across lines.
+#[test]
+fn project_file_values_in_problems_are_shown_on_one_line() {
+    let v = LINE_BREAK.replace('\n', "\\n");
+    let avs = |extra: &str, opset: &str, spec: &str| {
+        format!(
+            "[defaults]\ncreated = \"2025-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"o\"\nversion = 1\nrepository = \"oci:out/o\"\n{extra}\n[avs.operator-sets]\n{opset} = \"{spec}\"\n"
+        )
+    };
+    let cases = [
+        ("tag", avs(&format!("tag = \"{v}\""), "0", "a.yaml")),
+        (
+            "registry",
+            avs("", "0", "a.yaml").replace("oci:out/o", &format!("{v}/o")),
+        ),
+        ("created", avs(&format!("created = \"{v}\""), "0", "a.yaml")),
+        ("operator-set key", avs("", &format!("\"{v}\""), "a.yaml")),
+        ("spec path", avs("", "0", &v)),
+        ("unknown key", avs(&format!("\"{v}\" = 1"), "0", "a.yaml")),
+        ("schema", avs(&format!("schema = \"{v}\""), "0", "a.yaml")),
+    ];
+    for (what, toml) in cases {
+        let p = Project::new();
+        p.write("a.yaml", spec_yaml("o", "aggregator", "image-1"));
+        p.write("eigenruntime.toml", toml);
+        let out = p.run(&["validate", "-v"]);
+        out.no_panic().expect_code(1);
+        assert_one_line(what, &out.stderr);
+    }
+}
