@@ -117,8 +117,12 @@ impl Emulator {
         *self.shared.script.lock().unwrap() = script;
     }
 
+    /// The requests seen, in the order they arrived (each is recorded once answered, so a
+    /// quick answer to a later request can be recorded before a slow earlier one).
     pub fn seen(&self) -> Vec<Seen> {
-        self.shared.seen.lock().unwrap().clone()
+        let mut seen = self.shared.seen.lock().unwrap().clone();
+        seen.sort_by_key(|s| s.at);
+        seen
     }
 
     pub fn reset(&self) {
