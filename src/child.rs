@@ -75,7 +75,7 @@ impl std::fmt::Display for ChildError {
             ),
             ChildError::NotFound(name) => write!(
                 f,
-                "`{name}` is not found in the absolute folders of PATH (relative entries of PATH are not searched)"
+                "`{name}` is not found in the absolute folders of PATH (relative entries of PATH, and folders inside the project or its repository, are not searched)"
             ),
             ChildError::Start(e) => write!(f, "cannot run it: {e}"),
             ChildError::TimedOut(t) => write!(
@@ -87,13 +87,44 @@ impl std::fmt::Display for ChildError {
     }
 }
 
-/// `PATH`'s absolute folders, in order: a relative entry (`.`, `bin`, or an empty one,
-/// which means the working folder) would look for programs in whatever folder a child
-/// runs in.
+/// Folders whose files a pull request may have written (the project's folder and its
+/// repository's work tree): no program is run from them, even through an absolute `PATH`
+/// entry (CI jobs add `$GITHUB_WORKSPACE/.venv/bin` or `$PWD/bin` to `PATH`).
+static DISTRUSTED: std::sync::RwLock<Vec<PathBuf>> = std::sync::RwLock::new(Vec::new());
+
+/// Marks `folder` (and everything below it) as one no program is run from.
+pub fn distrust(folder: &Path) {
+    if let Ok(folder) = folder.canonicalize() {
+        let mut all = DISTRUSTED.write().unwrap_or_else(|e| e.into_inner());
+        if !all.contains(&folder) {
+            all.push(folder);
+        }
+    }
+}
+
+/// Whether a `PATH` folder may hold programs eigenpub runs: absolute, and not in a
+/// distrusted folder.
+fn trusted_folder(folder: &Path) -> bool {
+    if !folder.is_absolute() {
+        return false;
+    }
+    let distrusted = DISTRUSTED.read().unwrap_or_else(|e| e.into_inner());
+    if distrusted.is_empty() {
+        return true;
+    }
+    let real = folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf());
+    !distrusted.iter().any(|d| real.starts_with(d))
+}
+
+/// `PATH`'s absolute folders, in order, less those in distrusted folders ([`distrust`]):
+/// a relative entry (`.`, `bin`, or an empty one, which means the working folder) would
+/// look for programs in whatever folder a child runs in.
 pub fn absolute_path() -> OsString {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let folders: Vec<PathBuf> = std::env::split_paths(&path)
-        .filter(|p| p.is_absolute())
+        .filter(|p| trusted_folder(p))
         .collect();
     std::env::join_paths(folders).unwrap_or_default()
 }

@@ -99,6 +99,7 @@ impl Context {
                 .unwrap_or_else(|| PathBuf::from(PROJECT_FILE)),
             None => PathBuf::from(PROJECT_FILE),
         };
+        distrust_project(&config);
         Ok(Context {
             config,
             concurrency: scope.concurrency.map(|c| c as usize),
@@ -129,6 +130,22 @@ impl Context {
     /// The directory the project file is in (relative paths in it are relative to this).
     pub fn project_dir(&self) -> PathBuf {
         crate::project::paths::folder_of(&self.config)
+    }
+}
+
+/// No program is run from the project's folder or its repository's work tree, which a
+/// pull request controls ([`crate::child::distrust`]); a work tree holding the home folder
+/// (a repository of dotfiles) is left alone, or no program in `~/.local/bin` would run.
+fn distrust_project(config: &std::path::Path) {
+    let dir = crate::project::paths::folder_of(config);
+    crate::child::distrust(&dir);
+    if let Some(repository) = crate::project::git::Repository::find(&dir) {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .and_then(|h| h.canonicalize().ok());
+        if !home.is_some_and(|h| h.starts_with(&repository.work_tree)) {
+            crate::child::distrust(&repository.work_tree);
+        }
     }
 }
 

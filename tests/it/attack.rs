@@ -175,3 +175,46 @@ fn project_file_values_in_problems_are_shown_on_one_line() {
         assert_one_line(what, &out.stderr);
     }
 }
+
+// CI jobs put folders of the checkout on PATH by absolute path (`$GITHUB_WORKSPACE/.venv/bin`,
+// `$PWD/bin`): a `git` a pull request commits there ran for `created = "git"`, with the
+// project's work tree as its folder. Only relative PATH entries were skipped.
+#[test]
+fn no_program_runs_from_an_absolute_path_entry_inside_the_repository() {
+    let p = Project::new();
+    p.write(
+        "sub/eigenruntime.toml",
+        "[defaults]\nregistry = \"oci:out\"\ncreated = \"git\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"spec.yaml\"\n",
+    )
+    .write("sub/spec.yaml", spec_yaml("oracle", "aggregator", "1"))
+    .git_init()
+    .git_commit_all("the project", "2024-03-05T10:20:30+05:30");
+    let marker = p.path().parent().unwrap().join(format!(
+        "{}-planted-git-ran",
+        p.path().file_name().unwrap().to_string_lossy()
+    ));
+    let planted = p.path().join(".venv/bin/git");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(
+        &planted,
+        format!("#!/bin/sh\necho ran >> '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = p.eigenpub(&["-c", "sub/eigenruntime.toml", "validate"]);
+    cmd.env(
+        "PATH",
+        format!(
+            "{}:{}",
+            planted.parent().unwrap().display(),
+            std::env::var("PATH").unwrap()
+        ),
+    );
+    let out = crate::harness::run(cmd);
+    out.no_panic();
+    let ran = marker.exists();
+    let _ = std::fs::remove_file(&marker);
+    assert!(!ran, "the git planted in the repository ran\n{out}");
+    out.success();
+}

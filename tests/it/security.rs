@@ -137,6 +137,8 @@ enum Channel {
 
 /// Runs eigenpub in `p` with the secret planted in `channel`.
 fn run_with(p: &Project, host: &str, channel: &Channel, args: &[&str]) -> Output {
+    // Helpers live outside the project: eigenpub runs no program from the project's folder.
+    let helpers = tempfile::tempdir().unwrap();
     let docker = p.join(".docker-config");
     fs::create_dir_all(&docker).unwrap();
     let mut cmd = p.eigenpub(args);
@@ -157,7 +159,7 @@ fn run_with(p: &Project, host: &str, channel: &Channel, args: &[&str]) -> Output
             .unwrap();
         }
         Channel::Helper => {
-            let bin = p.join(".helper-bin");
+            let bin = helpers.path().join(".helper-bin");
             install_helper(
                 &bin,
                 "leaky",
@@ -249,7 +251,9 @@ fn a_failing_credential_helper_is_not_echoed() {
     let registry = echoing_registry();
     let host = registry.host();
     let p = project_for(&host);
-    let bin = p.join(".helper-bin");
+    // Outside the project: eigenpub runs no program from the project's folder.
+    let helpers = tempfile::tempdir().unwrap();
+    let bin = helpers.path().join(".helper-bin");
     install_helper(
         &bin,
         "broken",
@@ -279,7 +283,9 @@ fn a_failing_credential_helper_is_not_echoed() {
 #[test]
 fn a_hung_credential_helper_is_killed_with_its_children() {
     let p = project_for("127.0.0.1:9");
-    let bin = p.join(".helper-bin");
+    // Outside the project: eigenpub runs no program from the project's folder.
+    let helpers = tempfile::tempdir().unwrap();
+    let bin = helpers.path().join(".helper-bin");
     let pid_file = p.join("helper-child.pid");
     install_helper(
         &bin,
