@@ -134,18 +134,25 @@ impl Context {
 }
 
 /// No program is run from the project's folder or its repository's work tree, which a
-/// pull request controls ([`crate::child::distrust`]); a work tree holding the home folder
-/// (a repository of dotfiles) is left alone, or no program in `~/.local/bin` would run.
+/// pull request controls ([`crate::child::distrust`]). A folder holding the home folder
+/// (eigenpub run in `~`, or a repository of dotfiles) is left alone, or no program in
+/// `~/.local/bin` would run.
 fn distrust_project(config: &std::path::Path) {
-    let dir = crate::project::paths::folder_of(config);
-    crate::child::distrust(&dir);
-    if let Some(repository) = crate::project::git::Repository::find(&dir) {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .and_then(|h| h.canonicalize().ok());
-        if !home.is_some_and(|h| h.starts_with(&repository.work_tree)) {
-            crate::child::distrust(&repository.work_tree);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|h| h.canonicalize().ok());
+    let distrust = |folder: &std::path::Path| {
+        let holds_home = folder
+            .canonicalize()
+            .is_ok_and(|f| home.as_ref().is_some_and(|h| h.starts_with(&f)));
+        if !holds_home {
+            crate::child::distrust(folder);
         }
+    };
+    let dir = crate::project::paths::folder_of(config);
+    distrust(&dir);
+    if let Some(repository) = crate::project::git::Repository::find(&dir) {
+        distrust(&repository.work_tree);
     }
 }
 

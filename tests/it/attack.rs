@@ -218,3 +218,38 @@ fn no_program_runs_from_an_absolute_path_entry_inside_the_repository() {
     assert!(!ran, "the git planted in the repository ran\n{out}");
     out.success();
 }
+
+// The other side of the rule above: run in the home folder (the project folder holds it),
+// eigenpub still runs the operator's credential helper from `~/.local/bin`.
+#[test]
+fn a_helper_in_the_home_folder_still_runs_when_eigenpub_runs_there() {
+    let p = Project::new();
+    p.write(
+        "eigenruntime.toml",
+        "[defaults]\nregistry = \"127.0.0.1:9/acme\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"spec.yaml\"\n",
+    )
+    .write("spec.yaml", spec_yaml("oracle", "aggregator", "1"))
+    .write(".docker/config.json", r#"{"credsStore": "home"}"#);
+    let marker = p.path().join("helper-ran");
+    let helper = p.path().join(".local/bin/docker-credential-home");
+    std::fs::create_dir_all(helper.parent().unwrap()).unwrap();
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\necho ran > '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = p.eigenpub(&["plan"]);
+    cmd.env("HOME", p.path()).env_remove("DOCKER_CONFIG").env(
+        "PATH",
+        format!(
+            "{}:{}",
+            helper.parent().unwrap().display(),
+            std::env::var("PATH").unwrap()
+        ),
+    );
+    let out = crate::harness::run(cmd);
+    out.no_panic();
+    assert!(marker.exists(), "the operator's helper did not run\n{out}");
+}
