@@ -60,16 +60,7 @@ impl Registry {
                 Some(d) => Ok(Some(d)),
                 None if answer.body.is_empty() => {
                     // Rare: a registry that sends no digest on HEAD. Hash the manifest.
-                    let got = self
-                        .send_limited(
-                            repository,
-                            Method::GET,
-                            &url,
-                            accept_manifests(),
-                            None,
-                            MANIFEST_BODY,
-                        )
-                        .await?;
+                    let got = self.get_manifest_at(repository, &url).await?;
                     self.expect(&got, &[StatusCode::OK], "read a manifest")?;
                     Ok(Some(artifact::sha256_digest(&got.body)))
                 }
@@ -90,6 +81,19 @@ impl Registry {
         }
     }
 
+    /// A bounded GET of the manifest at `url` (a tag's or digest's manifest URL).
+    async fn get_manifest_at(&self, repository: &str, url: &str) -> Result<Answer, RegistryError> {
+        self.send_limited(
+            repository,
+            Method::GET,
+            url,
+            accept_manifests(),
+            None,
+            MANIFEST_BODY,
+        )
+        .await
+    }
+
     /// The answer to `url` again as a bounded GET, when `head` (a HEAD's answer) is neither
     /// 200 nor 404: a HEAD has no body to say why.
     async fn read_reason(
@@ -98,16 +102,7 @@ impl Registry {
         url: &str,
         head: Answer,
     ) -> Result<Answer, RegistryError> {
-        let got = self
-            .send_limited(
-                repository,
-                Method::GET,
-                url,
-                accept_manifests(),
-                None,
-                MANIFEST_BODY,
-            )
-            .await?;
+        let got = self.get_manifest_at(repository, url).await?;
         // Keep the HEAD's challenge when the GET's answer has none.
         if got.status == head.status
             && got.headers.get("www-authenticate").is_none()
@@ -142,16 +137,7 @@ impl Registry {
             .clone();
         let known = cell
             .get_or_try_init(|| async {
-                let got = self
-                    .send_limited(
-                        repository,
-                        Method::GET,
-                        url,
-                        accept_manifests(),
-                        None,
-                        MANIFEST_BODY,
-                    )
-                    .await?;
+                let got = self.get_manifest_at(repository, url).await?;
                 let e = self.unexpected(&got, "check a tag");
                 Ok::<_, RegistryError>((e.kind == ErrorKind::RepositoryMissing).then_some(e))
             })
