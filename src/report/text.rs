@@ -96,18 +96,23 @@ pub fn target_lines(plan: &Plan) -> String {
             s.update,
             s.unchanged
         );
-        if s.retag > 0 {
-            let _ = write!(out, ", {} to retag", s.retag);
-        }
-        if s.refused > 0 {
-            let _ = write!(out, ", {} refused", s.refused);
-        }
-        if s.unreadable > 0 {
-            let _ = write!(out, ", {} unreadable", s.unreadable);
-        }
+        counts_when_any(&mut out, &s);
         out.push('\n');
     }
     out
+}
+
+/// The counts a summary names only when they are not zero: retags, refusals, unreadable tags.
+fn counts_when_any(out: &mut String, s: &crate::plan::Summary) {
+    if s.retag > 0 {
+        let _ = write!(out, ", {} to retag", s.retag);
+    }
+    if s.refused > 0 {
+        let _ = write!(out, ", {} refused", s.refused);
+    }
+    if s.unreadable > 0 {
+        let _ = write!(out, ", {} unreadable", s.unreadable);
+    }
 }
 
 /// The summary line: `Plan: N to create, M to update, K unchanged.`
@@ -128,15 +133,7 @@ pub fn plan_summary(plan: &Plan) -> String {
             " ({equivalent} of them equivalent content, kept as published)"
         );
     }
-    if s.retag > 0 {
-        let _ = write!(line, ", {} to retag", s.retag);
-    }
-    if s.refused > 0 {
-        let _ = write!(line, ", {} refused", s.refused);
-    }
-    if s.unreadable > 0 {
-        let _ = write!(line, ", {} unreadable", s.unreadable);
-    }
+    counts_when_any(&mut line, &s);
     line.push('.');
     line
 }
