@@ -182,9 +182,96 @@ struct Run {
     refused: u64,
 }
 
-/// `artifacts` clients (a run's `concurrency`) sending `requests` requests in all, each
-/// answered after `round_trip`, through the pacing's window and turns; a refused one
-/// waits its `Retry-After` (1 s) and goes again. `heed`: whether the pacing hears of the
+/// Seeded draws (xorshift64): the same run for the same seed.
+#[derive(Clone)]
+struct Draws(Arc<std::sync::Mutex<u64>>);
+
+impl Draws {
+    fn new(seed: u64) -> Draws {
+        Draws(Arc::new(std::sync::Mutex::new(seed.max(1))))
+    }
+
+    /// Uniform in [0, 1).
+    fn uniform(&self) -> f64 {
+        let mut x = self.0.lock().unwrap();
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponential with this mean.
+    fn exponential(&self, mean: Duration) -> Duration {
+        mean.mul_f64(-(1.0 - self.uniform()).ln())
+    }
+}
+
+/// The way between the clients and a simulated registry: each request reaches the
+/// registry `round_trip - back` after its turn, plus a delay drawn at random (the
+/// scheduling of both ends and the network: a real token bucket sees requests off the
+/// spacing they were sent at), and its answer comes back `back` later; a refusal
+/// `refusal_delay` later still (a proxy that writes its 429's body after its headers
+/// waits out the client's delayed ACK, some 40 ms).
+#[derive(Clone)]
+struct Net {
+    round_trip: Duration,
+    back: Duration,
+    /// Every request is late by up to this much (uniform)…
+    jitter: Duration,
+    /// … and this share of them (a thread waiting for a core, a lock, Python's GIL)…
+    hiccups: f64,
+    /// … by this much more on average (exponential).
+    hiccup: Duration,
+    refusal_delay: Duration,
+    draws: Draws,
+}
+
+impl Net {
+    /// Every request exactly `round_trip`, no jitter, the registry deciding at its end.
+    fn exact(round_trip: Duration) -> Net {
+        Net {
+            round_trip,
+            back: Duration::ZERO,
+            jitter: Duration::ZERO,
+            hiccups: 0.0,
+            hiccup: Duration::ZERO,
+            refusal_delay: Duration::ZERO,
+            draws: Draws::new(1),
+        }
+    }
+
+    /// Loopback through scripts/bench's proxy (a Python thread per connection, the
+    /// bucket checked once the request is read), fitted to its arrival times: a few
+    /// milliseconds each way, every request up to 1 ms late, one in twenty some 4 ms
+    /// more (the gaps between arrivals sent 11-14 ms apart spread by 1.3-2.4 ms, their
+    /// first percentile 3-8 ms short), refusals 40 ms late. With it the controller of
+    /// 04:05 UTC on 7 December 2026 measures as the bench did (bursts of 1: 46-71% of
+    /// the rate used, the bench 48-73%; bursts of 20: 65-97%, the bench 81-95%).
+    fn loopback(seed: u64) -> Net {
+        Net {
+            round_trip: Duration::from_millis(4),
+            back: Duration::from_millis(2),
+            jitter: Duration::from_millis(1),
+            hiccups: 0.05,
+            hiccup: Duration::from_millis(4),
+            refusal_delay: Duration::from_millis(40),
+            draws: Draws::new(seed),
+        }
+    }
+
+    /// How late a request reaches the registry, past `round_trip - back`.
+    fn late(&self) -> Duration {
+        let mut late = self.jitter.mul_f64(self.draws.uniform());
+        if self.draws.uniform() < self.hiccups {
+            late += self.draws.exponential(self.hiccup);
+        }
+        late
+    }
+}
+
+/// `artifacts` clients (a run's `concurrency`) sending `requests` requests in all,
+/// through the pacing's window and turns and `net`; a refused one waits its
+/// `Retry-After` (1 s) and goes again. `heed`: whether the pacing hears of the
 /// refusals (without, only the `Retry-After` waits cost).
 async fn run(
     pacing: Arc<Pacing>,
@@ -194,19 +281,45 @@ async fn run(
     round_trip: Duration,
     heed: bool,
 ) -> Run {
+    run_over(
+        pacing,
+        registry,
+        artifacts,
+        requests,
+        Net::exact(round_trip),
+        heed,
+    )
+    .await
+}
+
+/// [`run`] over `net`.
+async fn run_over(
+    pacing: Arc<Pacing>,
+    registry: Registry,
+    artifacts: usize,
+    requests: u64,
+    net: Net,
+    heed: bool,
+) -> Run {
     let left = Arc::new(std::sync::atomic::AtomicI64::new(requests as i64));
     let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..artifacts {
-        let (pacing, registry) = (pacing.clone(), registry.clone());
+        let (pacing, registry, net) = (pacing.clone(), registry.clone(), net.clone());
         let (left, refused) = (left.clone(), refused.clone());
         tasks.push(tokio::spawn(async move {
             while left.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                 let place = pacing.permit().await;
                 let sent = pacing.wait_for_turn().await;
-                tokio::time::sleep(round_trip).await;
+                tokio::time::sleep(net.round_trip - net.back + net.late()).await;
                 let ok = registry.accepts();
+                tokio::time::sleep(if ok {
+                    net.back
+                } else {
+                    net.back + net.refusal_delay
+                })
+                .await;
                 drop(place);
                 if ok {
                     left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -216,7 +329,7 @@ async fn run(
                     if heed {
                         pacing.throttled(sent, Some(Duration::from_secs(1))).await;
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    pacing.sleep(Duration::from_secs(1)).await;
                 }
             }
         }));
@@ -231,24 +344,40 @@ async fn run(
     }
 }
 
-/// An apply's worth behind a token bucket of 100 a second: 1,200 requests of 5 ms.
-/// Returns (share of the allowed rate used, share of the requests refused).
-async fn behind_a_bucket(burst: f64, artifacts: usize) -> (f64, f64) {
+/// An apply's worth behind a token bucket of 100 a second (1,200 requests, as
+/// scripts/bench's 200 artifacts make) over `net`. Returns (share of the allowed rate
+/// used, share of the requests refused), as the bench counts them.
+async fn behind_a_bucket(burst: f64, artifacts: usize, net: Net) -> (f64, f64) {
     let pacing = Arc::new(Pacing::new(64, None));
     let bucket = Registry::Bucket(Bucket::shared(100.0, burst));
-    let r = run(
-        pacing,
-        bucket,
-        artifacts,
-        1200,
-        Duration::from_millis(5),
-        true,
-    )
-    .await;
+    let r = run_over(pacing, bucket, artifacts, 1200, net, true).await;
     // Ideal: the burst at once, the rest at 100 a second.
     let used = (1200.0 - burst) / 100.0 / r.wall.as_secs_f64();
     let refused = r.refused as f64 / (r.accepted + r.refused) as f64;
     (used, refused)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bursty_token_bucket_stays_used_over_a_jittery_network() {
+    // 100 a second with bursts of 20 over loopback as scripts/bench's proxy sees it
+    // (requests up to a millisecond off their spacing, one in twenty some 4 ms more):
+    // measured 79-97% used, 2.1-4.5% refused from 8 at once on (as the bench: 81-95%,
+    // 1.9-3.1%). (At 4: 65-75%, the bench 81%; behind bursts of 1 the same network
+    // gives 6-71%, the bench 62-73%: issue 18's targets are not met there.)
+    let mut failures = Vec::new();
+    for artifacts in [8, 16, 32, 64] {
+        for seed in 1..=4u64 {
+            let (used, refused) =
+                behind_a_bucket(20.0, artifacts, Net::loopback(seed * 7919)).await;
+            if used < 0.75 || refused > 0.06 {
+                failures.push(format!(
+                    "{artifacts} at once, seed {seed}: {used:.2} of the rate used, \
+                     {refused:.3} of the requests refused"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,7 +390,8 @@ async fn a_token_bucket_is_used_to_the_full_at_any_concurrency() {
     let mut failures = Vec::new();
     for burst in [1.0, 20.0] {
         for artifacts in [4, 8, 16, 32, 64] {
-            let (used, refused) = behind_a_bucket(burst, artifacts).await;
+            let (used, refused) =
+                behind_a_bucket(burst, artifacts, Net::exact(Duration::from_millis(5))).await;
             // Measured: 77-92% used, 0.9-2.4% refused (before: 27-97%, 5-20%).
             if used < 0.75 || refused > 0.05 {
                 failures.push(format!(
