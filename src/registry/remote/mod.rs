@@ -168,6 +168,8 @@ pub struct Registry {
     notes: std::sync::Mutex<Vec<String>>,
     /// When the registry last answered anything, for giving a silent one up.
     hearing: transport::Hearing,
+    /// How it has been answering, for the pause before a retry.
+    health: std::sync::Mutex<super::retry::Health>,
     notices: Notices,
     pub stats: Arc<Stats>,
 }
@@ -258,6 +260,7 @@ impl Registry {
             repositories: Default::default(),
             notes: Default::default(),
             hearing: transport::Hearing::default(),
+            health: Default::default(),
             notices: options.notices,
             stats,
         })

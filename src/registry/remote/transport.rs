@@ -142,9 +142,15 @@ impl Registry {
         attempts: &mut A,
     ) -> Result<A::Output, RegistryError> {
         let mut number = 0u32;
+        let began = self.health().mark();
         loop {
             match attempts.attempt(number).await {
-                Attempt::Done(result) => return result,
+                Attempt::Done(result) => {
+                    if result.is_ok() {
+                        self.health().accepted();
+                    }
+                    return result;
+                }
                 Attempt::Again {
                     last,
                     retry_after,
@@ -152,6 +158,12 @@ impl Registry {
                     budget,
                     counted,
                 } => {
+                    // A throttle is the pacing's business; anything else is a failure.
+                    let up = throttled.is_none() && {
+                        let mut health = self.health();
+                        health.failed();
+                        health.up_since(began)
+                    };
                     if number + 1 >= budget {
                         // Out of budget while the registry was given up: that is the
                         // failure to report, once for the registry.
@@ -163,7 +175,7 @@ impl Registry {
                     if counted {
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.pause(number, retry_after, throttled).await;
+                    self.pause(number, retry_after, throttled, up).await;
                     number += 1;
                 }
             }
@@ -322,16 +334,29 @@ impl Registry {
         }
     }
 
-    /// Sleeps before a retry. A throttled answer also slows the registry's rate down;
+    /// Sleeps before a retry: briefly while the registry is `up` (see
+    /// [`retry::Backoff::pause`]). A throttled answer also slows the registry's rate down;
     /// its `Retry-After` delays only this request. Both use it within the backoff's cap: a
     /// registry's "come back tomorrow" must not hold the rate down for the rest of the run.
-    async fn pause(&self, attempt: u32, retry_after: Option<Duration>, throttled: Option<Turn>) {
+    async fn pause(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        throttled: Option<Turn>,
+        up: bool,
+    ) {
         if let Some(turn) = throttled {
             let hold = retry_after.map(|d| d.min(self.backoff.cap));
             self.pacing.throttled(turn, hold).await;
         }
-        let delay = self.backoff.delay(attempt, retry_after, retry::jitter());
+        let delay = self
+            .backoff
+            .pause(attempt, retry_after, up, retry::jitter());
         self.pacing.sleep(delay).await;
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, retry::Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Gives the registry up when no request has had an answer for a whole per-request

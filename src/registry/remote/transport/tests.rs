@@ -73,6 +73,51 @@ async fn retries_back_off_exponentially_with_jitter() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_fault_streak_while_other_requests_are_accepted_is_retried_briefly() {
+    // One request fails 7 times in a row (25% faults at random: one in 16,384) while
+    // the registry accepts the others, one every 10 ms. Before: 3.2-6.4 s of doubling
+    // pauses, the whole run's tail; now at most 250 ms a pause.
+    let r = registry();
+    let start = Instant::now();
+    let streak = async {
+        let done = r.drive(&mut flaky(7)).await;
+        (done, start.elapsed())
+    };
+    let others = async {
+        for _ in 0..1_000 {
+            r.drive(&mut flaky(0)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let ((done, waited), ()) = tokio::join!(streak, others);
+    assert_eq!(done.unwrap(), 7, "the eighth attempt succeeds");
+    assert!(
+        waited >= Duration::from_millis(25 + 50 + 100 + 5 * 125 - 10),
+        "{waited:?}"
+    );
+    assert!(
+        waited <= Duration::from_millis(50 + 100 + 200 + 5 * 250),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_failing_alone_gets_an_outages_patience() {
+    // Nothing else accepted since it began: the registry may be down, so the pauses
+    // double as documented (3.2-6.4 s over 8 attempts), also after others were accepted
+    // before it began.
+    let r = registry();
+    for _ in 0..50 {
+        r.drive(&mut flaky(0)).await.unwrap();
+    }
+    let start = Instant::now();
+    r.drive(&mut flaky(7)).await.unwrap();
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(3175), "{waited:?}");
+    assert!(waited <= Duration::from_millis(6350), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_budget_ends_retries_with_the_last_failure() {
     let r = registry();
     let mut attempts = flaky(100);
