@@ -399,3 +399,77 @@ async fn a_registry_that_answers_others_is_not_given_up_for_one_slow_answer() {
         start.elapsed()
     );
 }
+
+/// How [`h2_server`] fails the first requests it gets.
+#[derive(Clone, Copy, Debug)]
+enum H2Fault {
+    /// `RST_STREAM` (`INTERNAL_ERROR`) for the request.
+    Reset,
+    /// `GOAWAY` (`INTERNAL_ERROR`) for the whole connection, the request unanswered.
+    GoAway,
+}
+
+/// An HTTP/2 server on loopback (prior knowledge, no TLS: the protocol ALPN negotiates
+/// with GHCR or Docker Hub, without the certificate), answering 200 to every request
+/// after failing the first `failing` with `fault`. Returns its host and the requests
+/// it got.
+async fn h2_server(
+    fault: H2Fault,
+    failing: usize,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    let n = counted.fetch_add(1, Ordering::SeqCst);
+                    match fault {
+                        H2Fault::Reset if n < failing => {
+                            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                        }
+                        H2Fault::GoAway if n < failing => {
+                            connection.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+                        }
+                        _ => {
+                            let ok = http::Response::builder().status(200).body(()).unwrap();
+                            let _ = respond.send_response(ok, true);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (host, requests)
+}
+
+#[tokio::test]
+async fn an_http2_stream_reset_or_goaway_is_a_broken_connection_tried_again() {
+    // Over HTTP/2 many requests share one connection: a stream reset fails one request,
+    // a GOAWAY every request on the connection. Both are a connection that broke after
+    // the request was sent (tried again, on a new connection for a GOAWAY), never a
+    // registry that cannot be connected to (given up for the run).
+    for (fault, failing) in [(H2Fault::Reset, 3), (H2Fault::GoAway, 1)] {
+        let (host, requests) = h2_server(fault, failing).await;
+        let (mut registry, _) = client_of(&host);
+        registry.http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let answers = head_tags(&registry, 8).await;
+        for answer in &answers {
+            let status = answer.as_ref().map(|a| a.status);
+            assert_eq!(status.ok(), Some(StatusCode::OK), "{fault:?}: {answer:?}");
+        }
+        assert!(registry.down.get().is_none(), "{fault:?}");
+        let retried = registry.stats.retries.load(Ordering::Relaxed);
+        assert!(retried >= 1, "{fault:?}: nothing was tried again");
+        assert!(requests.load(Ordering::SeqCst) >= 8 + failing, "{fault:?}");
+    }
+}
