@@ -1,5 +1,6 @@
 //! Carrying out a plan: push exactly the artifacts that changed, concurrently, each blob
-//! at most once per repository, blobs before the manifest that names them.
+//! at most once per repository, an artifact's config and layer at once, blobs before the
+//! manifest that names them.
 //!
 //! A manifest is pushed only after every blob it names is confirmed present, so an
 //! interrupted run never leaves a tag pointing at missing content, and a re-run pushes only
@@ -374,10 +375,17 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
     let target = targets.target(&p.repository);
     let key = p.repository.to_string();
     // A retag's manifest is already in the repository, and with it its blobs.
+    // The config and the layer go at once: two round trips (start, bytes) for both, not
+    // four. The manifest waits for both, and neither is abandoned halfway when the other
+    // fails (an upload session left open on the registry).
     if !matches!(change.action, Action::Retag { .. }) {
-        for blob in p.artifact.blobs() {
-            ledger.ensure(&key, &target, blob).await?;
-        }
+        let [config, layer] = p.artifact.blobs();
+        let (config, layer) = futures::future::join(
+            ledger.ensure(&key, &target, config),
+            ledger.ensure(&key, &target, layer),
+        )
+        .await;
+        config.and(layer)?;
     }
     let guard = crate::registry::layout::TagGuard {
         observed: change.observed.as_ref().map(|d| d.as_str().to_string()),

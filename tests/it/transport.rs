@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::fault_proxy::{Fault, Proxy, flaky};
+use crate::harness::fault_proxy::{Fault, Proxy, always, flaky, is_write};
 use crate::harness::http::{HttpRequest, HttpResponse, serve, write_head};
 use crate::harness::registry::free_port;
 use crate::harness::{Output, Project, Registry, Running, spec_yaml};
@@ -391,6 +391,46 @@ fn three_identical_applies_at_once_all_succeed() {
     );
     let check = project.run(&["plan"]);
     assert_all_on(&registry, &references, &check);
+}
+
+/// An artifact's config and layer are uploaded at once (both upload starts, then both
+/// bytes), and its manifest is pushed only after both uploads were answered: with every
+/// write answered 400 ms late, the two `POST`s arrive together, not one upload apart.
+#[test]
+fn an_artifacts_blobs_are_uploaded_at_once_and_confirmed_before_its_manifest() {
+    const LATE: Duration = Duration::from_millis(400);
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    proxy.set_policy(always(Fault::Stall(LATE), is_write));
+    let (project, references) = fleet(&proxy.host(), 1, 1, "");
+    let out = project.run(&["--concurrency", "1", "apply"]);
+    out.no_panic().success();
+    assert_all_on(&registry, &references, &out);
+    let seen = proxy.seen();
+    let at = |method: &str, what: &str| -> Vec<Instant> {
+        seen.iter()
+            .filter(|s| s.method == method && s.path.contains(what))
+            .map(|s| s.at)
+            .collect()
+    };
+    let (starts, uploads) = (at("POST", "/blobs/uploads/"), at("PUT", "/blobs/uploads/"));
+    let manifests = at("PUT", "/manifests/");
+    assert_eq!(
+        (starts.len(), uploads.len(), manifests.len()),
+        (2, 2, 1),
+        "{seen:?}"
+    );
+    let apart = |a: Instant, b: Instant| if a > b { a - b } else { b - a };
+    assert!(
+        apart(starts[0], starts[1]) < LATE / 2 && apart(uploads[0], uploads[1]) < LATE / 2,
+        "the blobs were uploaded one after the other: {seen:?}"
+    );
+    for upload in uploads {
+        assert!(
+            manifests[0] >= upload + LATE,
+            "the manifest was pushed before a blob's upload was answered: {seen:?}"
+        );
+    }
 }
 
 /// Where distribution's filesystem storage keeps a repository's links to its blobs

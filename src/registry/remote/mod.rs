@@ -38,8 +38,10 @@ pub use error::{ErrorKind, RegistryError};
 
 /// Requests in flight to one registry at most, unless `[registries."host"]
 /// max-concurrency` says otherwise: the window adapts up to it ([`pacing`]), and a run
-/// works on at most `concurrency` artifacts at once, which bounds it too.
-pub const MAX_CONCURRENCY: usize = 64;
+/// works on at most `concurrency` artifacts at once, which bounds it too. Twice the
+/// default `concurrency` (64): an apply uploads an artifact's config and layer at once, so
+/// 64 artifacts keep up to 128 requests in flight to a registry far away.
+pub const MAX_CONCURRENCY: usize = 128;
 
 /// The per-request deadline unless `[registries."host"] timeout` says otherwise.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
