@@ -123,6 +123,12 @@ pub struct Backoff {
     /// The longest pause after a server error or a broken connection while the
     /// registry is up (see [`Health::up_since`]).
     pub transient_cap: Duration,
+    /// Attempts a request may use in all when its last failure came while the registry
+    /// was up: its faults are a run of bad luck, not an outage, and short pauses make
+    /// more attempts cheap. With 25% of answers failing at random, 8 attempts left one
+    /// request in 65,536 failing all of them (one apply of 1,700 requests in 40 failed);
+    /// 12 leave one in 16.8 million, for at most a second more.
+    pub attempts_while_up: u32,
 }
 
 impl Default for Backoff {
@@ -138,6 +144,7 @@ impl Default for Backoff {
             base: Duration::from_millis(50),
             cap: Duration::from_secs(20),
             transient_cap: Duration::from_millis(250),
+            attempts_while_up: 12,
         }
     }
 }
@@ -242,6 +249,7 @@ pub const LINK_RACE: Backoff = Backoff {
     base: Duration::from_millis(50),
     cap: Duration::from_secs(1),
     transient_cap: Duration::from_secs(1),
+    attempts_while_up: 5,
 };
 
 /// Parses `Retry-After`: seconds, or an HTTP date.

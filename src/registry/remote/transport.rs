@@ -164,6 +164,13 @@ impl Registry {
                         health.failed();
                         health.up_since(began)
                     };
+                    // The general budget stretches while the registry is up: a fault
+                    // streak of one request among accepted others is bad luck.
+                    let budget = if up && budget == self.backoff.attempts {
+                        budget.max(self.backoff.attempts_while_up)
+                    } else {
+                        budget
+                    };
                     if number + 1 >= budget {
                         // Out of budget while the registry was given up: that is the
                         // failure to report, once for the registry.

@@ -102,6 +102,50 @@ async fn a_fault_streak_while_other_requests_are_accepted_is_retried_briefly() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_fault_streak_while_the_registry_is_up_gets_twelve_attempts() {
+    // 25% faults at random: one request in 65,536 fails 8 times in a row, and failed
+    // its artifact and the run (one apply of 1,700 requests in 40). While the others
+    // are accepted it gets 12 attempts, pauses short; alone (the registry may be down),
+    // 8, as documented.
+    let r = registry();
+    let start = Instant::now();
+    let streak = async {
+        let mut attempts = flaky(100);
+        let done = r.drive(&mut attempts).await;
+        (done, attempts.made, start.elapsed())
+    };
+    let others = async {
+        for _ in 0..1_000 {
+            r.drive(&mut flaky(0)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let ((done, made, waited), ()) = tokio::join!(streak, others);
+    assert_eq!(done.unwrap_err().status, Some(503));
+    assert_eq!(made, 12, "twelve attempts while the registry is up");
+    assert!(
+        waited <= Duration::from_millis(50 + 100 + 200 + 9 * 250),
+        "{waited:?}"
+    );
+    let r = registry();
+    let mut alone = flaky(100);
+    r.drive(&mut alone).await.unwrap_err();
+    assert_eq!(alone.made, 8, "eight when nothing else is accepted");
+    let mut streak = flaky(10);
+    let (done, ()) = tokio::join!(r.drive(&mut streak), async {
+        for _ in 0..1_000 {
+            r.drive(&mut flaky(0)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert_eq!(
+        done.unwrap(),
+        10,
+        "the eleventh attempt succeeds while others land"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_request_failing_alone_gets_an_outages_patience() {
     // Nothing else accepted since it began: the registry may be down, so the pauses
     // double as documented (3.2-6.4 s over 8 attempts), also after others were accepted
