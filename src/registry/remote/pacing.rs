@@ -14,33 +14,42 @@
 //! limit refuses what comes faster than it accepts, sporadic refusals come at any rate.
 //!
 //! So the controller keeps the best rate the registry accepted lately (over two-second
-//! spans, so that a token bucket's saved burst counts for half; at least a quarter second
-//! in a run's first moments; remembered 10 s), as TCP Westwood and BBR estimate a path
-//! from what it delivered rather than from what was sent. A throttle, while unlimited and
-//! with enough answers to measure on (24 over the last second, or four refusals making
-//! 60% of them), cuts the rate to 90% of that. After each cut the rate holds for a
-//! second, then grows: fast (doubling every 0.35 s, every 0.17 s before a limit refused
-//! anything) up to just under the rate the limit is taken to refuse, by 5% a second past
-//! it, by 50% a second once calm for two seconds (and not before a `Retry-After` has
-//! passed). Requests waiting for a turn take a new one when the rate is cut or grows by
-//! a quarter. Each throttle after a cut is weighed by the rate its request was sent at:
+//! spans, so that a token bucket's saved burst counts for half; at least a quarter
+//! second in a run's first moments; remembered 10 s), as TCP Westwood and BBR estimate a
+//! path from what it delivered rather than from what was sent. A throttle, while
+//! unlimited and with enough answers to measure on (24 over the last second, or four
+//! refusals making 30% of them: with 4 in flight behind a token bucket, requests refused
+//! together wait out their `Retry-After` together and few answers come), cuts the rate
+//! to 90% of that. After each cut the rate holds for a second, then grows: fast
+//! (doubling every 0.35 s, every 0.17 s before a limit refused anything) up to just
+//! under the rate the limit is taken to refuse, by 5% a second past it, by 50% a second
+//! once calm for two seconds (and not before a `Retry-After` has passed). Requests
+//! waiting for a turn take a new one when the rate is cut or grows by a quarter. Each
+//! throttle after a cut is weighed by the rate its request was sent at:
 //!
-//! - at or below the *safe* rate (90% of the best accepted): sporadic, as a token bucket
-//!   does not refuse a rate it accepted; three of those (less than a quarter of the
-//!   answers there) and the rate is unlimited again, their share remembered: a later
-//!   throttle while unlimited cuts only when the refused share over the last second is
-//!   more than twice it. More than a quarter: the best rate was a burst, or a quota since
-//!   spent, and the rate is cut to 90% of the last second's accepted;
+//! - at or below the *safe* rate (90% of the best accepted): sporadic, as a token
+//!   bucket does not refuse a rate it accepted; three of those (less than a quarter of
+//!   the answers there) and the rate grows as after a first cut and is dropped
+//!   (unlimited again) once it holds nothing back, their share remembered: a later
+//!   throttle cuts only when the refused share over the last second is more than twice
+//!   it. Unless refused under 30% as often as when a limit was last found on 64 answers
+//!   or more: a limit's refusals fall steeply once the rate is under it, but a few go on
+//!   near it (requests reach a registry a few milliseconds off the spacing they were
+//!   sent at, and a token bucket with no burst to speak of refuses one that comes
+//!   early); taken for sporadic ones they made the rate unlimited again, and every
+//!   request waiting for a turn went at once into the limit. More than a quarter: the
+//!   best rate was a burst, or a quota since spent, and the rate is cut to 90% of the
+//!   last second's accepted;
 //! - at the limit's rate, above the safe one (the limit may have been taken from a rate
 //!   a saved burst let through): three of those, and the rate is cut to the safe one and
 //!   holds there until the share refused above would have made three refusals (none
 //!   came: a limit) or three came (sporadic);
 //! - above the limit's rate: the limit, unless no more often than at the safe rate
-//!   (sporadic, three in all); the rate is cut to 90% of the rate refused (the rate in
-//!   force, or the rate requests went at if less: requests waiting out a `Retry-After`
-//!   send nothing), or, if that is more than 1.25 times what was accepted, to 60% of it
-//!   (TCP's multiplicative decrease) but not below 90% of the best accepted; at most once
-//!   a second.
+//!   (sporadic, three in all, as above); the rate is cut to 90% of the rate refused
+//!   (the rate in force, or the rate requests went at if less: requests waiting out a
+//!   `Retry-After` send nothing), or, if that is more than 1.25 times what was accepted,
+//!   to 60% of it (TCP's multiplicative decrease) but not below 90% of the best
+//!   accepted; at most once a second.
 //!
 //! The AWS SDKs' adaptive retry mode cuts on every throttle (to 70% of what was sent,
 //! CUBIC growth after), and so slows down for good on sporadic ones. Once calm, the rate
@@ -116,6 +125,12 @@ const DEEP: f64 = 0.6;
 /// Refusals at the safe rate that make them sporadic (or the limit's, see
 /// [`Cut::testing`]).
 const SPORADIC_REFUSALS: u32 = 3;
+/// Answers over the last [`WINDOW`] that measure the share refused when a rate is set
+/// from unlimited (with fewer, a few sporadic refusals together look like a limit's).
+const MEASURED: f64 = 64.0;
+/// Refusals are sporadic only when their share after a cut is at least this share of the
+/// one measured when a limit was last found (see [`Pace::limit_share`]).
+const SAME: f64 = 0.3;
 /// Refusals at the safe rate this common are no sporadic ones: the best rate the safe
 /// one was taken from was a burst, or a limit that no longer holds.
 const LIMIT_SHARE: f64 = 0.25;
@@ -129,7 +144,7 @@ const GATE_ANSWERS: f64 = 24.0;
 /// … at least this many refusals…
 const GATE_REFUSALS: usize = 4;
 /// … making this share of the answers, with something accepted.
-const GATE_SHARE: f64 = 0.6;
+const GATE_SHARE: f64 = 0.3;
 /// Once sporadic refusals were recognised, a throttle while unlimited cuts only when the
 /// refused share over the last [`WINDOW`] is more than this many times theirs.
 const NOISE_MARGIN: f64 = 2.0;
@@ -261,6 +276,10 @@ struct Pace {
     hold_until: Instant,
     /// The share of sporadic refusals, once recognised.
     sporadic: f64,
+    /// The share of answers refused when a rate was last set from unlimited on enough
+    /// answers to measure it ([`MEASURED`]): refusals are sporadic only if about as
+    /// common (a limit's fall steeply once the rate is under it).
+    limit_share: Option<f64>,
     /// The smoothed round trip of accepted requests (turn to answer).
     round_trip: Option<Duration>,
     /// The registry's refusals since it last accepted a request, if it refused any.
@@ -403,6 +422,7 @@ impl Pacing {
                 grown_at: now,
                 hold_until: now,
                 sporadic: 0.0,
+                limit_share: None,
                 round_trip: None,
                 refusing: None,
                 #[cfg(test)]
@@ -615,8 +635,11 @@ impl Pacing {
                 if refused < SPORADIC_REFUSALS {
                     return;
                 }
-                if f64::from(refused) / f64::from(answers) < LIMIT_SHARE {
-                    self.sporadic(&mut pace, now);
+                let common = f64::from(refused) / f64::from(answers);
+                if common < LIMIT_SHARE {
+                    if pace.limit_share.is_none_or(|limit| common >= SAME * limit) {
+                        self.sporadic(&mut pace, now);
+                    }
                     return;
                 }
                 pace.below = (0, 0);
@@ -645,11 +668,18 @@ impl Pacing {
                 };
                 let noise = share(pace.below).max(pace.sporadic);
                 if pace.below.1 > 0 && share(pace.above) <= NOISE_MARGIN * noise {
-                    // No more often above the safe rate than at it: sporadic, after a few.
-                    if pace.below.1 + pace.above.1 >= SPORADIC_REFUSALS {
+                    // No more often above the safe rate than at it: sporadic, after a few
+                    // (and about as often as when the limit was measured; if not,
+                    // refusals near a limit: weighed as above it).
+                    let since = share((pace.below.0 + pace.above.0, pace.below.1 + pace.above.1));
+                    let some = pace.below.1 + pace.above.1 >= SPORADIC_REFUSALS;
+                    if some && pace.limit_share.is_none_or(|limit| since >= SAME * limit) {
                         self.sporadic(&mut pace, now);
+                        return;
                     }
-                    return;
+                    if !some {
+                        return;
+                    }
                 }
                 if now - cut.at < WINDOW {
                     return; // one burst of refusals counts once
@@ -670,8 +700,14 @@ impl Pacing {
                 }
             }
         } else {
-            if rate.is_none() && !pace.worth_a_rate(now) {
+            // (Unlimited, or growing after sporadic refusals.)
+            if !pace.worth_a_rate(now) {
                 return;
+            }
+            let refused = pace.refused.len() as f64;
+            let answers = refused + pace.accepted_in_window(now) as f64;
+            if answers >= MEASURED {
+                pace.limit_share = Some(refused / answers);
             }
             pace.hold_until = pace.hold_until.max(hold);
             BELOW * best.min(rate.unwrap_or(f64::INFINITY))
@@ -721,7 +757,13 @@ impl Pacing {
         trace!(pace, "sporadic: {refused} of {answers}");
         let share = f64::from(refused) / (f64::from(answers) + PRIOR_ANSWERS);
         pace.sporadic = pace.sporadic.max(share);
+        // Not unlimited at once: every request waiting for a turn would go together,
+        // into the limit if the refusals were a limit's after all (a token bucket with
+        // no burst refuses a few requests near its rate, come early). The rate grows as
+        // after a first cut, and is dropped once it holds nothing back.
+        let rate = pace.adaptive;
         pace.unlimited(now);
+        pace.adaptive = rate;
         pace.refused.clear(); // judged
         if let Some(size) = pace.window_before.take() {
             self.window.restore(size);

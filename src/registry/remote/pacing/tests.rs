@@ -404,6 +404,38 @@ async fn a_token_bucket_is_used_to_the_full_at_any_concurrency() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
+    // 100 a second with bursts of 1 over loopback as the bench's proxy sees it: near the
+    // limit some requests come early and are refused whatever the rate, a few percent of
+    // them. Taken for sporadic refusals they made the rate unlimited again, and every
+    // request waiting for a turn went at once into the limit (9-13% of the requests
+    // refused from 16 at once on for one seed of six); and at 4 at once, requests
+    // refused together came back together, too few answers to find the limit again
+    // (6% and 13% of the rate used, 38% and 21% refused, for two seeds: 35% used on
+    // average). Now 54-62% on average from 4 to 64 at once, at most 5.7% refused.
+    // (Issue 18's 80% is not met: each refusal holds its request for a second.)
+    let mut failures = Vec::new();
+    for artifacts in [4, 8, 16, 32, 64] {
+        let mut used_in_all = 0.0;
+        for seed in 1..=6u64 {
+            let (used, refused) = behind_a_bucket(1.0, artifacts, Net::loopback(seed * 7919)).await;
+            used_in_all += used;
+            if refused > 0.07 {
+                failures.push(format!(
+                    "{artifacts} at once, seed {seed}: {used:.2} of the rate used, \
+                     {refused:.3} of the requests refused"
+                ));
+            }
+        }
+        let used = used_in_all / 6.0;
+        if used < 0.5 {
+            failures.push(format!("{artifacts} at once: {used:.2} of the rate used"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// `artifacts` clients for 1,200 requests of 10 ms against a registry that refuses
 /// `percent` of them at random however fast they come: the wall time against the same
 /// run when only the `Retry-After` waits count.
