@@ -78,6 +78,19 @@ impl Window {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Puts places in play up to the window's size: each first pays back a place the
+    /// window owes (retired when it comes back), else is added.
+    fn grant_to_size(&self, state: &mut State) {
+        while state.granted < state.size as usize {
+            state.granted += 1;
+            if state.debt > 0 {
+                state.debt -= 1;
+            } else {
+                self.places.add_permits(1);
+            }
+        }
+    }
+
     /// Waits for a place.
     pub(super) async fn enter(&self) -> Place<'_> {
         let permit = match self.places.try_acquire() {
@@ -110,14 +123,7 @@ impl Window {
         };
         state.size = (state.size + step).min(state.cap as f64);
         state.contended = false;
-        while state.granted < state.size as usize {
-            state.granted += 1;
-            if state.debt > 0 {
-                state.debt -= 1;
-            } else {
-                self.places.add_permits(1);
-            }
-        }
+        self.grant_to_size(&mut state);
     }
 
     /// The registry is over a limit: half the window, but no less than `needed` (what
@@ -148,13 +154,6 @@ impl Window {
         if size as f64 > state.size {
             state.size = size as f64;
         }
-        while state.granted < state.size as usize {
-            state.granted += 1;
-            if state.debt > 0 {
-                state.debt -= 1;
-            } else {
-                self.places.add_permits(1);
-            }
-        }
+        self.grant_to_size(&mut state);
     }
 }
