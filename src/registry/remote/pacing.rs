@@ -671,13 +671,12 @@ impl Pacing {
                     // No more often above the safe rate than at it: sporadic, after a few
                     // (and about as often as when the limit was measured; if not,
                     // refusals near a limit: weighed as above it).
-                    let since = share((pace.below.0 + pace.above.0, pace.below.1 + pace.above.1));
-                    let some = pace.below.1 + pace.above.1 >= SPORADIC_REFUSALS;
-                    if some && pace.limit_share.is_none_or(|limit| since >= SAME * limit) {
-                        self.sporadic(&mut pace, now);
+                    if pace.below.1 + pace.above.1 < SPORADIC_REFUSALS {
                         return;
                     }
-                    if !some {
+                    let since = share((pace.below.0 + pace.above.0, pace.below.1 + pace.above.1));
+                    if pace.limit_share.is_none_or(|limit| since >= SAME * limit) {
+                        self.sporadic(&mut pace, now);
                         return;
                     }
                 }
