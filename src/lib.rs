@@ -10,7 +10,7 @@
 //! ```
 //!
 //! `project` reads `eigenruntime.toml` and the specs into `Publication`s (exact `Artifact`
-//! bytes); `plan::observe` reads one digest per tag from the `registry` backends;
+//! bytes); `plan::observe_each` reads one digest per tag from the `registry` backends;
 //! `plan::diff` decides the actions; `apply::apply` pushes what changed. `commands` ties
 //! them to the command line; `report` renders results.
 //!

@@ -24,7 +24,7 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
     let published = if args.registry {
         let targets = Targets::connect(connections(&project), Access::Pull).await?;
         let cache = plan::cache::Cache::from_env().0;
-        let observed = plan::observe(
+        let observed = plan::observe_each(
             &targets,
             &project.publications,
             Overwrite::Refuse,
@@ -34,8 +34,8 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
         )
         .await;
         cache.trim().await;
-        let observed =
-            observed.map_err(|errors| plan::observe_problems(&errors, &project.publications))?;
+        let observed = plan::all_read(observed)
+            .map_err(|errors| plan::observe_problems(&errors, &project.publications))?;
         requests = Some(targets.requests());
         let plan = plan::diff(project.publications.clone(), observed, Overwrite::Refuse);
         plan.changes

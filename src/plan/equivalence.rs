@@ -20,7 +20,7 @@
 //! look equivalent by answering with other bytes.
 //!
 //! Pure: bytes in, a verdict out. The plan calls it only for tags whose digest differs from
-//! the wanted one (`plan::observe`), after reading that manifest and its config.
+//! the wanted one (`plan::observe_each`), after reading that manifest and its config.
 
 use serde_json::Value;
 

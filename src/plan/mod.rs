@@ -328,29 +328,6 @@ pub async fn observe_each(
     observed
 }
 
-/// [`observe_each`] where every tag must be read (`lock --registry`): the observations, or
-/// every failure with the artifact's index.
-pub async fn observe(
-    targets: &Targets,
-    publications: &[Publication],
-    overwrite: Overwrite,
-    concurrency: usize,
-    cache: &Cache,
-    observed_one: &(dyn Fn() + Sync),
-) -> Result<Vec<Observation>, Vec<(usize, TargetError)>> {
-    all_read(
-        observe_each(
-            targets,
-            publications,
-            overwrite,
-            concurrency,
-            cache,
-            observed_one,
-        )
-        .await,
-    )
-}
-
 /// The observations if every tag was read, else every failure with the artifact's index.
 pub fn all_read(
     observed: Vec<Result<Observation, TargetError>>,
@@ -496,10 +473,7 @@ async fn equivalent(
     let Some(manifest) = cache.manifest(target, digest.as_str()).await? else {
         return Ok(None);
     };
-    let config_digest = serde_json::from_slice::<serde_json::Value>(&manifest)
-        .ok()
-        .and_then(|m| m.pointer("/config/digest")?.as_str().map(str::to_string));
-    let Some(config_digest) = config_digest.filter(|d| crate::reference::is_sha256(d)) else {
+    let Ok(config_digest) = mirror::config_digest(&manifest) else {
         return Ok(None);
     };
     let Some(config) = cache.blob(target, &config_digest).await? else {

@@ -20,7 +20,7 @@ use super::Registry;
 use super::body::SMALL_BODY;
 use super::error::{self, ErrorKind, RegistryError, error_body};
 use super::routing::{self, Refusal};
-use super::transport::{Attempt, Attempts, header};
+use super::transport::{Attempt, Attempts, Budget, header};
 use crate::registry::credentials::{Credential, Secret};
 use crate::registry::retry::{self, Verdict};
 
@@ -512,7 +512,7 @@ impl Attempts for TokenAttempts<'_> {
                 last: Ok((status, body)),
                 retry_after,
                 throttled: (verdict == Verdict::Throttled).then_some(sent),
-                budget: registry.backoff.attempts,
+                budget: Budget::General,
                 counted: true,
             },
         }

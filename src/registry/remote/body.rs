@@ -29,8 +29,9 @@ pub(super) enum Failure {
     Deadline,
     /// The body trickled in slower than the stall detector allows.
     Stalled,
-    /// The registry was given up while the request waited.
-    GivenUp,
+    /// The registry was given up while the request waited: why, as reported once for
+    /// the registry.
+    GivenUp(super::error::RegistryError),
     /// A successful answer's body is larger than the call can need.
     TooLarge { status: u16, limit: usize },
 }

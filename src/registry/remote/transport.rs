@@ -122,10 +122,21 @@ pub(super) enum Attempt<T> {
         /// Rate limited (the refused request's turn): the whole registry slows down.
         throttled: Option<Turn>,
         /// How many attempts this kind of failure may use in all.
-        budget: u32,
+        budget: Budget,
         /// Counted in the run's retry statistics.
         counted: bool,
     },
+}
+
+/// How many attempts a kind of failure may use in all.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Budget {
+    /// The backoff's `attempts`, stretched to its `attempts_while_up` when the failure
+    /// came while the registry was up: a fault streak of one request among accepted
+    /// others is bad luck.
+    General,
+    /// This many, whatever the registry's health (a timeout, a stalled answer).
+    Fixed(u32),
 }
 
 /// A request that can be attempted again.
@@ -164,12 +175,12 @@ impl Registry {
                         health.failed();
                         health.up_since(began)
                     };
-                    // The general budget stretches while the registry is up: a fault
-                    // streak of one request among accepted others is bad luck.
-                    let budget = if up && budget == self.backoff.attempts {
-                        budget.max(self.backoff.attempts_while_up)
-                    } else {
-                        budget
+                    let budget = match budget {
+                        Budget::General if up => {
+                            self.backoff.attempts.max(self.backoff.attempts_while_up)
+                        }
+                        Budget::General => self.backoff.attempts,
+                        Budget::Fixed(n) => n,
                     };
                     if number + 1 >= budget {
                         // Out of budget while the registry was given up: that is the
@@ -243,8 +254,8 @@ impl Registry {
                 }
                 () = self.pacing.sleep(wake - now) => {}
             }
-            if self.down.get().is_some() {
-                return Err(Failure::GivenUp);
+            if let Some(down) = self.down.get() {
+                return Err(Failure::GivenUp(down.clone()));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Failure::Deadline);
@@ -264,20 +275,14 @@ impl Registry {
     /// A registry that cannot be connected to is marked down for the rest of the run.
     pub(super) fn after_failure<T>(&self, failure: Failure, token: bool) -> Attempt<T> {
         let prefix = if token { "token service: " } else { "" };
-        if let Failure::GivenUp = failure
-            && let Some(down) = self.down.get()
-        {
-            return Attempt::Done(Err(down.clone()));
-        }
-        if matches!(
-            failure,
-            Failure::Deadline | Failure::Stalled | Failure::GivenUp
-        ) && let Some(given_up) = self.give_up_silent()
+        if matches!(failure, Failure::Deadline | Failure::Stalled)
+            && let Some(given_up) = self.give_up_silent()
         {
             return Attempt::Done(Err(given_up));
         }
-        let slow = self.backoff.attempts.min(2);
+        let slow = Budget::Fixed(self.backoff.attempts.min(2));
         let (error, budget) = match failure {
+            Failure::GivenUp(down) => return Attempt::Done(Err(down)),
             Failure::Connect(e) => {
                 let (kind, message, help) = error::transport_error(&self.host, &self.base, &e);
                 let error = self.error(kind, None, format!("{prefix}{message}"), help);
@@ -290,10 +295,10 @@ impl Registry {
                 let (kind, message, help) = error::transport_error(&self.host, &self.base, &e);
                 (
                     self.error(kind, None, format!("{prefix}{message}"), help),
-                    self.backoff.attempts,
+                    Budget::General,
                 )
             }
-            Failure::Deadline | Failure::GivenUp => (
+            Failure::Deadline => (
                 self.error(
                     ErrorKind::Unreachable,
                     None,
@@ -633,7 +638,7 @@ impl Attempts for RegistryAttempts<'_> {
                 last: Err(last),
                 retry_after,
                 throttled: throttled.then_some(turn),
-                budget: registry.backoff.attempts,
+                budget: Budget::General,
                 counted: true,
             };
         }

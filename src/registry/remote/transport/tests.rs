@@ -44,7 +44,7 @@ impl Attempts for Flaky {
             throttled: self
                 .throttled
                 .then(crate::registry::remote::pacing::Turn::now),
-            budget: crate::registry::retry::Backoff::default().attempts,
+            budget: Budget::General,
             counted: true,
         }
     }
