@@ -6,8 +6,9 @@
 //!
 //! Entries are keyed by digest only, never by tag (a tag moves; a digest names its bytes),
 //! and every read is verified: an entry whose sha256 is not its name (corrupted, truncated,
-//! planted) is ignored, deleted and fetched again. So whoever can write the cache folder can
-//! make eigenpub fetch again, never use other bytes. The folder is outside the project
+//! planted) is ignored, deleted and fetched again. So whoever can write the entries can
+//! make eigenpub fetch again, never use other bytes (the limits, keyed by digest and not
+//! by registry, and a folder not checked for links, are in the README). The folder is outside the project
 //! (nothing a pull request changes can point eigenpub at it) and is chosen only by the
 //! environment:
 //!
