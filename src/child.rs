@@ -75,7 +75,7 @@ impl std::fmt::Display for ChildError {
             ),
             ChildError::NotFound(name) => write!(
                 f,
-                "`{name}` is not found in the absolute folders of PATH (relative entries of PATH, and folders inside the project or its repository, are not searched)"
+                "`{name}` is not found in the absolute folders of PATH (relative entries of PATH, and folders inside the project or its repository, are not searched, even when $HOME is one of them): install it in a folder outside the project, such as /usr/local/bin"
             ),
             ChildError::Start(e) => write!(f, "cannot run it: {e}"),
             ChildError::TimedOut(t) => write!(

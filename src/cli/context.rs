@@ -134,25 +134,16 @@ impl Context {
 }
 
 /// No program is run from the project's folder or its repository's work tree, which a
-/// pull request controls ([`crate::child::distrust`]). A folder holding the home folder
-/// (eigenpub run in `~`, or a repository of dotfiles) is left alone, or no program in
-/// `~/.local/bin` would run.
+/// pull request controls ([`crate::child::distrust`]), whatever `$HOME` is: a CI job whose
+/// home folder is its checkout (Jenkins runs with `HOME=$WORKSPACE`) would otherwise run a
+/// `git` or credential helper a pull request commits in `.local/bin`. Run in `~` (or with
+/// `~` a dotfiles repository), the programs of `~/.local/bin` are so not run either: the
+/// not-found error says where they are not looked for.
 fn distrust_project(config: &std::path::Path) {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .and_then(|h| h.canonicalize().ok());
-    let distrust = |folder: &std::path::Path| {
-        let holds_home = folder
-            .canonicalize()
-            .is_ok_and(|f| home.as_ref().is_some_and(|h| h.starts_with(&f)));
-        if !holds_home {
-            crate::child::distrust(folder);
-        }
-    };
     let dir = crate::project::paths::folder_of(config);
-    distrust(&dir);
+    crate::child::distrust(&dir);
     if let Some(repository) = crate::project::git::Repository::find(&dir) {
-        distrust(&repository.work_tree);
+        crate::child::distrust(&repository.work_tree);
     }
 }
 

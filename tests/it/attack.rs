@@ -219,37 +219,63 @@ fn no_program_runs_from_an_absolute_path_entry_inside_the_repository() {
     out.success();
 }
 
-// The other side of the rule above: run in the home folder (the project folder holds it),
-// eigenpub still runs the operator's credential helper from `~/.local/bin`.
+// Jenkins runs jobs with `HOME=$WORKSPACE`: the work tree held the home folder, so it was
+// trusted whole, and a `git` or credential helper a pull request committed in
+// `.local/bin` (on PATH by absolute path, as `~/.local/bin` is) ran, with the job's push
+// credentials in its environment. Folders inside the project are never searched now,
+// whatever `$HOME` is; the not-found error says so, and what to do.
 #[test]
-fn a_helper_in_the_home_folder_still_runs_when_eigenpub_runs_there() {
+fn no_program_runs_from_the_work_tree_when_home_is_the_work_tree() {
     let p = Project::new();
     p.write(
-        "eigenruntime.toml",
-        "[defaults]\nregistry = \"127.0.0.1:9/acme\"\ncreated = \"2024-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"spec.yaml\"\n",
+        "sub/eigenruntime.toml",
+        "[defaults]\nregistry = \"127.0.0.1:9/acme\"\ncreated = \"git\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"spec.yaml\"\n",
     )
-    .write("spec.yaml", spec_yaml("oracle", "aggregator", "1"))
+    .write("sub/spec.yaml", spec_yaml("oracle", "aggregator", "1"))
     .write(".docker/config.json", r#"{"credsStore": "home"}"#);
-    let marker = p.path().join("helper-ran");
-    let helper = p.path().join(".local/bin/docker-credential-home");
-    std::fs::create_dir_all(helper.parent().unwrap()).unwrap();
-    std::fs::write(
-        &helper,
-        format!("#!/bin/sh\necho ran > '{}'\nexit 1\n", marker.display()),
-    )
-    .unwrap();
+    let bin = p.path().join(".local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = p.path().parent().unwrap().join(format!(
+        "{}-planted-program-ran",
+        p.path().file_name().unwrap().to_string_lossy()
+    ));
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = p.eigenpub(&["plan"]);
-    cmd.env("HOME", p.path()).env_remove("DOCKER_CONFIG").env(
-        "PATH",
-        format!(
-            "{}:{}",
-            helper.parent().unwrap().display(),
-            std::env::var("PATH").unwrap()
-        ),
+    for name in ["git", "docker-credential-home"] {
+        std::fs::write(
+            bin.join(name),
+            format!("#!/bin/sh\necho {name} >> '{}'\nexit 1\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    p.git_init()
+        .git_commit_all("a pull request", "2024-03-05T10:20:30+05:30");
+    let run = |args: &[&str]| {
+        let mut cmd = p.eigenpub(args);
+        cmd.env("HOME", p.path()).env_remove("DOCKER_CONFIG").env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        );
+        crate::harness::run(cmd)
+    };
+    let validate = run(&["-c", "sub/eigenruntime.toml", "validate"]);
+    validate.no_panic();
+    let plan = run(&["-c", "sub/eigenruntime.toml", "plan"]);
+    plan.no_panic().expect_code(1);
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(
+        ran, "",
+        "a program planted in the work tree ran\n{validate}\n{plan}"
     );
-    let out = crate::harness::run(cmd);
-    out.no_panic();
-    assert!(marker.exists(), "the operator's helper did not run\n{out}");
+    validate.success();
+    // The helper is not found, and the error says where it was not looked for and what to do.
+    assert!(
+        plan.stderr.contains("docker-credential-home")
+            && plan
+                .stderr
+                .contains("folders inside the project or its repository")
+            && plan.stderr.contains("outside the project"),
+        "{plan}"
+    );
 }
