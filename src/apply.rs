@@ -23,6 +23,7 @@ use tokio::sync::OnceCell;
 use crate::artifact::Blob;
 use crate::diagnostic::codes;
 use crate::plan::{Action, Change, Plan};
+use crate::registry::at_once::at_once;
 use crate::registry::{Target, TargetError, Targets};
 
 /// What happened to one artifact.
@@ -299,40 +300,45 @@ pub async fn apply(
         .iter()
         .map(|_| std::sync::Mutex::new(Slot::Waiting))
         .collect();
-    let work = futures::stream::iter(applied.iter().map(|a| &a.change).zip(&slots))
-        .map(|(change, slot)| {
-            let ledger = &ledger;
-            let (failed_fast, stopping) = (&failed_fast, &stopping);
-            async move {
-                let outcome = match &change.action {
-                    Action::Unchanged => Outcome::Unchanged,
-                    Action::Refused { .. } => Outcome::NotStarted,
-                    Action::Unreadable { reason } => Outcome::Failed(reason.as_ref().clone()),
-                    Action::Create | Action::Update { .. } | Action::Retag { .. } => {
-                        if stopping() {
-                            Outcome::NotStarted
-                        } else {
-                            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Started;
-                            progress.started(change);
-                            let outcome = match push(change, targets, ledger).await {
-                                Ok(digest) => Outcome::Pushed { digest },
-                                Err(e) => {
-                                    if options.fail_fast {
-                                        failed_fast.store(true, Ordering::SeqCst);
+    let work = at_once(
+        applied
+            .iter()
+            .map(|a| &a.change)
+            .zip(&slots)
+            .map(|(change, slot)| {
+                let ledger = &ledger;
+                let (failed_fast, stopping) = (&failed_fast, &stopping);
+                async move {
+                    let outcome = match &change.action {
+                        Action::Unchanged => Outcome::Unchanged,
+                        Action::Refused { .. } => Outcome::NotStarted,
+                        Action::Unreadable { reason } => Outcome::Failed(reason.as_ref().clone()),
+                        Action::Create | Action::Update { .. } | Action::Retag { .. } => {
+                            if stopping() {
+                                Outcome::NotStarted
+                            } else {
+                                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Started;
+                                progress.started(change);
+                                let outcome = match push(change, targets, ledger).await {
+                                    Ok(digest) => Outcome::Pushed { digest },
+                                    Err(e) => {
+                                        if options.fail_fast {
+                                            failed_fast.store(true, Ordering::SeqCst);
+                                        }
+                                        Outcome::Failed(e)
                                     }
-                                    Outcome::Failed(e)
-                                }
-                            };
-                            progress.finished(change, &outcome);
-                            outcome
+                                };
+                                progress.finished(change, &outcome);
+                                outcome
+                            }
                         }
-                    }
-                };
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Done(outcome);
-            }
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .for_each(|()| async {});
+                    };
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Done(outcome);
+                }
+            }),
+        options.concurrency,
+    )
+    .for_each(|()| async {});
     // Once the run is interrupted, in-flight artifacts get a grace period to finish; then they
     // are cancelled. Cancelling is safe: a manifest is only pushed after its blobs, so no
     // tag can point at content that did not land.

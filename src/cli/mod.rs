@@ -89,7 +89,7 @@ impl Cli {
 /// Which artifacts a command works on, and how many at once (validate, plan, apply).
 #[derive(Debug, Args, Default, Clone)]
 pub struct Scope {
-    /// At most this many artifacts at once (overrides `concurrency` in the project file; default 64): requests in flight to a registry adapt up to it.
+    /// At most this many artifacts at once (overrides `concurrency` in the project file; default 64; one waiting out a registry's Retry-After lends its place): requests in flight to a registry adapt up to it.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub concurrency: Option<u64>,
     /// Only artifacts matching this glob (AVS name, `avs/opset` or `repository:tag`); repeatable.

@@ -210,13 +210,14 @@ pub async fn copy_adopted(
     }
     let fetched: Vec<(usize, Result<Artifact, TargetError>)> = {
         let publications = &*publications;
-        futures::stream::iter(copies.iter())
-                .map(|copy| async move {
-                    (copy.mirror, fetch(targets, cache, publications, copy).await)
-                })
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await
+        crate::registry::at_once::at_once(
+            copies.iter().map(|copy| async move {
+                (copy.mirror, fetch(targets, cache, publications, copy).await)
+            }),
+            concurrency,
+        )
+        .collect()
+        .await
     };
     for (i, result) in fetched {
         match result {

@@ -19,6 +19,7 @@ use crate::plan::cache::Cache;
 use crate::plan::equivalence::Provenance;
 use crate::project::Publication;
 use crate::reference::Digest;
+use crate::registry::at_once::at_once;
 use crate::registry::{Target, TargetError, Targets};
 
 /// What to do with one artifact.
@@ -281,44 +282,44 @@ pub async fn observe_each(
     cache: &Cache,
     observed_one: &(dyn Fn() + Sync),
 ) -> Vec<Result<Observation, TargetError>> {
-    let results: Vec<(usize, Result<Observation, TargetError>)> =
-        futures::stream::iter(publications.iter().enumerate())
-            .map(|(i, p)| async move {
-                let target = targets.target(&p.repository);
-                let wanted = p.artifact.digest();
-                let result = async {
-                    let tag = target.manifest_digest(&p.tag).await?;
-                    let equivalent = match &tag {
-                        Some(d) if d != wanted && p.adopt_equivalent => {
-                            equivalent(&target, cache, p, d).await?
-                        }
-                        _ => None,
-                    };
-                    let manifest_present = match &tag {
-                        Some(d) if d == wanted => false,
-                        Some(_) if equivalent.is_some() => false,
-                        // An immutable tag with other content is refused whatever we find.
-                        Some(_) if !overwrite.permits(p) => false,
-                        // A tag that moves back to content it held before (a revert).
-                        Some(_) => target.has_manifest(wanted).await?,
-                        // A new tag: the config names the tag (`releaseVersion`), so the
-                        // manifest cannot be in the repository under another one; asking
-                        // would cost every new artifact a request for nothing.
-                        None => false,
-                    };
-                    Ok(Observation {
-                        tag,
-                        manifest_present,
-                        equivalent,
-                    })
-                }
-                .await;
-                observed_one();
-                (i, result)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
+    let results: Vec<(usize, Result<Observation, TargetError>)> = at_once(
+        publications.iter().enumerate().map(|(i, p)| async move {
+            let target = targets.target(&p.repository);
+            let wanted = p.artifact.digest();
+            let result = async {
+                let tag = target.manifest_digest(&p.tag).await?;
+                let equivalent = match &tag {
+                    Some(d) if d != wanted && p.adopt_equivalent => {
+                        equivalent(&target, cache, p, d).await?
+                    }
+                    _ => None,
+                };
+                let manifest_present = match &tag {
+                    Some(d) if d == wanted => false,
+                    Some(_) if equivalent.is_some() => false,
+                    // An immutable tag with other content is refused whatever we find.
+                    Some(_) if !overwrite.permits(p) => false,
+                    // A tag that moves back to content it held before (a revert).
+                    Some(_) => target.has_manifest(wanted).await?,
+                    // A new tag: the config names the tag (`releaseVersion`), so the
+                    // manifest cannot be in the repository under another one; asking
+                    // would cost every new artifact a request for nothing.
+                    None => false,
+                };
+                Ok(Observation {
+                    tag,
+                    manifest_present,
+                    equivalent,
+                })
+            }
             .await;
+            observed_one();
+            (i, result)
+        }),
+        concurrency,
+    )
+    .collect()
+    .await;
     let mut observed: Vec<Result<Observation, TargetError>> = (0..publications.len())
         .map(|_| Ok(Observation::default()))
         .collect();

@@ -117,18 +117,19 @@ pub async fn for_review(
             | Action::Retag { from: Some(from) } => Some((i, c, from.clone())),
             _ => None,
         });
-    let results: Vec<_> = futures::stream::iter(wanted)
-        .map(|(i, c, from)| async move {
+    let results: Vec<_> = crate::registry::at_once::at_once(
+        wanted.map(|(i, c, from)| async move {
             let target = targets.target(&c.publication.repository);
             let before = fetch(&target, cache, from.as_str()).await;
             (
                 i,
                 before.map(|b| (b.unwrap_or_default(), Contents::of(&c.publication.artifact))),
             )
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+        }),
+        concurrency,
+    )
+    .collect()
+    .await;
     let mut review = Review::new();
     let mut errors = Vec::new();
     for (i, r) in results {

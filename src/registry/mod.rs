@@ -6,6 +6,7 @@
 //! one connection per registry host (credentials, TLS roots, limits) and one handle per
 //! layout folder, shared by every artifact of a run.
 
+pub mod at_once;
 pub mod credentials;
 pub mod helper;
 pub mod layout;

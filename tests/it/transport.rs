@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::fault_proxy::{Fault, Proxy, always, flaky, is_write};
+use crate::harness::fault_proxy::{Fault, Proxy, always, first, flaky, is_write};
 use crate::harness::http::{HttpRequest, HttpResponse, serve, write_head};
 use crate::harness::registry::free_port;
 use crate::harness::{Output, Project, Registry, Running, spec_yaml};
@@ -150,6 +150,47 @@ fn a_fault_streak_on_one_request_is_retried_briefly_while_the_others_land() {
     assert!(
         longest < Duration::from_millis(1000),
         "pauses between the attempts: {pauses:?}\n{out}"
+    );
+}
+
+#[test]
+fn an_artifact_waiting_out_a_retry_after_lets_the_others_go_on() {
+    // Two at once; the first two manifest pushes (one per artifact in flight) answered
+    // 429 `Retry-After: 3`. Each waits out its 3 s; meanwhile its place goes to the next
+    // artifacts, and the other ten land before either is pushed again. Before: both
+    // places were held by artifacts that sent nothing, and nothing was pushed for 3 s.
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    let (project, references) = fleet(&proxy.host(), 4, 3, "");
+    let manifest_put = |method: &str, path: &str| method == "PUT" && path.contains("/manifests/");
+    proxy.set_policy(first(
+        2,
+        Fault::TooManyRequests { retry_after: 3 },
+        move |h| manifest_put(&h.method, &h.path),
+    ));
+    let out = project.run(&["--concurrency", "2", "apply"]);
+    proxy.faults_off();
+    out.no_panic().success();
+    assert_all_on(&registry, &references, &out);
+    let puts: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| manifest_put(&s.method, &s.path))
+        .collect();
+    let refused: Vec<&str> = puts
+        .iter()
+        .filter(|s| s.fault.is_some())
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(refused.len(), 2, "{puts:#?}\n{out}");
+    let again = puts
+        .iter()
+        .position(|s| s.fault.is_none() && refused.contains(&s.path.as_str()))
+        .expect("the refused pushes were tried again");
+    let landed_meanwhile = puts[..again].iter().filter(|s| s.fault.is_none()).count();
+    assert_eq!(
+        landed_meanwhile, 10,
+        "the other artifacts' manifests pushed while the two waited: {puts:#?}\n{out}"
     );
 }
 

@@ -357,14 +357,17 @@ impl Registry {
         throttled: Option<Turn>,
         up: bool,
     ) {
-        if let Some(turn) = throttled {
-            let hold = retry_after.map(|d| d.min(self.backoff.cap));
-            self.pacing.throttled(turn, hold).await;
-        }
         let delay = self
             .backoff
             .pause(attempt, retry_after, up, retry::jitter());
-        self.pacing.sleep(delay).await;
+        if let Some(turn) = throttled {
+            let hold = retry_after.map(|d| d.min(self.backoff.cap));
+            self.pacing.throttled(turn, hold).await;
+            // Throttled: another artifact may use this one's place meanwhile.
+            crate::registry::at_once::lending_place(self.pacing.sleep(delay)).await;
+        } else {
+            self.pacing.sleep(delay).await;
+        }
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, retry::Health> {
