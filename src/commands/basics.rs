@@ -125,7 +125,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "EIGENPUB_CACHE_DIR",
-        "An absolute folder for the cache of manifests and configs read from registries, kept by digest (default $XDG_CACHE_HOME/eigenpub, else ~/.cache/eigenpub).",
+        "An absolute folder for the cache of manifests and configs read from registries, kept by repository and digest (default $XDG_CACHE_HOME/eigenpub, else ~/.cache/eigenpub).",
     ),
     (
         "EIGENPUB_NO_CACHE",

@@ -2,24 +2,36 @@
 //! plan over tags whose digest is not eigenpub's (adopted devkit tags, judged for
 //! [`equivalence`](super::equivalence)) costs one `HEAD` per artifact once those tags have
 //! been read, and Docker Hub's pull budget (every manifest `GET` counts) is spent once per
-//! digest, not once per run.
+//! digest and repository, not once per run.
 //!
-//! Entries are keyed by digest only, never by tag (a tag moves; a digest names its bytes),
-//! and every read is verified: an entry whose sha256 is not its name (corrupted, truncated,
+//! Entries are keyed by their source and digest, never by tag (a tag moves; a digest names
+//! its bytes). The source is the repository's URL at the registry that served the bytes
+//! (`https://ghcr.io/v2/acme/oracle/`): bytes are only used again for the repository that
+//! served them. Keyed by digest alone, a registry a pull request adds could claim the
+//! digest of an artifact another registry (or another repository, a private one) served
+//! this user before, and get its bytes from the cache unasked, for `plan --format
+//! markdown` to show in a comment. Registries grant reads per repository (a token's scope
+//! is `repository:NAME:pull`), so the repository is part of the key, not only the host;
+//! and every read through the cache follows a `HEAD` of a tag in that repository that
+//! answered that digest in the same run (or is a digest such a manifest names), so the
+//! reader has shown it may read the repository with its own credentials.
+//!
+//! Every read is verified: an entry whose sha256 is not its name (corrupted, truncated,
 //! planted) is ignored, deleted and fetched again. So whoever can write the entries can
-//! make eigenpub fetch again, never use other bytes (the limits, keyed by digest and not
-//! by registry, and a folder not checked for links, are in the README). The folder is outside the project
+//! make eigenpub fetch again, never use other bytes. The folder is outside the project
 //! (nothing a pull request changes can point eigenpub at it) and is chosen only by the
 //! environment:
 //!
 //! - `EIGENPUB_CACHE_DIR`, else `$XDG_CACHE_HOME/eigenpub`, else `~/.cache/eigenpub`;
 //! - `EIGENPUB_NO_CACHE` set to anything but `""` or `0` turns the cache off.
 //!
-//! Entries are `blobs/sha256/<hex>` (an OCI layout's blob paths), written to a temporary
-//! file and renamed, so concurrent runs sharing the folder (or a folder restored by a CI
-//! cache such as `actions/cache`) only ever see whole entries. The folder is kept under
-//! [`MAX_BYTES`]: after a run that added entries, the oldest go first. Every failure of the
-//! cache (a read-only folder, a full disk) only costs the request it would have saved.
+//! Entries are `sources/<sha256 of the source>/<hex of the digest>`, written to a
+//! temporary file and renamed, so concurrent runs sharing the folder (or a folder restored
+//! by a CI cache such as `actions/cache`) only ever see whole entries. Entries of the
+//! earlier layout (`blobs/sha256/<hex>`, keyed by digest alone) are never read. The folder
+//! is kept under [`MAX_BYTES`]: after a run that added entries, the oldest go first. Every
+//! failure of the cache (a read-only folder, a full disk) only costs the request it would
+//! have saved.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +48,9 @@ pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The largest entry kept: a manifest's read limit (eigenpub's are under 2 KiB).
 pub const MAX_ENTRY: u64 = 4 * 1024 * 1024;
 
+/// The folder of `<root>` that holds one folder of entries per source.
+const SOURCES: &str = "sources";
+
 /// A temporary file older than this was left by a run that was killed mid-write.
 const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -47,8 +62,8 @@ pub struct Cache {
 
 #[derive(Debug)]
 struct Inner {
-    /// `<root>/blobs/sha256`.
-    dir: PathBuf,
+    /// The cache folder (entries are in `<root>/sources/<source>/`).
+    root: PathBuf,
     max_bytes: u64,
     /// Set once this run has added an entry: the folder is trimmed at the end.
     added: AtomicBool,
@@ -64,7 +79,7 @@ impl Cache {
     pub fn at(root: &Path, max_bytes: u64) -> Cache {
         Cache {
             inner: Some(Arc::new(Inner {
-                dir: root.join("blobs").join("sha256"),
+                root: root.to_path_buf(),
                 max_bytes,
                 added: AtomicBool::new(false),
             })),
@@ -125,13 +140,24 @@ impl Cache {
                 Kind::Blob => target.fetch_blob(digest).await,
             }
         };
-        let (Some(inner), Target::Remote { .. }) = (&self.inner, target) else {
+        let (
+            Some(inner),
+            Target::Remote {
+                registry,
+                repository,
+            },
+        ) = (&self.inner, target)
+        else {
             return fetch().await;
         };
         let Some(hex) = hex_of(digest) else {
             return fetch().await;
         };
-        let path = inner.dir.join(hex);
+        let dir = inner
+            .root
+            .join(SOURCES)
+            .join(source_key(&registry.repository_url(repository)));
+        let path = dir.join(hex);
         let cached = {
             let (path, hex) = (path.clone(), hex.to_string());
             tokio::task::spawn_blocking(move || get(&path, &hex))
@@ -147,7 +173,7 @@ impl Cache {
             && sha256_hex(bytes) == hex
             && bytes.len() as u64 <= MAX_ENTRY
         {
-            let (dir, bytes) = (inner.dir.clone(), bytes.clone());
+            let bytes = bytes.clone();
             let written = tokio::task::spawn_blocking(move || put(&dir, &path, &bytes))
                 .await
                 .unwrap_or(false);
@@ -167,7 +193,7 @@ impl Cache {
         if !inner.added.load(Ordering::Relaxed) {
             return;
         }
-        let _ = tokio::task::spawn_blocking(move || trim(&inner.dir, inner.max_bytes)).await;
+        let _ = tokio::task::spawn_blocking(move || trim(&inner.root, inner.max_bytes)).await;
     }
 }
 
@@ -204,6 +230,12 @@ fn hex_of(digest: &str) -> Option<&str> {
     crate::reference::is_sha256(digest)
         .then(|| digest.strip_prefix("sha256:"))
         .flatten()
+}
+
+/// Pure: the folder name of a source's entries (the hex of its sha256: any URL is a
+/// safe, fixed-length name so).
+fn source_key(source: &str) -> String {
+    sha256_hex(source.as_bytes())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -248,33 +280,39 @@ fn put(dir: &Path, path: &Path, bytes: &[u8]) -> bool {
     tmp.write_all(bytes).is_ok() && tmp.persist(path).is_ok()
 }
 
-/// Deletes temporary files left by killed runs, then the oldest entries until the folder
-/// holds at most three quarters of `max_bytes`, if it holds more than `max_bytes`.
-fn trim(dir: &Path, max_bytes: u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Deletes temporary files left by killed runs, then the oldest entries (of every source)
+/// until the folder holds at most three quarters of `max_bytes`, if it holds more than
+/// `max_bytes`.
+fn trim(root: &Path, max_bytes: u64) {
+    let Ok(sources) = std::fs::read_dir(root.join(SOURCES)) else {
         return;
     };
     let now = std::time::SystemTime::now();
     let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(metadata) = entry.metadata() else {
+    for source in sources.flatten() {
+        let Ok(entries) = std::fs::read_dir(source.path()) else {
             continue;
         };
-        let modified = metadata.modified().unwrap_or(now);
-        let is_entry = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !is_entry {
-            let old = now
-                .duration_since(modified)
-                .is_ok_and(|age| age > STALE_TEMPORARY);
-            if old && metadata.is_file() {
-                let _ = std::fs::remove_file(entry.path());
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            let modified = metadata.modified().unwrap_or(now);
+            let is_entry = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !is_entry {
+                let old = now
+                    .duration_since(modified)
+                    .is_ok_and(|age| age > STALE_TEMPORARY);
+                if old && metadata.is_file() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                continue;
             }
-            continue;
+            files.push((modified, metadata.len(), entry.path()));
         }
-        files.push((modified, metadata.len(), entry.path()));
     }
     let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
     if total <= max_bytes {
@@ -384,7 +422,7 @@ mod tests {
     #[test]
     fn the_folder_is_trimmed_oldest_first_and_leftover_temporaries_go() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = dir.path().join("blobs/sha256");
+        let blobs = dir.path().join(SOURCES).join(source_key("https://r/v2/a/"));
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
         let mut names = Vec::new();
         for i in 0..8u8 {
@@ -409,11 +447,11 @@ mod tests {
             .set_modified(old)
             .unwrap();
         // Under the bound: only the leftover goes.
-        trim(&blobs, 8000);
+        trim(dir.path(), 8000);
         assert!(!leftover.exists());
         assert!(names.iter().all(|n| blobs.join(n).exists()));
         // Over it: the oldest go until three quarters are left.
-        trim(&blobs, 4000);
+        trim(dir.path(), 4000);
         let kept: Vec<bool> = names.iter().map(|n| blobs.join(n).exists()).collect();
         assert_eq!(
             kept,

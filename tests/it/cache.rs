@@ -5,8 +5,10 @@
 
 use std::path::Path;
 
+use crate::harness::http::{HttpRequest, HttpResponse};
+use crate::harness::registry_emulator::{Emulator, Play, Script};
 use crate::harness::{Output, Project, Registry, Request, sha256_digest};
-use crate::lock::{ALL, devkit_publish_all, project};
+use crate::lock::{ALL, PO0, devkit_publish_all, devkit_push, project};
 
 /// `eigenpub <args>` with the cache on, in `cache`.
 fn run_cached(project: &Project, cache: &Path, args: &[&str]) -> Output {
@@ -20,23 +22,47 @@ fn count(requests: &[Request], method: &str) -> usize {
     requests.iter().filter(|r| r.method == method).count()
 }
 
-/// The cache's entries: file name → bytes.
+/// The cache's entries: `<source>/<hex>` (relative to `sources/`) → bytes.
 fn entries(cache: &Path) -> Vec<(String, Vec<u8>)> {
-    let dir = cache.join("blobs/sha256");
-    let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| {
-                    (
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read(e.path()).expect("read entry"),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
+    for source in std::fs::read_dir(cache.join("sources"))
+        .into_iter()
+        .flatten()
+    {
+        let source = source.expect("source folder");
+        for entry in std::fs::read_dir(source.path()).expect("read source folder") {
+            let entry = entry.expect("entry");
+            found.push((
+                format!(
+                    "{}/{}",
+                    source.file_name().to_string_lossy(),
+                    entry.file_name().to_string_lossy()
+                ),
+                std::fs::read(entry.path()).expect("read entry"),
+            ));
+        }
+    }
     found.sort();
     found
+}
+
+/// How many files are in `dir` and its folders, whatever the cache's layout.
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The digest an entry is named by.
+fn digest_of(name: &str) -> String {
+    format!("sha256:{}", name.rsplit('/').next().unwrap_or_default())
 }
 
 #[test]
@@ -68,7 +94,7 @@ fn a_second_plan_over_adopted_tags_costs_one_head_per_artifact() {
     let held = entries(cache.path());
     assert_eq!(held.len(), 2 * ALL.len(), "{held:?}");
     for (name, bytes) in &held {
-        assert_eq!(format!("sha256:{name}"), sha256_digest(bytes));
+        assert_eq!(digest_of(name), sha256_digest(bytes));
     }
 
     // Second plan: one HEAD per artifact, nothing else.
@@ -78,7 +104,7 @@ fn a_second_plan_over_adopted_tags_costs_one_head_per_artifact() {
 
     // A truncated entry and a planted one (other bytes under a digest's name) are never
     // trusted: each is fetched again and replaced with the right bytes.
-    let dir = cache.path().join("blobs/sha256");
+    let dir = cache.path().join("sources");
     let (truncated, planted) = (&held[0], &held[1]);
     std::fs::write(
         dir.join(&truncated.0),
@@ -92,7 +118,7 @@ fn a_second_plan_over_adopted_tags_costs_one_head_per_artifact() {
     assert_eq!(entries(cache.path()), held);
 
     // Off: every plan reads again, and the cache is not touched.
-    std::fs::remove_dir_all(cache.path().join("blobs")).unwrap();
+    std::fs::remove_dir_all(cache.path().join("sources")).unwrap();
     registry.reset_requests();
     let mut cmd = project.eigenpub(&["plan"]);
     cmd.env("EIGENPUB_CACHE_DIR", cache.path());
@@ -129,4 +155,101 @@ fn the_cache_lives_under_xdg_cache_home_and_never_in_the_project() {
         "{out}"
     );
     assert!(!project.exists("cache"), "{out}");
+}
+
+/// A host that answers the `HEAD` of one tag with `digest` (the tag "holds" it), and
+/// forwards everything else to the registry behind it.
+fn claiming(tag_path: String, digest: String) -> Script {
+    Box::new(move |request: &HttpRequest| {
+        if request.method == "HEAD" && request.path() == tag_path {
+            Play::Answer(
+                HttpResponse::new(200)
+                    .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .with_header("Docker-Content-Digest", &digest),
+            )
+        } else {
+            Play::Forward
+        }
+    })
+}
+
+/// `project`'s file with its registry line pointing at `registry` (`host/namespace`).
+fn point_at(project: &Project, from: &str, to: &str) {
+    let path = project.path().join("eigenruntime.toml");
+    let text = std::fs::read_to_string(&path).expect("read the project file");
+    assert!(text.contains(from), "{text}");
+    std::fs::write(&path, text.replace(from, to)).expect("write the project file");
+}
+
+// The cache was keyed by digest alone, in a folder every project of the user shares: a
+// registry a pull request adds, claiming the digest of an artifact another registry (or
+// another repository) served this user before, got its bytes from the cache without a
+// request, and `plan --format markdown` showed that spec in the pull request's comment.
+#[test]
+fn a_digest_served_by_one_repository_is_never_read_from_the_cache_for_another() {
+    let registry = Registry::start();
+    let secret = PO0.text("only-the-victim-has-this");
+    let digest = devkit_push(&registry, PO0, &secret, "2025-01-01T00:00:00Z", "Hourglass");
+    let own_spec = PO0.text("image-1");
+    let secret_line = secret
+        .lines()
+        .find(|l| !own_spec.lines().any(|o| o == *l))
+        .expect("a line only the victim's spec has")
+        .trim()
+        .to_string();
+    let tag_path =
+        |namespace: &str| format!("/v2/{namespace}/price-oracle/manifests/{}", PO0.tag());
+    // The victim reads its registry through a host that, for another repository on it
+    // (`evil/price-oracle`), claims the victim's digest.
+    let host = Emulator::start(&registry, claiming(tag_path("evil"), digest.clone()));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let victim = project(&registry, "created = \"2025-01-01T00:00:00Z\"");
+    point_at(
+        &victim,
+        &format!("{}/acme", registry.host()),
+        &format!("{}/acme", host.host()),
+    );
+    // Its own plan shows what its tag holds now (the review reads manifest, config and
+    // spec, into the cache).
+    let own = run_cached(&victim, cache.path(), &["plan", "--format", "markdown"]);
+    own.no_panic();
+    assert!(own.stdout.contains(&secret_line), "{own}");
+    assert!(
+        files_under(cache.path()) >= 3,
+        "{:?}",
+        entries(cache.path())
+    );
+
+    // Another repository on the same host, and the same repository on another host (one
+    // that holds nothing), each claiming that digest for their tag.
+    let empty = Registry::start();
+    let elsewhere = Emulator::start(&empty, claiming(tag_path("acme"), digest.clone()));
+    for (label, claimant, namespace) in [
+        ("another repository", &host, "evil"),
+        ("another registry", &elsewhere, "acme"),
+    ] {
+        let attacker = project(&registry, "created = \"2025-01-01T00:00:00Z\"");
+        point_at(
+            &attacker,
+            &format!("{}/acme", registry.host()),
+            &format!("{}/{namespace}", claimant.host()),
+        );
+        claimant.reset();
+        let out = run_cached(&attacker, cache.path(), &["plan", "--format", "markdown"]);
+        out.no_panic();
+        assert!(
+            !out.stdout.contains(&secret_line) && !out.stderr.contains(&secret_line),
+            "{label}: the victim's spec was shown\n{out}"
+        );
+        // The claimant was asked for the manifest (and had nothing to give).
+        let manifest_path = format!("/v2/{namespace}/price-oracle/manifests/{digest}");
+        assert!(
+            claimant
+                .seen()
+                .iter()
+                .any(|s| s.method == "GET" && s.path == manifest_path),
+            "{label}: {:#?}",
+            claimant.seen()
+        );
+    }
 }

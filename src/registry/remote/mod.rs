@@ -296,6 +296,13 @@ impl Registry {
         format!("{}/v2/{}/{rest}", self.base, self.api_path(repository))
     }
 
+    /// Where a repository's manifests and blobs are read from, as the registry's own URL
+    /// (`https://ghcr.io/v2/acme/oracle/`): the source the plan cache keys its entries by,
+    /// so that bytes one repository served are only used again for that repository.
+    pub fn repository_url(&self, repository: &str) -> String {
+        self.url(repository, "")
+    }
+
     fn error(
         &self,
         kind: ErrorKind,
