@@ -127,6 +127,12 @@ impl Context {
         self.verbosity == Verbosity::Verbose
     }
 
+    /// The folders a pull request controls (the project's folder and its repository's work
+    /// tree, canonical): no program is run from them, and no cache is kept in them.
+    pub fn project_folders(&self) -> Vec<PathBuf> {
+        project_folders(&self.config)
+    }
+
     /// The directory the project file is in (relative paths in it are relative to this).
     pub fn project_dir(&self) -> PathBuf {
         crate::project::paths::folder_of(&self.config)
@@ -140,11 +146,20 @@ impl Context {
 /// `~` a dotfiles repository), the programs of `~/.local/bin` are so not run either: the
 /// not-found error says where they are not looked for.
 fn distrust_project(config: &std::path::Path) {
-    let dir = crate::project::paths::folder_of(config);
-    crate::child::distrust(&dir);
-    if let Some(repository) = crate::project::git::Repository::find(&dir) {
-        crate::child::distrust(&repository.work_tree);
+    for folder in project_folders(config) {
+        crate::child::distrust(&folder);
     }
+}
+
+/// The folders a pull request controls: the project's folder and its repository's work
+/// tree, canonical (those that exist).
+fn project_folders(config: &std::path::Path) -> Vec<PathBuf> {
+    let dir = crate::project::paths::folder_of(config);
+    let work_tree = crate::project::git::Repository::find(&dir).map(|r| r.work_tree);
+    std::iter::once(dir)
+        .chain(work_tree)
+        .filter_map(|f| f.canonicalize().ok())
+        .collect()
 }
 
 /// The project file's default name.

@@ -23,7 +23,7 @@ pub(super) async fn run(ctx: &Context, args: &LockArgs) -> Outcome {
     let mut requests = None;
     let published = if args.registry {
         let targets = Targets::connect(connections(&project), Access::Pull).await?;
-        let cache = plan::cache::Cache::from_env().0;
+        let cache = super::plan::cache(ctx);
         let observed = plan::observe_each(
             &targets,
             &project.publications,

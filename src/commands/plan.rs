@@ -139,9 +139,10 @@ pub(super) async fn make_plan(
     })
 }
 
-/// The run's cache of manifests and configs (see [`crate::plan::cache`]).
-fn cache(ctx: &Context) -> Cache {
-    let (cache, warning) = Cache::from_env();
+/// The run's cache of manifests and configs (see [`crate::plan::cache`]), and a warning
+/// when it is off for a reason (see [`Cache::from_env`]).
+pub(super) fn cache(ctx: &Context) -> Cache {
+    let (cache, warning) = Cache::from_env(&ctx.project_folders());
     if let Some(warning) = warning
         && !ctx.quiet()
     {

@@ -18,12 +18,22 @@
 //!
 //! Every read is verified: an entry whose sha256 is not its name (corrupted, truncated,
 //! planted) is ignored, deleted and fetched again. So whoever can write the entries can
-//! make eigenpub fetch again, never use other bytes. The folder is outside the project
-//! (nothing a pull request changes can point eigenpub at it) and is chosen only by the
+//! make eigenpub fetch again, never use other bytes. The folder is chosen only by the
 //! environment:
 //!
 //! - `EIGENPUB_CACHE_DIR`, else `$XDG_CACHE_HOME/eigenpub`, else `~/.cache/eigenpub`;
 //! - `EIGENPUB_NO_CACHE` set to anything but `""` or `0` turns the cache off.
+//!
+//! and is refused (a warning, the cache off for the run) when it lies in the project or
+//! its repository's work tree, even through a link (a CI job whose home folder is its
+//! checkout, as Jenkins' `HOME=$WORKSPACE`, would otherwise keep it where a pull request
+//! commits files, links included), or when it or a folder of its own (`sources`, a
+//! source's folder, the earlier layout's `blobs/sha256`) is a symbolic link or not a
+//! folder. Links above the folder (`~/.cache` on another disk) are the operator's and are
+//! followed. Those folders are checked again before every read and write; entries are
+//! opened without following a link, and temporaries are created anew (`O_EXCL`). Trimming
+//! deletes only files the cache made: entries (named by 64 hex digits) and its own
+//! `.eigenpub-*` temporaries, never anything else found there.
 //!
 //! Entries are `sources/<sha256 of the source>/<hex of the digest>`, written to a
 //! temporary file and renamed, so concurrent runs sharing the folder (or a folder restored
@@ -86,31 +96,33 @@ impl Cache {
         }
     }
 
-    /// The cache the environment asks for (see the module docs), and a warning when
-    /// `EIGENPUB_CACHE_DIR` is set but unusable (relative), which turns it off.
-    pub fn from_env() -> (Cache, Option<String>) {
+    /// The cache the environment asks for (see the module docs), and a warning when the
+    /// folder is unusable, which turns it off: `EIGENPUB_CACHE_DIR` relative, the folder
+    /// inside one of `project` (the project's folder and its work tree, canonical), or it
+    /// or a folder of its own a link.
+    pub fn from_env(project: &[PathBuf]) -> (Cache, Option<String>) {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         let dir = var("EIGENPUB_CACHE_DIR").map(PathBuf::from);
         let off = var("EIGENPUB_NO_CACHE").is_some_and(|v| v != "0");
-        let warning = dir
-            .as_ref()
-            .filter(|d| !off && !d.is_absolute())
-            .map(|d| {
-                format!(
-                    "EIGENPUB_CACHE_DIR must be an absolute path, not {}; the cache is off for this run",
-                    crate::sanitize::text(&d.display().to_string())
-                )
-            });
-        let cache = match root(
+        if let Some(d) = dir.as_ref().filter(|d| !off && !d.is_absolute()) {
+            let warning = format!(
+                "EIGENPUB_CACHE_DIR must be an absolute path, not {}; the cache is off for this run",
+                crate::sanitize::text(&d.display().to_string())
+            );
+            return (Cache::off(), Some(warning));
+        }
+        let Some(root) = root(
             off,
             dir,
             var("XDG_CACHE_HOME").map(PathBuf::from),
             var("HOME").map(PathBuf::from),
-        ) {
-            Some(root) => Cache::at(&root, MAX_BYTES),
-            None => Cache::off(),
+        ) else {
+            return (Cache::off(), None);
         };
-        (cache, warning)
+        match refusal(&root, project) {
+            Some(warning) => (Cache::off(), Some(warning)),
+            None => (Cache::at(&root, MAX_BYTES), None),
+        }
     }
 
     /// The manifest with this digest: from the cache when it holds it (verified), else read
@@ -159,11 +171,15 @@ impl Cache {
             .join(source_key(&registry.repository_url(repository)));
         let path = dir.join(hex);
         let cached = {
-            let (path, hex) = (path.clone(), hex.to_string());
-            tokio::task::spawn_blocking(move || get(&path, &hex))
-                .await
-                .ok()
-                .flatten()
+            let (root, path, hex) = (inner.root.clone(), path.clone(), hex.to_string());
+            tokio::task::spawn_blocking(move || {
+                own_folders(&root, path.parent()?)
+                    .then(|| get(&path, &hex))
+                    .flatten()
+            })
+            .await
+            .ok()
+            .flatten()
         };
         if let Some(bytes) = cached {
             return Ok(Some(bytes));
@@ -173,8 +189,8 @@ impl Cache {
             && sha256_hex(bytes) == hex
             && bytes.len() as u64 <= MAX_ENTRY
         {
-            let bytes = bytes.clone();
-            let written = tokio::task::spawn_blocking(move || put(&dir, &path, &bytes))
+            let (root, bytes) = (inner.root.clone(), bytes.clone());
+            let written = tokio::task::spawn_blocking(move || put(&root, &dir, &path, &bytes))
                 .await
                 .unwrap_or(false);
             if written {
@@ -225,6 +241,78 @@ fn root(
         .map(|h| h.join(".cache").join("eigenpub"))
 }
 
+/// The cache's own folders below its root that must be real folders (not links) when
+/// they exist: what it writes into, reads from or trims.
+const OWN_FOLDERS: [&str; 3] = [SOURCES, "blobs", "blobs/sha256"];
+
+/// Why the cache folder `root` is not to be used, as a warning to print, or `None`. It
+/// must not lie in any of `project` (canonical folders a pull request controls), through
+/// a link or not; it and its own folders must be real folders where they exist.
+fn refusal(root: &Path, project: &[PathBuf]) -> Option<String> {
+    let shown = |p: &Path| crate::sanitize::text(&p.display().to_string());
+    let off = "the cache is off for this run";
+    // Each folder on the way, resolved: one in the project (`$HOME` the checkout, or a
+    // link committed on the way) puts the cache where a pull request writes.
+    for on_the_way in root.ancestors() {
+        let Ok(real) = on_the_way.canonicalize() else {
+            continue;
+        };
+        if let Some(folder) = project.iter().find(|p| real.starts_with(p)) {
+            return Some(format!(
+                "the cache folder {} is inside the project's folder or work tree {} (is $HOME the checkout?), where a pull request controls the files; {off}: set EIGENPUB_CACHE_DIR to an absolute folder outside it",
+                shown(root),
+                shown(folder)
+            ));
+        }
+    }
+    let sources = std::fs::read_dir(root.join(SOURCES))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(is_hex_name))
+        .map(|e| e.path());
+    let folders = std::iter::once(root.to_path_buf())
+        .chain(OWN_FOLDERS.iter().map(|f| root.join(f)))
+        .chain(sources);
+    for folder in folders {
+        match std::fs::symlink_metadata(&folder) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Some(format!(
+                    "the cache folder {} is a symbolic link; {off}: remove the link (eigenpub makes the folder again), or set EIGENPUB_CACHE_DIR to a real folder",
+                    shown(&folder)
+                ));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Some(format!(
+                    "the cache folder {} is not a folder; {off}: remove it (eigenpub makes the folder again), or set EIGENPUB_CACHE_DIR to another folder",
+                    shown(&folder)
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// True when `root`, its `sources` and `source` (a folder in it) are real folders, not
+/// links: checked before every read and write, as they may have changed since the run
+/// began.
+fn own_folders(root: &Path, source: &Path) -> bool {
+    let real = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    source.parent() == Some(&root.join(SOURCES))
+        && real(root)
+        && real(&root.join(SOURCES))
+        && real(source)
+}
+
+/// Whether a file name is one an entry (or a source's folder) has: 64 lowercase hex digits.
+fn is_hex_name(name: &str) -> bool {
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The hex of a `sha256:` digest, when it is one (so it is safe as a file name).
 fn hex_of(digest: &str) -> Option<&str> {
     crate::reference::is_sha256(digest)
@@ -244,7 +332,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// An entry, only if its bytes are what its name says; one that is not is deleted.
 fn get(path: &Path, hex: &str) -> Option<Bytes> {
-    let bytes = crate::project::paths::read_regular(path, MAX_ENTRY).ok()?;
+    let bytes = read_entry(path)?;
     if sha256_hex(&bytes) == hex {
         Some(Bytes::from(bytes))
     } else {
@@ -254,25 +342,61 @@ fn get(path: &Path, hex: &str) -> Option<Bytes> {
     }
 }
 
-/// Writes an entry whole (temporary file, then rename); false when it could not. Not
-/// synced to disk: an entry a crash cuts short fails its check and is fetched again, so
-/// the first plan over many adopted tags does not wait for a sync per entry.
-fn put(dir: &Path, path: &Path, bytes: &[u8]) -> bool {
-    use std::io::Write;
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
+/// An entry's bytes: a regular file of at most [`MAX_ENTRY`] bytes, opened without
+/// following a link and without blocking (should it be a FIFO).
+fn read_entry(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::DirBuilderExt;
-        // The cache may hold manifests of private repositories: the user's only.
-        builder.mode(0o700);
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    if builder.create(dir).is_err() {
+    let file = options.open(path).ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() || metadata.len() > MAX_ENTRY {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_ENTRY + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= MAX_ENTRY).then_some(bytes)
+}
+
+/// Writes an entry whole (a temporary file created anew, then renamed over `path`, which
+/// replaces a link rather than writing through it); false when it could not, or when the
+/// folders on the way are not the cache's own (a link). Not synced to disk: an entry a
+/// crash cuts short fails its check and is fetched again, so the first plan over many
+/// adopted tags does not wait for a sync per entry.
+fn put(root: &Path, dir: &Path, path: &Path, bytes: &[u8]) -> bool {
+    use std::io::Write;
+    let builder = |recursive: bool| {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(recursive);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // The cache may hold manifests of private repositories: the user's only.
+            builder.mode(0o700);
+        }
+        builder
+    };
+    let made = |folder: &Path, recursive: bool| match builder(recursive).create(folder) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+    };
+    // The root and the folders above it the usual way; the cache's own folders one at a
+    // time (mkdir never follows a link in place of the folder), then checked.
+    let ready = made(root, true)
+        && made(&root.join(SOURCES), false)
+        && made(dir, false)
+        && own_folders(root, dir);
+    if !ready {
         return false;
     }
-    // tempfile creates its files 0600.
+    // tempfile creates its files 0600, with O_EXCL.
     let Ok(mut tmp) = tempfile::Builder::new()
-        .prefix(".eigenpub-")
+        .prefix(TEMPORARY_PREFIX)
         .tempfile_in(dir)
     else {
         return false;
@@ -280,51 +404,104 @@ fn put(dir: &Path, path: &Path, bytes: &[u8]) -> bool {
     tmp.write_all(bytes).is_ok() && tmp.persist(path).is_ok()
 }
 
-/// Deletes temporary files left by killed runs, then the oldest entries (of every source)
-/// until the folder holds at most three quarters of `max_bytes`, if it holds more than
-/// `max_bytes`.
-fn trim(root: &Path, max_bytes: u64) {
-    let Ok(sources) = std::fs::read_dir(root.join(SOURCES)) else {
-        return;
-    };
+/// How the cache's temporary files are named (and the only files besides entries that
+/// trimming deletes).
+const TEMPORARY_PREFIX: &str = ".eigenpub-";
+
+/// A file the cache made, found in one of its folders.
+struct Own {
+    path: PathBuf,
+    len: u64,
+    modified: std::time::SystemTime,
+    entry: bool,
+}
+
+/// The files of `dir` the cache made: regular files (not links) named as entries or as
+/// its temporaries. Anything else is not the cache's, and is left alone.
+fn own_files(dir: &Path) -> Vec<Own> {
     let now = std::time::SystemTime::now();
-    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
-    for source in sources.flatten() {
-        let Ok(entries) = std::fs::read_dir(source.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(metadata) = entry.metadata() else {
-                continue;
-            };
-            let modified = metadata.modified().unwrap_or(now);
-            let is_entry = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-            if !is_entry {
-                let old = now
-                    .duration_since(modified)
-                    .is_ok_and(|age| age > STALE_TEMPORARY);
-                if old && metadata.is_file() {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-                continue;
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            let entry = is_hex_name(name);
+            if !entry && !name.starts_with(TEMPORARY_PREFIX) {
+                return None;
             }
-            files.push((modified, metadata.len(), entry.path()));
+            // Not followed: a link is not a file the cache made.
+            let metadata = std::fs::symlink_metadata(e.path()).ok()?;
+            metadata.is_file().then(|| Own {
+                path: e.path(),
+                len: metadata.len(),
+                modified: metadata.modified().unwrap_or(now),
+                entry,
+            })
+        })
+        .collect()
+}
+
+/// Deletes temporary files left by killed runs and the earlier layout's entries, then the
+/// oldest entries (of every source) until the folder holds at most three quarters of
+/// `max_bytes`, if it holds more than `max_bytes`. Only files the cache made go
+/// ([`own_files`]), and only in its own folders, not reached through a link.
+fn trim(root: &Path, max_bytes: u64) {
+    let now = std::time::SystemTime::now();
+    let real = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    let stale = |file: &Own| {
+        now.duration_since(file.modified)
+            .is_ok_and(|age| age > STALE_TEMPORARY)
+    };
+    if !real(root) {
+        return;
+    }
+    // The earlier layout (keyed by digest alone) is never read: its entries go, and its
+    // folders once empty.
+    let (blobs, old) = (root.join("blobs"), root.join("blobs").join("sha256"));
+    if real(&blobs) && real(&old) {
+        for file in own_files(&old) {
+            if file.entry || stale(&file) {
+                let _ = std::fs::remove_file(&file.path);
+            }
+        }
+        let _ = std::fs::remove_dir(&old);
+        let _ = std::fs::remove_dir(&blobs);
+    }
+    let sources = root.join(SOURCES);
+    if !real(&sources) {
+        return;
+    }
+    let mut entries: Vec<Own> = Vec::new();
+    for source in std::fs::read_dir(&sources).into_iter().flatten().flatten() {
+        let path = source.path();
+        if !source.file_name().to_str().is_some_and(is_hex_name) || !own_folders(root, &path) {
+            continue;
+        }
+        for file in own_files(&path) {
+            if file.entry {
+                entries.push(file);
+            } else if stale(&file) {
+                let _ = std::fs::remove_file(&file.path);
+            }
         }
     }
-    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    let mut total: u64 = entries.iter().map(|f| f.len).sum();
     if total <= max_bytes {
         return;
     }
-    files.sort();
-    for (_, len, path) in files {
+    entries.sort_by(|a, b| (a.modified, &a.path).cmp(&(b.modified, &b.path)));
+    for file in entries {
         if total <= max_bytes / 4 * 3 {
             break;
         }
-        if std::fs::remove_file(&path).is_ok() {
-            total -= len;
+        if std::fs::remove_file(&file.path).is_ok() {
+            total -= file.len;
+            // A source's folder emptied here goes too (not one another run just made).
+            if let Some(folder) = file.path.parent() {
+                let _ = std::fs::remove_dir(folder);
+            }
         }
     }
 }
@@ -359,11 +536,11 @@ mod tests {
     #[test]
     fn an_entry_is_used_only_when_its_bytes_match_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = dir.path().join("blobs/sha256");
+        let blobs = dir.path().join(SOURCES).join(source_key("https://r/v2/a/"));
         let bytes = b"{\"schemaVersion\":2}";
         let hex = sha256_hex(bytes);
         let path = blobs.join(&hex);
-        assert!(put(&blobs, &path, bytes));
+        assert!(put(dir.path(), &blobs, &path, bytes));
         assert_eq!(get(&path, &hex).as_deref(), Some(&bytes[..]));
         #[cfg(unix)]
         {
@@ -394,7 +571,7 @@ mod tests {
         // Runs sharing the folder write the same entries at once; readers in between get
         // the bytes or nothing, never a part.
         let dir = tempfile::tempdir().unwrap();
-        let blobs = dir.path().join("blobs/sha256");
+        let blobs = dir.path().join(SOURCES).join(source_key("https://r/v2/a/"));
         let bytes: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
         let hex = sha256_hex(&bytes);
         let path = blobs.join(&hex);
@@ -402,7 +579,7 @@ mod tests {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..50 {
-                        assert!(put(&blobs, &path, &bytes));
+                        assert!(put(dir.path(), &blobs, &path, &bytes));
                     }
                 });
                 scope.spawn(|| {
@@ -428,7 +605,7 @@ mod tests {
         for i in 0..8u8 {
             let bytes = vec![i; 1000];
             let hex = sha256_hex(&bytes);
-            assert!(put(&blobs, &blobs.join(&hex), &bytes));
+            assert!(put(dir.path(), &blobs, &blobs.join(&hex), &bytes));
             let when = old + std::time::Duration::from_secs(u64::from(i) * 60);
             std::fs::File::options()
                 .write(true)
@@ -458,5 +635,118 @@ mod tests {
             [false, false, false, false, false, true, true, true],
             "{kept:?}"
         );
+    }
+
+    /// Sets a file's (not a link's target's) modification time to two hours ago.
+    fn age(path: &Path) {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn trimming_deletes_only_files_the_cache_made_and_follows_no_link() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("cache"), dir.path().join("outside"));
+        let source = root.join(SOURCES).join(source_key("https://r/v2/a/"));
+        let bytes = b"{}";
+        let hex = sha256_hex(bytes);
+        assert!(put(&root, &source, &source.join(&hex), bytes));
+        // Files the cache did not make, old: in a source's folder, and reached through
+        // links named as entries or as a source's folder.
+        std::fs::create_dir_all(&outside).unwrap();
+        let theirs = [
+            source.join("notes.txt"),
+            source.join("README"),
+            outside.join("precious"),
+            outside.join(".eigenpub-not-ours-either"),
+            outside.join("b".repeat(64)),
+        ];
+        for file in &theirs {
+            std::fs::write(file, b"keep me").unwrap();
+            age(file);
+        }
+        symlink(outside.join("precious"), source.join("c".repeat(64))).unwrap();
+        symlink(&outside, root.join(SOURCES).join("d".repeat(64))).unwrap();
+        // Its own leftovers: a stale temporary, and the earlier layout's entry.
+        let leftover = source.join(".eigenpub-abandoned");
+        let old_layout = root.join("blobs/sha256");
+        std::fs::create_dir_all(&old_layout).unwrap();
+        let old_entry = old_layout.join("e".repeat(64));
+        let old_note = old_layout.join("not-an-entry");
+        for file in [&leftover, &old_entry, &old_note] {
+            std::fs::write(file, b"x").unwrap();
+            age(file);
+        }
+        // Under the bound, then over it (every entry goes).
+        trim(&root, MAX_BYTES);
+        assert!(!leftover.exists() && !old_entry.exists());
+        assert!(source.join(&hex).exists());
+        trim(&root, 1);
+        assert!(!source.join(&hex).exists());
+        for file in &theirs {
+            assert_eq!(
+                std::fs::read(file).unwrap(),
+                b"keep me",
+                "{}",
+                file.display()
+            );
+        }
+        assert!(old_note.exists());
+        assert!(std::fs::symlink_metadata(source.join("c".repeat(64))).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_folder_that_is_a_link_holds_one_or_lies_in_the_project_is_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let (real, elsewhere) = (base.join("real"), base.join("elsewhere"));
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        assert_eq!(refusal(&real, &[]), None);
+        // The folder itself a link.
+        symlink(&elsewhere, base.join("link")).unwrap();
+        let said = refusal(&base.join("link"), &[]).unwrap();
+        assert!(
+            said.contains("is a symbolic link") && said.contains("cache is off"),
+            "{said}"
+        );
+        // Its `sources`, or a source's folder, a link.
+        symlink(&elsewhere, real.join(SOURCES)).unwrap();
+        assert!(
+            refusal(&real, &[])
+                .unwrap()
+                .contains("sources is a symbolic link")
+        );
+        std::fs::remove_file(real.join(SOURCES)).unwrap();
+        std::fs::create_dir(real.join(SOURCES)).unwrap();
+        let key = source_key("https://r/v2/a/");
+        symlink(&elsewhere, real.join(SOURCES).join(&key)).unwrap();
+        assert!(refusal(&real, &[]).unwrap().contains(&key));
+        // And checked again when writing: nothing goes through the link.
+        let source = real.join(SOURCES).join(&key);
+        assert!(!put(&real, &source, &source.join(sha256_hex(b"{}")), b"{}"));
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // In the project (the home folder the checkout), also through a link committed in
+        // it: refused. Beside it: used.
+        let project = base.join("checkout");
+        std::fs::create_dir_all(&project).unwrap();
+        let folders = [project.clone()];
+        let said = refusal(&project.join(".cache/eigenpub"), &folders).unwrap();
+        assert!(
+            said.contains("inside the project") && said.contains("EIGENPUB_CACHE_DIR"),
+            "{said}"
+        );
+        symlink(&elsewhere, project.join(".cache")).unwrap();
+        assert!(refusal(&project.join(".cache/eigenpub"), &folders).is_some());
+        assert_eq!(refusal(&elsewhere.join("eigenpub"), &folders), None);
     }
 }

@@ -253,3 +253,53 @@ fn a_digest_served_by_one_repository_is_never_read_from_the_cache_for_another() 
         );
     }
 }
+
+// The cache's folder was not checked for links, and trimming deleted every file older than
+// an hour in it that was not an entry: with its entries' folder a link to another folder,
+// a plan that added entries wrote them there and deleted that folder's old files. With
+// the home folder the checkout (Jenkins' `HOME=$WORKSPACE`), the cache was kept where a
+// pull request commits files, links included.
+#[cfg(unix)]
+#[test]
+fn a_cache_folder_through_a_link_or_in_the_checkout_is_refused_and_deletes_nothing() {
+    let registry = Registry::start();
+    devkit_publish_all(&registry);
+    let project = project(&registry, "created = \"2025-01-01T00:00:00Z\"");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cache, precious) = (dir.path().join("cache"), dir.path().join("precious"));
+    let notes = precious.join("folder/notes.txt");
+    std::fs::create_dir_all(notes.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(&notes, b"keep me").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&notes)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    std::os::unix::fs::symlink(&precious, cache.join("sources")).unwrap();
+    let out = run_cached(&project, &cache, &["plan"]);
+    out.no_panic().success();
+    assert!(
+        out.stderr.contains("sources is a symbolic link")
+            && out.stderr.contains("the cache is off for this run"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&notes).unwrap(), b"keep me", "{out}");
+    assert_eq!(files_under(&precious), 1, "written through the link\n{out}");
+
+    // The home folder the checkout, no other folder named: refused, nothing kept there.
+    let mut cmd = project.eigenpub(&["plan"]);
+    cmd.env_remove("EIGENPUB_NO_CACHE")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", project.path());
+    let out = crate::harness::run(cmd);
+    out.no_panic().success();
+    assert!(
+        out.stderr
+            .contains("is inside the project's folder or work tree")
+            && out.stderr.contains("set EIGENPUB_CACHE_DIR"),
+        "{out}"
+    );
+    assert!(!project.exists(".cache"), "{out}");
+}
