@@ -1,8 +1,13 @@
 """Transport scenarios for scripts/bench: a minimal raw client (the apply's physical
-limit: 5 requests per artifact, threads, concurrency 32), and a proxy in front of the
-registry that plays a hosted registry's limits (a token bucket answering 429 with
-Retry-After, or sporadic 429s: a random share of requests refused whatever the rate) or
-its faults (503, 502, connections reset before the answer).
+limit: 5 requests per artifact, threads), and a proxy in front of the registry that plays
+a hosted registry's limits (a token bucket answering 429 with Retry-After, or sporadic
+429s: a random share of requests refused whatever the rate), its faults (503, 502,
+connections reset before the answer) or its distance (every answer late).
+
+The raw client runs in a process of its own (`python3 bench_transport.py raw HOST
+CONCURRENCY JOBS.json`, see `main`): in the bench's process its threads shared Python's
+lock with the proxy's, so behind the proxy the reference was slowed by the proxy's work
+and eigenpub was not.
 
 Standard library only; everything listens on and talks to 127.0.0.1.
 """
@@ -13,6 +18,7 @@ import http.server
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -235,3 +241,22 @@ class Proxy:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def main(argv):
+    """`raw HOST CONCURRENCY JOBS.json`: pushes the jobs ([[repository, tag, spec path]])
+    with `raw_push` and prints {"wall", "requests", "failed"} as JSON. The wall is
+    `raw_push`'s own (from the first request to the last answer: Python's start and the
+    reading of the specs are not counted against the reference)."""
+    if len(argv) != 4 or argv[0] != "raw":
+        sys.exit("usage: bench_transport.py raw HOST CONCURRENCY JOBS.json")
+    host, concurrency = argv[1], int(argv[2])
+    with open(argv[3], encoding="utf-8") as f:
+        jobs = [(repository, tag, open(path, "rb").read())
+                for repository, tag, path in json.load(f)]
+    wall, requests, failed = raw_push(host, jobs, concurrency)
+    print(json.dumps({"wall": wall, "requests": requests, "failed": failed}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
