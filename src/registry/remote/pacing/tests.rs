@@ -269,9 +269,13 @@ impl Net {
     }
 }
 
-/// `artifacts` clients (a run's `concurrency`) sending `requests` requests in all,
-/// through the pacing's window and turns and `net`; a refused one waits its
-/// `Retry-After` (1 s) and goes again. `heed`: whether the pacing hears of the
+/// `artifacts` clients at once (a run's `concurrency`) sending `requests` requests in
+/// all, through the pacing's window and turns and `net`; each client takes one of the
+/// requests left and sends it until accepted, a refused one waiting its `Retry-After`
+/// (1 s) first. `lending`: as a run does, an artifact waiting out a `Retry-After` lends
+/// its place among the `artifacts` at once to another (up to four times `artifacts`
+/// started): the clients are four times `artifacts`, each holding one of `artifacts`
+/// places while it works, none while it waits. `heed`: whether the pacing hears of the
 /// refusals (without, only the `Retry-After` waits cost).
 async fn run(
     pacing: Arc<Pacing>,
@@ -287,6 +291,7 @@ async fn run(
         artifacts,
         requests,
         Net::exact(round_trip),
+        false,
         heed,
     )
     .await
@@ -299,36 +304,46 @@ async fn run_over(
     artifacts: usize,
     requests: u64,
     net: Net,
+    lending: bool,
     heed: bool,
 ) -> Run {
     let left = Arc::new(std::sync::atomic::AtomicI64::new(requests as i64));
     let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let active = Arc::new(tokio::sync::Semaphore::new(artifacts));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..artifacts {
+    let clients = if lending { 4 * artifacts } else { artifacts };
+    for _ in 0..clients {
         let (pacing, registry, net) = (pacing.clone(), registry.clone(), net.clone());
-        let (left, refused) = (left.clone(), refused.clone());
+        let (left, refused, active) = (left.clone(), refused.clone(), active.clone());
         tasks.push(tokio::spawn(async move {
-            while left.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                let place = pacing.permit().await;
-                let sent = pacing.wait_for_turn().await;
-                tokio::time::sleep(net.round_trip - net.back + net.late()).await;
-                let ok = registry.accepts();
-                tokio::time::sleep(if ok {
-                    net.back
-                } else {
-                    net.back + net.refusal_delay
-                })
-                .await;
-                drop(place);
-                if ok {
-                    left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    pacing.accepted(sent).await;
-                } else {
+            let mut working = Some(active.clone().acquire_owned().await.unwrap());
+            // Each client takes a request of those left, and sends it until accepted.
+            while left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                loop {
+                    if working.is_none() {
+                        working = Some(active.clone().acquire_owned().await.unwrap());
+                    }
+                    let place = pacing.permit().await;
+                    let sent = pacing.wait_for_turn().await;
+                    tokio::time::sleep(net.round_trip - net.back + net.late()).await;
+                    let ok = registry.accepts();
+                    tokio::time::sleep(if ok {
+                        net.back
+                    } else {
+                        net.back + net.refusal_delay
+                    })
+                    .await;
+                    drop(place);
+                    if ok {
+                        pacing.accepted(sent).await;
+                        break;
+                    }
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if heed {
                         pacing.throttled(sent, Some(Duration::from_secs(1))).await;
                     }
+                    working = None; // lent while waiting
                     pacing.sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -345,12 +360,14 @@ async fn run_over(
 }
 
 /// An apply's worth behind a token bucket of 100 a second (1,200 requests, as
-/// scripts/bench's 200 artifacts make) over `net`. Returns (share of the allowed rate
+/// scripts/bench's 200 artifacts make) over `net`, refused artifacts lending their
+/// places. Returns (share of the allowed rate
 /// used, share of the requests refused), as the bench counts them.
 async fn behind_a_bucket(burst: f64, artifacts: usize, net: Net) -> (f64, f64) {
-    let pacing = Arc::new(Pacing::new(64, None));
+    // The run's concurrency caps the window too (scripts/bench passes --concurrency).
+    let pacing = Arc::new(Pacing::new(artifacts, None));
     let bucket = Registry::Bucket(Bucket::shared(100.0, burst));
-    let r = run_over(pacing, bucket, artifacts, 1200, net, true).await;
+    let r = run_over(pacing, bucket, artifacts, 1200, net, true, true).await;
     // Ideal: the burst at once, the rest at 100 a second.
     let used = (1200.0 - burst) / 100.0 / r.wall.as_secs_f64();
     let refused = r.refused as f64 / (r.accepted + r.refused) as f64;
@@ -360,16 +377,16 @@ async fn behind_a_bucket(burst: f64, artifacts: usize, net: Net) -> (f64, f64) {
 #[tokio::test(start_paused = true)]
 async fn a_bursty_token_bucket_stays_used_over_a_jittery_network() {
     // 100 a second with bursts of 20 over loopback as scripts/bench's proxy sees it
-    // (requests up to a millisecond off their spacing, one in twenty some 4 ms more):
-    // measured 79-97% used, 2.1-4.5% refused from 8 at once on (as the bench: 81-95%,
-    // 1.9-3.1%). (At 4: 65-75%, the bench 81%; behind bursts of 1 the same network
-    // gives 6-71%, the bench 62-73%: issue 18's targets are not met there.)
+    // (requests up to a millisecond off their spacing, one in twenty some 4 ms more),
+    // refused artifacts lending their places: issue 18's targets, at least 80% of the
+    // rate used and at most 10% of the requests refused, at every concurrency. Measured
+    // 91-100% used, 1.2-4.5% refused (without lending: 65-97%; at 4 at once 65-75%).
     let mut failures = Vec::new();
-    for artifacts in [8, 16, 32, 64] {
+    for artifacts in [4, 8, 16, 32, 64] {
         for seed in 1..=4u64 {
             let (used, refused) =
                 behind_a_bucket(20.0, artifacts, Net::loopback(seed * 7919)).await;
-            if used < 0.75 || refused > 0.06 {
+            if used < 0.8 || refused > 0.1 {
                 failures.push(format!(
                     "{artifacts} at once, seed {seed}: {used:.2} of the rate used, \
                      {refused:.3} of the requests refused"
@@ -392,7 +409,8 @@ async fn a_token_bucket_is_used_to_the_full_at_any_concurrency() {
         for artifacts in [4, 8, 16, 32, 64] {
             let (used, refused) =
                 behind_a_bucket(burst, artifacts, Net::exact(Duration::from_millis(5))).await;
-            // Measured: 77-92% used, 0.9-2.4% refused (before: 27-97%, 5-20%).
+            // Measured: 77-99% used, 1.2-2.4% refused, refused artifacts lending their
+            // places (before the share rule: 27-97%, 5-20%).
             if used < 0.75 || refused > 0.05 {
                 failures.push(format!(
                     "burst {burst}, {artifacts} at once: {used:.2} of the rate used, \
@@ -413,8 +431,9 @@ async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
     // refused from 16 at once on for one seed of six); and at 4 at once, requests
     // refused together came back together, too few answers to find the limit again
     // (6% and 13% of the rate used, 38% and 21% refused, for two seeds: 35% used on
-    // average). Now 54-62% on average from 4 to 64 at once, at most 5.7% refused.
-    // (Issue 18's 80% is not met: each refusal holds its request for a second.)
+    // average). Now 60-63% on average from 4 to 64 at once (48-70% for one seed), at
+    // most 5.7% refused, refused artifacts lending their places. (Issue 18's 80% is not
+    // met: the rate is cut on a few refusals near the limit.)
     let mut failures = Vec::new();
     for artifacts in [4, 8, 16, 32, 64] {
         let mut used_in_all = 0.0;
@@ -442,7 +461,7 @@ async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
 async fn sporadic(artifacts: usize, percent: u64, seed: u64) -> (Run, Run) {
     let run_with = |heed| {
         run(
-            Arc::new(Pacing::new(64, None)),
+            Arc::new(Pacing::new(artifacts, None)),
             Registry::sporadic(percent, seed),
             artifacts,
             1200,
@@ -549,7 +568,7 @@ async fn a_burst_of_refusals_at_the_start_does_not_limit_the_rest_of_the_run() {
                 then: Box::new(Registry::sporadic(6, seed)),
             };
             run(
-                Arc::new(Pacing::new(64, None)),
+                Arc::new(Pacing::new(16, None)),
                 registry,
                 16,
                 1200,
@@ -577,7 +596,7 @@ async fn a_burst_of_refusals_at_the_start_does_not_limit_the_rest_of_the_run() {
 async fn a_limit_that_is_no_longer_reached_is_dropped() {
     // Limited to 20 a second, then the registry accepts everything. (Growing to the cap
     // instead would take some 200,000 requests.)
-    let pacing = Arc::new(Pacing::new(64, None));
+    let pacing = Arc::new(Pacing::new(16, None));
     let bucket = Bucket::shared(20.0, 5.0);
     let limited = Registry::Bucket(bucket.clone());
     run(
@@ -606,7 +625,7 @@ async fn a_limit_that_is_no_longer_reached_is_dropped() {
 
 #[tokio::test(start_paused = true)]
 async fn converges_under_a_token_bucket_and_recovers_when_it_lifts() {
-    let pacing = Arc::new(Pacing::new(64, None));
+    let pacing = Arc::new(Pacing::new(32, None));
     let bucket = Registry::Bucket(Bucket::shared(100.0, 20.0));
     let t = run(
         pacing.clone(),
