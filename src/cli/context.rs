@@ -154,12 +154,7 @@ fn distrust_project(config: &std::path::Path) {
 /// The folders a pull request controls: the project's folder and its repository's work
 /// tree, canonical (those that exist).
 fn project_folders(config: &std::path::Path) -> Vec<PathBuf> {
-    let dir = crate::project::paths::folder_of(config);
-    let work_tree = crate::project::git::Repository::find(&dir).map(|r| r.work_tree);
-    std::iter::once(dir)
-        .chain(work_tree)
-        .filter_map(|f| f.canonicalize().ok())
-        .collect()
+    crate::project::git::pull_request_folders(&crate::project::paths::folder_of(config))
 }
 
 /// The project file's default name.

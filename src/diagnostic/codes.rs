@@ -150,15 +150,17 @@ pub const PROJECT_NO_OPERATOR_SETS: &str = "eigenpub::project::no-operator-sets"
 /// number, negative, or spelled with a sign, leading zeros or decimals (`00`, `"+0"`, `"1.0"`).
 pub const PROJECT_OPERATOR_SET: &str = "eigenpub::project::operator-set";
 /// A `mirrors` entry is not a registry prefix or `oci:` layout, gives an invalid repository
-/// name, or lands on the primary's repository or another mirror's.
+/// name, lands on the primary's repository or another mirror's, or is an `oci:` folder
+/// reached through a link in the project that leads out of it.
 pub const PROJECT_MIRROR: &str = "eigenpub::project::mirror";
 /// A `[registries."…"]` table is keyed by something that is not a registry `host[:port]`, or
 /// two tables name one registry (`ghcr.io` and `GHCR.io:443`), or one sets `max-concurrency`
 /// outside 1–1024 or `requests-per-second` outside 0.01–100000.
 pub const PROJECT_REGISTRY: &str = "eigenpub::project::registry";
 /// No repository can be made for an artifact: no `registry` is set, the `registry` value is not
-/// a valid registry prefix or `oci:` layout, or the resulting repository name is invalid (for
-/// example an AVS name with capital letters).
+/// a valid registry prefix or `oci:` layout, the resulting repository name is invalid (for
+/// example an AVS name with capital letters), or an `oci:` layout's folder is reached
+/// through a link in the project that leads out of it.
 pub const PROJECT_REPOSITORY: &str = "eigenpub::project::repository";
 /// The tag made from the tag template and the version is not a valid OCI tag (at most 128
 /// characters of `A-Za-z0-9_.-`, not starting with `.` or `-`).

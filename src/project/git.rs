@@ -157,6 +157,17 @@ fn fixed_env() -> Vec<(&'static str, OsString)> {
     .collect()
 }
 
+/// The folders a pull request controls: the project's folder `dir` and its repository's
+/// work tree, canonical (those that exist). No program is run from them, no cache is kept
+/// in them, and no layout is written through a link out of them.
+pub fn pull_request_folders(dir: &Path) -> Vec<PathBuf> {
+    let work_tree = Repository::find(dir).map(|r| r.work_tree);
+    std::iter::once(dir.to_path_buf())
+        .chain(work_tree)
+        .filter_map(|f| f.canonicalize().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

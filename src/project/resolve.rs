@@ -177,11 +177,54 @@ fn template_problem(file: &SourceFile, entry: &Entry, message: String) -> Proble
 
 /// The repository an entry publishes to, as a problem pointing at the setting to fix.
 pub fn repository(file: &SourceFile, dir: &Path, entry: &Entry) -> Result<Repository, Problem> {
-    derive_repository(dir, entry).map_err(|(m, span)| {
+    let repository = derive_repository(dir, entry).map_err(|(m, span)| {
         Problem::error(codes::PROJECT_REPOSITORY, format!("{}: {m}", entry.origin.label))
             .at(file, span, "not a valid repository name")
             .help("repository names are lowercase letters, digits and . _ - separators; set `repository = \"…\"` on the [[avs]] to choose another name")
-    })
+    })?;
+    if let Some(destination) = &entry.settings.registry {
+        let field = match destination {
+            Destination::Prefix(_) => "registry",
+            Destination::Repository(_) => "repository",
+        };
+        let setting = destination.setting();
+        let written = format!("{field} = \"{}\"", crate::sanitize::text(&setting.value));
+        if let Some(m) = layout_link_out(dir, &repository, &written) {
+            let span = setting.span.clone().unwrap_or(entry.origin.span.clone());
+            return Err(Problem::error(
+                codes::PROJECT_REPOSITORY,
+                format!("{}: {m}", entry.origin.label),
+            )
+            .at(file, span, "its folder is a link out of the project")
+            .help(format!("{LAYOUT_LINK_HELP} `{field}`")));
+        }
+    }
+    Ok(repository)
+}
+
+/// What to do about a layout folder reached through a link out of the project.
+const LAYOUT_LINK_HELP: &str = "replace the link with a folder (or remove it: eigenpub makes the folder), or write the folder the layout is to be in (outside the project: `oci:/srv/layouts`, shown so in every plan) in";
+
+/// Why an `oci:` repository is refused, if it is: a symbolic link in the project on the
+/// way to its folder leads out of the project ([`link_out_of_project`]).
+///
+/// [`link_out_of_project`]: crate::registry::layout::link_out_of_project
+fn layout_link_out(dir: &Path, repository: &Repository, setting: &str) -> Option<String> {
+    let Repository::Layout { root, path, .. } = repository else {
+        return None;
+    };
+    let folder = root.join(path);
+    let out = crate::registry::layout::link_out_of_project(
+        &folder,
+        &crate::project::git::pull_request_folders(dir),
+    )?;
+    let shown = |p: &Path| crate::sanitize::text(&p.display().to_string());
+    Some(format!(
+        "{setting}: the layout folder {} is reached through {}, a symbolic link in the project to {}, outside it; nothing is written through it (a pull request can commit such a link)",
+        shown(&folder),
+        shown(&out.link),
+        shown(&out.target),
+    ))
 }
 
 /// The repository an entry publishes to: `registry` (a prefix) + the AVS name, or the
@@ -206,14 +249,26 @@ pub fn mirror_repository(
     entry: &Entry,
     mirror: &crate::project::settings::Setting<String>,
 ) -> Result<Repository, Problem> {
-    derive_at(dir, entry, &Destination::Prefix(mirror.clone())).map_err(|(m, span)| {
-        Problem::error(
+    let repository =
+        derive_at(dir, entry, &Destination::Prefix(mirror.clone())).map_err(|(m, span)| {
+            Problem::error(
+                codes::PROJECT_MIRROR,
+                format!("{}: mirror `{}`: {m}", entry.origin.label, mirror.value),
+            )
+            .at(file, span, "not a valid mirror")
+            .help("a mirror is a registry prefix like \"registry.gitlab.com/acme/specs\" or an OCI layout folder like \"oci:archive\"; the AVS name is appended to it")
+        })?;
+    let written = format!("mirrors entry \"{}\"", crate::sanitize::text(&mirror.value));
+    if let Some(m) = layout_link_out(dir, &repository, &written) {
+        let span = mirror.span.clone().unwrap_or(entry.origin.span.clone());
+        return Err(Problem::error(
             codes::PROJECT_MIRROR,
             format!("{}: mirror `{}`: {m}", entry.origin.label, mirror.value),
         )
-        .at(file, span, "not a valid mirror")
-        .help("a mirror is a registry prefix like \"registry.gitlab.com/acme/specs\" or an OCI layout folder like \"oci:archive\"; the AVS name is appended to it")
-    })
+        .at(file, span, "its folder is a link out of the project")
+        .help(format!("{LAYOUT_LINK_HELP} `mirrors`")));
+    }
+    Ok(repository)
 }
 
 /// The repository `destination` gives an entry.

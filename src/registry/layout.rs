@@ -291,6 +291,53 @@ impl Layout {
     }
 }
 
+/// A symbolic link on the way to a layout folder that leads out of the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOut {
+    /// The link, as on the way to the layout folder.
+    pub link: PathBuf,
+    /// What it points to, as written in it.
+    pub target: PathBuf,
+}
+
+/// The first folder on the way to the layout folder `dir` that is a symbolic link lying
+/// in one of `project` (canonical folders a pull request controls: the project's folder
+/// and its work tree) and leading outside all of them, or to nothing. A relative `oci:`
+/// folder whose name a pull request commits as such a link would have the layout (blobs,
+/// `index.json`, `oci-layout`) written wherever it points, while the project file and the
+/// plan name a folder of the project. Links that stay in the project are followed, as are
+/// links outside it (`/home` → `/var/home`: the machine's, not a pull request's); a
+/// folder outside the project written in the project file (`oci:/srv/layouts`) is shown
+/// as such in every plan. `blobs/` and `blobs/sha256` are checked when writing
+/// (`check_blob_folder`): they may not be links at all.
+pub fn link_out_of_project(dir: &Path, project: &[PathBuf]) -> Option<LinkOut> {
+    let inside = |p: &Path| project.iter().any(|f| p.starts_with(f));
+    let dir = std::path::absolute(dir).ok()?;
+    let mut on_the_way = PathBuf::new();
+    for component in dir.components() {
+        on_the_way.push(component);
+        let Ok(metadata) = fs::symlink_metadata(&on_the_way) else {
+            // Not there yet: eigenpub makes it, and nothing below it can be a link.
+            return None;
+        };
+        if !metadata.file_type().is_symlink() {
+            continue;
+        }
+        let in_project = on_the_way
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .is_some_and(|p| inside(&p));
+        let leads_inside = on_the_way.canonicalize().is_ok_and(|r| inside(&r));
+        if in_project && !leads_inside {
+            return Some(LinkOut {
+                target: fs::read_link(&on_the_way).unwrap_or_default(),
+                link: on_the_way,
+            });
+        }
+    }
+    None
+}
+
 /// The most eigenpub reads of one layout file (index, manifest, config or spec layer).
 const LAYOUT_READ_LIMIT: u64 = 64 * 1024 * 1024;
 

@@ -109,6 +109,92 @@ fn apply_writes_no_blob_through_a_link_in_a_committed_layout() {
     }
 }
 
+// The link check covered `blobs` and `blobs/sha256` only: a relative `oci:` folder (or the
+// layout's own folder in it) committed as a link to a folder outside the project had
+// `apply` write the layout there, while the project file and the plan named a folder of
+// the project. Refused before anything is written, naming the file, line and field; a
+// link that stays in the project is followed.
+#[test]
+fn apply_writes_no_layout_through_a_committed_link_out_of_the_project() {
+    let mirrored = |p: &Project| {
+        let path = p.path().join("eigenruntime.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(
+            "repository = \"oci:out/oracle\"\n",
+            "repository = \"oci:out/oracle\"\nmirrors = [\"oci:archive\"]\n",
+        );
+        std::fs::write(path, text).unwrap();
+    };
+    for (link, field, line, code, mirror) in [
+        (
+            "out",
+            "repository = \"oci:out/oracle\"",
+            7,
+            "repository",
+            false,
+        ),
+        (
+            "out/oracle",
+            "repository = \"oci:out/oracle\"",
+            7,
+            "repository",
+            false,
+        ),
+        (
+            "archive",
+            "mirrors entry \"oci:archive\"",
+            8,
+            "mirror",
+            true,
+        ),
+    ] {
+        let p = layout_project();
+        if mirror {
+            mirrored(&p);
+        }
+        let elsewhere = tempfile::tempdir().unwrap();
+        let link_path = p.path().join(link);
+        std::fs::create_dir_all(link_path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), &link_path).unwrap();
+        // What, where (file, line, field) and what to do.
+        let out = p.run(&["validate", "--format", "json"]);
+        out.no_panic().expect_code(1);
+        let doc: serde_json::Value = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("{link}: {e}\n{out}"));
+        let found = &doc["diagnostics"][0];
+        let message = found["message"].as_str().unwrap_or_default();
+        assert!(
+            found["code"] == format!("eigenpub::project::{code}")
+                && found["file"] == "eigenruntime.toml"
+                && found["line"] == line
+                && message.contains(field)
+                && message.contains("a symbolic link in the project to")
+                && message.contains(&elsewhere.path().display().to_string())
+                && found["help"]
+                    .as_str()
+                    .is_some_and(|h| h.contains("replace the link with a folder")),
+            "{link}: {doc:#}"
+        );
+        let out = p.run(&["apply"]);
+        out.no_panic().expect_code(1);
+        assert!(
+            out.stderr.contains(&format!("eigenpub::project::{code}")),
+            "{link}: {out}"
+        );
+        assert_eq!(
+            walk(elsewhere.path()),
+            Vec::<String>::new(),
+            "{link}: apply wrote outside the project"
+        );
+    }
+    // A link that stays in the project is followed.
+    let p = layout_project();
+    std::fs::create_dir_all(p.path().join("build")).unwrap();
+    std::os::unix::fs::symlink(p.path().join("build"), p.path().join("out")).unwrap();
+    p.run(&["apply"]).no_panic().success();
+    assert!(p.path().join("build/oracle/index.json").is_file());
+}
+
 /// The files and folders under `dir`, relative.
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut files = Vec::new();
