@@ -238,7 +238,7 @@ pub async fn fetch(
     let primary = &publications[copy.primary];
     let mirror = &publications[copy.mirror];
     let target = targets.target(&primary.repository);
-    let failed = |what: String| TargetError {
+    let failure = |what: String, help: String, transient: bool| TargetError {
         target: primary.repository.to_string(),
         code: codes::MIRROR_COPY,
         message: format!(
@@ -248,20 +248,41 @@ pub async fn fetch(
             primary.reference(),
             "the digest the primary holds"
         ),
-        help: "the primary's tag changed or was deleted while planning: run plan again".into(),
-        transient: true,
+        help,
+        transient,
         kind: None,
         status: None,
     };
+    // Gone since the primary's tag was read: another plan may find it again.
+    let gone = |what: String| {
+        failure(
+            what,
+            "the primary's tag changed or was deleted while planning: run plan again".into(),
+            true,
+        )
+    };
+    // What the primary holds is not an artifact eigenpub can copy as it is: that does not
+    // change by trying again.
+    let mismatch = |what: String| {
+        failure(
+            what,
+            format!(
+                "the primary's tag holds content judged equivalent that cannot be copied byte for byte (running plan again does not change that); `eigenpub inspect {}` shows what it holds. If its bytes do not hash to their digests, something other than the registry answers: check what serves {}. Otherwise set `adopt-equivalent = false` in [defaults] to publish eigenpub's own artifact to the primary and its mirrors (with a new `version` if the tag is immutable)",
+                primary.reference(),
+                primary.repository.registry().unwrap_or("the layout"),
+            ),
+            false,
+        )
+    };
     // The primary's equivalence check read both through the cache a moment ago.
     let Some(manifest) = cache.manifest(&target, copy.digest.as_str()).await? else {
-        return Err(failed("the manifest is no longer there".into()));
+        return Err(gone("the manifest is no longer there".into()));
     };
-    let config_digest = config_digest(&manifest).map_err(&failed)?;
+    let config_digest = config_digest(&manifest).map_err(&mismatch)?;
     let Some(config) = cache.blob(&target, &config_digest).await? else {
-        return Err(failed(format!("its config {config_digest} is not there")));
+        return Err(gone(format!("its config {config_digest} is not there")));
     };
-    adopted_artifact(&primary.artifact, copy.digest.as_str(), manifest, config).map_err(failed)
+    adopted_artifact(&primary.artifact, copy.digest.as_str(), manifest, config).map_err(mismatch)
 }
 
 /// The config digest a manifest names.
@@ -294,10 +315,14 @@ pub fn adopted_artifact(
         return Err("the manifest is not an OCI image manifest".into());
     }
     let config_digest = config_digest(&manifest)?;
-    if sha256_digest(&config) != config_digest
-        || parsed["config"]["size"].as_u64() != Some(config.len() as u64)
-    {
-        return Err(format!("the config read does not match {config_digest}"));
+    if sha256_digest(&config) != config_digest {
+        return Err(format!("the config read does not hash to {config_digest}"));
+    }
+    if parsed["config"]["size"].as_u64() != Some(config.len() as u64) {
+        return Err(format!(
+            "the manifest gives its config {config_digest} a `size` other than its {} bytes",
+            config.len()
+        ));
     }
     let layers = parsed["layers"]
         .as_array()

@@ -167,8 +167,20 @@ pub(crate) fn devkit_push(
     created: &str,
     kind: &str,
 ) -> String {
+    devkit_push_edited(registry, art, text, created, kind, &|m| m)
+}
+
+/// [`devkit_push`], with the manifest's text passed through `edit` before it is pushed.
+pub(crate) fn devkit_push_edited(
+    registry: &Registry,
+    art: Art,
+    text: &str,
+    created: &str,
+    kind: &str,
+    edit: &dyn Fn(String) -> String,
+) -> String {
     let config = devkit_config(art.avs, &art.tag(), created, kind);
-    let manifest = devkit_manifest(art.avs, created, &config, text);
+    let manifest = edit(devkit_manifest(art.avs, created, &config, text));
     push_blob(registry, &art.repository(), &config);
     push_blob(registry, &art.repository(), text);
     let dir = tempfile::tempdir().expect("temp dir");

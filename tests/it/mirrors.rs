@@ -18,7 +18,7 @@ use crate::harness::token_server::TokenServer;
 use crate::harness::{
     Auth, LOOPBACK, Output, Project, Registry, sha256_digest, skopeo_raw, skopeo_raw_with_creds,
 };
-use crate::lock::{ALL, Art, DEVKIT_VERSION, PO0, devkit_push, project};
+use crate::lock::{ALL, Art, DEVKIT_VERSION, PO0, devkit_push, devkit_push_edited, project};
 
 /// Two registries (the mirror behind token auth) and a project publishing `ALL` to the
 /// primary, mirrored to the registry and to `oci:archive`.
@@ -419,4 +419,56 @@ fn a_mirror_that_is_down_never_blocks_the_others_and_a_rerun_fills_the_gap() {
         assert_eq!(on_mirror, primary);
         assert_eq!(layout, primary);
     }
+}
+
+// A mirror copy failing because of what the primary holds (here the manifest states a
+// config size its config does not have: judged equivalent, but not copyable byte for byte)
+// was reported as transient, with "run plan again": no rerun changes it. It is not
+// transient, and the help says what would.
+#[test]
+fn a_primary_that_cannot_be_copied_as_it_is_is_no_transient_failure() {
+    let primary = Registry::start();
+    let project = project(
+        &primary,
+        "created = \"2025-01-01T00:00:00Z\"\nmirrors = [\"oci:archive\"]",
+    );
+    devkit_push_edited(
+        &primary,
+        PO0,
+        &PO0.text("image-1"),
+        "2025-06-01T12:00:00Z",
+        "Hourglass",
+        &|manifest| {
+            let mut value: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+            let size = value["config"]["size"].as_u64().unwrap();
+            value["config"]["size"] = (size + 1).into();
+            serde_json::to_string(&value).unwrap()
+        },
+    );
+    let out = project.run(&["plan", "--format", "json"]);
+    out.no_panic();
+    let doc: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let text = doc.to_string();
+    let failure = doc["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|a| {
+            a.get("error")
+                .filter(|e| e["code"] == "eigenpub::mirror::copy")
+        })
+        .unwrap_or_else(|| panic!("no mirror copy failure: {text}"));
+    let help = failure["help"].as_str().unwrap_or_default();
+    assert_eq!(failure["transient"], false, "{failure:#}");
+    assert!(
+        !help.contains("run plan again")
+            && help.contains("adopt-equivalent = false")
+            && help.contains(&format!(
+                "eigenpub inspect {}/acme/price-oracle:{}",
+                primary.host(),
+                PO0.tag()
+            )),
+        "{failure:#}"
+    );
 }
