@@ -7,10 +7,13 @@
 //! one that waits, and the run stalls though the registry would accept more (with 4 at
 //! once behind 100 requests a second, a few refusals a second kept a quarter of the rate
 //! unused). So an artifact waiting out a `Retry-After` lends its place to the next one
-//! (as a thread blocked on I/O gives up its core), and takes a place again before it goes
-//! on. At most [`STARTED`] times `concurrency` artifacts are started and unfinished, which
-//! bounds what the waiting ones hold; the requests in flight to each registry stay bounded
-//! by its window (see `remote::pacing`), which `concurrency` caps.
+//! (as a thread blocked on I/O gives up its core). Back from its wait it goes on at once,
+//! and the next place given back is retired instead (the run owes one): waiting for a
+//! place could deadlock, as the artifacts holding the places may wait for this one (a
+//! blob two artifacts share is uploaded once, by the first). At most [`STARTED`] times
+//! `concurrency` artifacts are started and unfinished, which bounds what the waiting ones
+//! hold; the requests in flight to each registry stay bounded by its window (see
+//! `remote::pacing`), which `concurrency` caps.
 //!
 //! [`at_once`] runs a batch of artifacts this way (where `buffer_unordered` would);
 //! [`lending_place`] is what a request calls around its wait. Outside [`at_once`] (a
@@ -31,24 +34,63 @@ tokio::task_local! {
     static PLACE: Arc<Place>;
 }
 
-/// An artifact's place among those worked on at once.
+/// The places of a batch: free ones, and those owed (lent places whose artifacts came
+/// back while none was free: retired when given back).
+#[derive(Debug)]
+struct Places {
+    free: Arc<Semaphore>,
+    owed: Mutex<usize>,
+}
+
+impl Places {
+    fn owed(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.owed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more place while an artifact waits.
+    fn lend(&self) {
+        self.free.add_permits(1);
+    }
+
+    /// The artifact is back: one place fewer, now if one is free, else the next given
+    /// back.
+    fn take_back(&self) {
+        let mut owed = self.owed();
+        if self.free.forget_permits(1) == 0 {
+            *owed += 1;
+        }
+    }
+
+    /// An artifact finished: its place is free, unless one is owed.
+    fn give_back(&self, permit: OwnedSemaphorePermit) {
+        let mut owed = self.owed();
+        if *owed > 0 {
+            *owed -= 1;
+            permit.forget();
+        }
+    }
+}
+
+/// An artifact's place among those worked on at once, given back when dropped.
 #[derive(Debug)]
 struct Place {
-    places: Arc<Semaphore>,
-    held: Mutex<Held>,
-}
-
-#[derive(Debug)]
-struct Held {
-    permit: Option<OwnedSemaphorePermit>,
+    places: Arc<Places>,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// The artifact's requests waiting out a `Retry-After` (its config and layer go at
-    /// once): the place is lent while any does, taken again when the last is back.
-    waiting: usize,
+    /// once): a place is lent while any does.
+    waiting: Mutex<usize>,
 }
 
-impl Place {
-    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+impl Drop for Place {
+    fn drop(&mut self) {
+        let permit = self
+            .permit
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(permit) = permit {
+            self.places.give_back(permit);
+        }
     }
 }
 
@@ -64,7 +106,10 @@ where
     let state = Batch {
         work: work.into_iter().peekable(),
         running: FuturesUnordered::new(),
-        places: Arc::new(Semaphore::new(concurrency)),
+        places: Arc::new(Places {
+            free: Arc::new(Semaphore::new(concurrency)),
+            owed: Mutex::new(0),
+        }),
         most: concurrency.saturating_mul(STARTED),
     };
     futures::stream::unfold(state, |mut batch| async move {
@@ -73,22 +118,18 @@ where
             if !more && batch.running.is_empty() {
                 return None;
             }
-            let places = Arc::clone(&batch.places);
+            let free = Arc::clone(&batch.places.free);
             tokio::select! {
-                // Finished work first: a place it frees goes to an artifact coming back
-                // from its wait before a new one (the new one asks again afterwards).
                 biased;
                 Some(done) = batch.running.next(), if !batch.running.is_empty() => {
                     return Some((done, batch));
                 }
-                Ok(permit) = places.acquire_owned(), if more => {
+                Ok(permit) = free.acquire_owned(), if more => {
                     if let Some(job) = batch.work.next() {
                         let place = Arc::new(Place {
                             places: Arc::clone(&batch.places),
-                            held: Mutex::new(Held {
-                                permit: Some(permit),
-                                waiting: 0,
-                            }),
+                            permit: Mutex::new(Some(permit)),
+                            waiting: Mutex::new(0),
                         });
                         batch.running.push(PLACE.scope(place, job));
                     }
@@ -105,36 +146,28 @@ where
 {
     work: std::iter::Peekable<I>,
     running: FuturesUnordered<tokio::task::futures::TaskLocalFuture<Arc<Place>, I::Item>>,
-    places: Arc<Semaphore>,
+    places: Arc<Places>,
     most: usize,
 }
 
 /// Waits for `wait` (a request's pause before it is tried again after a throttle) with
-/// the artifact's place lent to another; takes a place again before returning.
+/// the artifact's place lent to another; back, it goes on at once (see the module's
+/// documentation).
 pub async fn lending_place<T>(wait: impl Future<Output = T>) -> T {
     let Ok(place) = PLACE.try_with(Arc::clone) else {
         return wait.await;
     };
-    {
-        let mut held = place.held();
-        held.waiting += 1;
-        held.permit = None;
+    let waiting = |change: isize| {
+        let mut waiting = place.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        *waiting = waiting.saturating_add_signed(change);
+        *waiting
+    };
+    if waiting(1) == 1 {
+        place.places.lend();
     }
     let out = wait.await;
-    let back = {
-        let mut held = place.held();
-        held.waiting -= 1;
-        held.waiting == 0 && held.permit.is_none()
-    };
-    if back {
-        let permit = Arc::clone(&place.places)
-            .acquire_owned()
-            .await
-            .expect("the places are never closed");
-        let mut held = place.held();
-        if held.permit.is_none() {
-            held.permit = Some(permit);
-        }
+    if waiting(-1) == 0 {
+        place.places.take_back();
     }
     out
 }
@@ -185,28 +218,25 @@ mod tests {
     async fn an_artifact_waiting_out_a_retry_after_lends_its_place() {
         // 4 at once; every artifact is throttled once and waits a second. Holding their
         // places, the 16 take 4 rounds of a second; lent, they wait together.
-        let working = Working::default();
+        let before_wait = Working::default();
         let start = tokio::time::Instant::now();
         let work = (0..16).map(|_| {
-            let working = &working;
+            let before_wait = &before_wait;
             async move {
-                working.started.fetch_add(1, Ordering::SeqCst);
-                working.enter();
+                before_wait.enter();
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                working.leave();
+                before_wait.leave();
                 lending_place(tokio::time::sleep(Duration::from_secs(1))).await;
-                working.enter();
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                working.leave();
             }
         });
         at_once(work, 4).collect::<Vec<()>>().await;
         let wall = start.elapsed();
         assert!(wall < Duration::from_millis(1200), "{wall:?}");
         assert!(
-            working.most.load(Ordering::SeqCst) <= 4,
+            before_wait.most.load(Ordering::SeqCst) <= 4,
             "at most 4 work at once: {}",
-            working.most.load(Ordering::SeqCst)
+            before_wait.most.load(Ordering::SeqCst)
         );
     }
 
@@ -236,7 +266,7 @@ mod tests {
             async move {
                 let wait = || lending_place(tokio::time::sleep(Duration::from_millis(100)));
                 futures::join!(wait(), wait());
-                let free = PLACE.with(|p| p.places.available_permits());
+                let free = PLACE.with(|p| p.places.free.available_permits());
                 places_after.store(free, Ordering::SeqCst);
             }
         });
@@ -246,6 +276,59 @@ mod tests {
             1,
             "one of two places held"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_artifact_back_from_its_wait_never_waits_for_a_place() {
+        // Two at once. The first artifact uploads a blob the others share (they wait for
+        // it) and is throttled meanwhile; the others take both places while it waits.
+        // Waiting for a place when back would deadlock: both are held by artifacts
+        // waiting for its upload.
+        let shared_blob = tokio::sync::Mutex::new(false);
+        let work = (0..3).map(|i| {
+            let shared_blob = &shared_blob;
+            async move {
+                if i == 0 {
+                    let mut uploaded = shared_blob.lock().await;
+                    lending_place(tokio::time::sleep(Duration::from_secs(1))).await;
+                    *uploaded = true;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    assert!(*shared_blob.lock().await);
+                }
+            }
+        });
+        let run = at_once(work, 2).collect::<Vec<()>>();
+        let done = tokio::time::timeout(Duration::from_secs(10), run).await;
+        assert!(done.is_ok(), "deadlocked");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_place_owed_is_retired_when_given_back() {
+        // One at once: the first artifact waits (its place lent), the second takes it
+        // and holds it; the first comes back while none is free and goes on: two work
+        // for a moment, then the place the first gives back is retired.
+        let working = Working::default();
+        let work = (0..4).map(|i| {
+            let working = &working;
+            async move {
+                if i == 0 {
+                    lending_place(tokio::time::sleep(Duration::from_millis(100))).await;
+                }
+                working.enter();
+                let busy = if i == 0 { 10 } else { 200 };
+                tokio::time::sleep(Duration::from_millis(busy)).await;
+                working.leave();
+            }
+        });
+        let start = tokio::time::Instant::now();
+        at_once(work, 1).collect::<Vec<()>>().await;
+        assert_eq!(working.most.load(Ordering::SeqCst), 2);
+        // The other three one at a time from the start, 0.2 s each: 0.6 s. Had the
+        // first's place been given back instead of retired, two would go at once from
+        // 0.11 s on: 0.4 s.
+        let wall = start.elapsed();
+        assert!(wall >= Duration::from_millis(600), "{wall:?}");
     }
 
     #[tokio::test(start_paused = true)]

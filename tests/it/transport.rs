@@ -195,6 +195,34 @@ fn an_artifact_waiting_out_a_retry_after_lets_the_others_go_on() {
 }
 
 #[test]
+fn an_artifact_back_from_a_retry_after_goes_on_though_its_place_was_taken() {
+    // One at once; two tags of one repository share their spec (one layer blob,
+    // uploaded once: the second artifact waits for the first's upload). The first
+    // artifact's two uploads are answered 429 `Retry-After: 2`: it lends its place, the
+    // second takes it and waits for the shared blob. Back, the first must go on without
+    // waiting for a place (the only one is held by the artifact waiting for it).
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry);
+    let (project, mut references) = fleet(&proxy.host(), 1, 1, "");
+    let spec = fs::read_to_string(project.path().join("fleet/avs-00/opset-0.yaml")).unwrap();
+    project.write("fleet/avs-00/opset-1.yaml", &spec);
+    references.push(format!("acme/avs-00:opset-1-v{SPEC_VERSION}"));
+    proxy.set_policy(first(2, Fault::TooManyRequests { retry_after: 2 }, |h| {
+        h.method == "POST" && h.path.contains("/blobs/uploads/")
+    }));
+    let started = Instant::now();
+    let out = project.run(&["--concurrency", "1", "apply"]);
+    proxy.faults_off();
+    out.no_panic().success();
+    assert_all_on(&registry, &references, &out);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}\n{out}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn an_unreachable_registry_is_one_problem_reported_quickly() {
     // A loopback port nothing listens on: every connection is refused.
     let host = format!("127.0.0.1:{}", free_port());
