@@ -438,6 +438,59 @@ fn a_trickling_answer_is_given_up_within_the_deadline() {
 }
 
 #[test]
+fn a_silent_token_service_is_named_when_given_up() {
+    // The registry answers 401 with a bearer challenge naming a token service on another
+    // port, which accepts connections and never answers. Given up like a silent registry
+    // (once, within the deadline's reach), but the error names the token service, not
+    // the registry that answered. Before: "check the registry's health".
+    let silent = serve(
+        TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"),
+        |_, _| {
+            thread::sleep(Duration::from_secs(30));
+            None
+        },
+    );
+    let realm_host = silent.host();
+    let challenge = format!("Bearer realm=\"http://{realm_host}/token\",service=\"fake\"");
+    let registry = serve(
+        TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"),
+        move |_, _| {
+            Some(
+                HttpResponse::new(401)
+                    .with_header("WWW-Authenticate", challenge.clone())
+                    .json(&serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})),
+            )
+        },
+    );
+    let host = registry.host();
+    let (project, _) = fleet(
+        &host,
+        2,
+        2,
+        &format!("[registries.\"{host}\"]\ntimeout = 2\n"),
+    );
+    let start = Instant::now();
+    let out = Running::spawn(project.eigenpub(&["plan"]))
+        .wait_at_most(Duration::from_secs(40))
+        .unwrap_or_else(|out| panic!("plan still ran after 40 s\n{out}"));
+    let took = start.elapsed();
+    out.no_panic().expect_code(1);
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{out}");
+    assert!(
+        out.stderr.contains(&format!("token service {realm_host}")),
+        "the error names the token service\n{out}"
+    );
+    assert!(
+        !out.stderr.contains("check the registry's health"),
+        "the registry answered: it is not the one to check\n{out}"
+    );
+    assert!(
+        out.stderr.contains("timeout"),
+        "the help names the setting\n{out}"
+    );
+}
+
+#[test]
 fn three_identical_applies_at_once_all_succeed() {
     let registry = Registry::start();
     let (project, references) = fleet(&registry.host(), 3, 6, "");

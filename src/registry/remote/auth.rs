@@ -20,7 +20,7 @@ use super::Registry;
 use super::body::SMALL_BODY;
 use super::error::{self, ErrorKind, RegistryError, error_body};
 use super::routing::{self, Refusal};
-use super::transport::{Attempt, Attempts, Budget, header};
+use super::transport::{Attempt, Attempts, Budget, Peer, header};
 use crate::registry::credentials::{Credential, Secret};
 use crate::registry::retry::{self, Verdict};
 
@@ -286,6 +286,11 @@ impl Registry {
             )
         })?;
         self.route(&realm, Some(&named))?;
+        let realm_host = crate::sanitize::text(&match (named.host_str(), named.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => realm.clone(),
+        });
         // One `scope` parameter per scope (a mount asks pull on its source too), as
         // distribution's own client sends them; the refresh-token form joins them with
         // spaces (OAuth 2).
@@ -330,6 +335,7 @@ impl Registry {
             .drive(&mut TokenAttempts {
                 registry: self,
                 request,
+                host: &realm_host,
             })
             .await?;
         if status.is_redirection() {
@@ -477,6 +483,8 @@ fn scope_repository(scope: &str) -> Option<String> {
 struct TokenAttempts<'a> {
     registry: &'a Registry,
     request: reqwest::RequestBuilder,
+    /// The realm's host, for messages.
+    host: &'a str,
 }
 
 impl Attempts for TokenAttempts<'_> {
@@ -495,9 +503,10 @@ impl Attempts for TokenAttempts<'_> {
             )));
         };
         let sent = super::pacing::Turn::now();
-        let answer = match registry.exchange(request, SMALL_BODY).await {
+        let peer = Peer::TokenService { host: self.host };
+        let answer = match registry.exchange(request, SMALL_BODY, peer).await {
             Ok(answer) => answer,
-            Err(failure) => return registry.after_failure(failure, true),
+            Err(failure) => return registry.after_failure(failure, peer),
         };
         let (status, body) = (answer.status, answer.body);
         let retry_after = header(&answer.headers, "retry-after")

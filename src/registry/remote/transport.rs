@@ -139,6 +139,27 @@ pub(super) enum Budget {
     Fixed(u32),
 }
 
+/// Who a request goes to: the registry, or the token service its challenge named (a
+/// host of its own: messages name it, not the registry).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Peer<'a> {
+    Registry,
+    TokenService {
+        /// The realm's host (and port), as displayed.
+        host: &'a str,
+    },
+}
+
+impl Peer<'_> {
+    /// The host to name in messages, `registry` being the registry's.
+    fn name<'b>(&'b self, registry: &'b str) -> &'b str {
+        match self {
+            Peer::Registry => registry,
+            Peer::TokenService { host } => host,
+        }
+    }
+}
+
 /// A request that can be attempted again.
 pub(super) trait Attempts {
     type Output;
@@ -208,6 +229,7 @@ impl Registry {
         &self,
         request: reqwest::RequestBuilder,
         limit: usize,
+        peer: Peer<'_>,
     ) -> Result<Answer, Failure> {
         let _waiting = self.hearing.wait();
         let exchange = async {
@@ -263,20 +285,30 @@ impl Registry {
             if let Some(silence) = self.hearing.notice_due() {
                 self.notices.say(&format!(
                     "waiting for {}: no answer for {} s",
-                    self.host,
+                    peer.name(&self.host),
                     silence.as_secs()
                 ));
             }
         }
     }
 
-    /// What a failed exchange means for the request: an error, and whether to try again.
-    /// `what` names the other end in messages ("" for the registry, "token service: ").
-    /// A registry that cannot be connected to is marked down for the rest of the run.
-    pub(super) fn after_failure<T>(&self, failure: Failure, token: bool) -> Attempt<T> {
-        let prefix = if token { "token service: " } else { "" };
+    /// What a failed exchange with `peer` means for the request: an error, and whether to
+    /// try again. A registry that cannot be connected to is marked down for the rest of
+    /// the run.
+    pub(super) fn after_failure<T>(&self, failure: Failure, peer: Peer<'_>) -> Attempt<T> {
+        let token = matches!(peer, Peer::TokenService { .. });
+        let prefix = match peer {
+            Peer::Registry => String::new(),
+            Peer::TokenService { host } => format!("token service {host}: "),
+        };
+        let check = match peer {
+            Peer::Registry => "check the registry's health and the network".to_string(),
+            Peer::TokenService { host } => format!(
+                "check the token service {host} (the registry's challenge names it) and the network"
+            ),
+        };
         if matches!(failure, Failure::Deadline | Failure::Stalled)
-            && let Some(given_up) = self.give_up_silent()
+            && let Some(given_up) = self.give_up_silent(peer)
         {
             return Attempt::Done(Err(given_up));
         }
@@ -307,7 +339,7 @@ impl Registry {
                         self.deadline.as_secs_f64()
                     ),
                     format!(
-                        "check the registry's health and the network; for a slow registry raise [registries.\"{}\"] timeout (seconds)",
+                        "{check}; for a slow one raise [registries.\"{}\"] timeout (seconds)",
                         self.host
                     ),
                 ),
@@ -321,7 +353,7 @@ impl Registry {
                         "{prefix}the answer stalled: less than {STALL_MIN_BYTES} bytes in {} s",
                         STALL_WINDOW.as_secs()
                     ),
-                    "check the registry's health and the network, then run again",
+                    format!("{check}, then run again"),
                 ),
                 slow,
             ),
@@ -378,24 +410,45 @@ impl Registry {
     /// deadline (it accepts connections and says nothing, or trickles): every later
     /// request fails at once with the returned error, which the run reports once for the
     /// registry, and every request waiting on it stops waiting.
-    fn give_up_silent(&self) -> Option<RegistryError> {
+    /// `peer` is who kept silent: the registry, or the token service it sends clients to
+    /// (without tokens, nothing can be done there either).
+    fn give_up_silent(&self, peer: Peer<'_>) -> Option<RegistryError> {
         let silence = self.hearing.silence();
         if silence < self.deadline {
             return None;
         }
+        let (message, check) = match peer {
+            Peer::Registry => (
+                format!(
+                    "no complete answer within {} s, to this request or any other for {} s, so \
+                     eigenpub gave up on it",
+                    self.deadline.as_secs_f64(),
+                    silence.as_secs()
+                ),
+                "check the registry's health and the network".to_string(),
+            ),
+            Peer::TokenService { host } => (
+                format!(
+                    "its token service {host} gave no complete answer within {} s, to this \
+                     request or any other for {} s, so eigenpub gave up on the registry (it \
+                     asks for a token first)",
+                    self.deadline.as_secs_f64(),
+                    silence.as_secs()
+                ),
+                format!(
+                    "check the token service {host} (the registry's challenge names it) and the \
+                     network"
+                ),
+            ),
+        };
         let error = self.error(
             ErrorKind::Unreachable,
             None,
+            message,
             format!(
-                "no complete answer within {} s, to this request or any other for {} s, so \
-                 eigenpub gave up on it",
-                self.deadline.as_secs_f64(),
-                silence.as_secs()
-            ),
-            format!(
-                "check the registry's health and the network (a proxy or firewall that accepts \
-                 connections and drops them says nothing); for a registry that is slow to answer, \
-                 raise [registries.\"{}\"] timeout (seconds)",
+                "{check} (a proxy or firewall that accepts connections and drops them says \
+                 nothing); for one that is slow to answer, raise [registries.\"{}\"] timeout \
+                 (seconds)",
                 self.host
             ),
         );
@@ -583,12 +636,12 @@ impl Attempts for RegistryAttempts<'_> {
                 };
             }
             registry.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let exchanged = registry.exchange(request, self.limit).await;
+            let exchanged = registry.exchange(request, self.limit, Peer::Registry).await;
             let answer = match exchanged {
                 Ok(answer) => answer,
                 Err(failure) => {
                     drop(permit);
-                    return registry.after_failure(failure, false);
+                    return registry.after_failure(failure, Peer::Registry);
                 }
             };
             let status = answer.status;
