@@ -81,8 +81,11 @@ fn row(change: &Change) -> Option<String> {
         ),
         Action::Unreadable { reason } => (
             "❓ unreadable",
+            // The registry's words, in a code span like every outside value of the table:
+            // as Markdown they would mention people (`@org/team`), link and show images in
+            // a comment the CI's account posts.
             format!(
-                "could not be read: {}",
+                "could not be read: `{}`",
                 cell(&crate::sanitize::truncate(&reason.message, 300))
             ),
         ),
@@ -163,11 +166,12 @@ fn fence_safe(s: &str) -> String {
 pub fn plan(plan: &Plan, contents: &HashMap<usize, (Contents, Contents)>, verbose: bool) -> String {
     let mut head = format!("{MARKER}\n### eigenpub plan\n\n");
     let _ = writeln!(head, "**{}**\n", plan_summary(plan));
-    let targets = crate::report::text::target_lines(plan);
+    let targets = crate::report::text::target_counts(plan);
     if !targets.is_empty() {
-        // One list item per target; a target name is escaped like any cell.
-        for line in targets.lines() {
-            let _ = writeln!(head, "- {}", cell(line.trim_start()));
+        // One list item per target; a target name (outside text) in a code span, escaped
+        // like any cell.
+        for (target, counts) in &targets {
+            let _ = writeln!(head, "- `{}`: {counts}", cell(target));
         }
         head.push('\n');
     }
@@ -350,6 +354,36 @@ mod tests {
         );
         // Both diffs are there.
         assert_eq!(md.matches("+v: 2").count(), 2, "{md}");
+    }
+
+    #[test]
+    fn a_mirror_folder_name_is_no_markdown_in_the_target_list() {
+        let primary = publication("a", "t", "v: 1\n", true);
+        let mut mirror = primary.clone();
+        mirror.repository = crate::reference::Repository::Layout {
+            root: "/tmp/x".into(),
+            display_root: "@acme/admins [x](https://evil.example/) *loud*".into(),
+            path: "a".into(),
+        };
+        mirror.mirror_of = Some(primary.repository.clone());
+        let p = diff(
+            vec![primary, mirror],
+            vec![Observation::tag(None); 2],
+            Overwrite::Refuse,
+        );
+        let md = plan(&p, &HashMap::new(), false);
+        let item = md
+            .lines()
+            .find(|l| l.starts_with("- ") && l.contains("@acme"))
+            .unwrap_or_else(|| panic!("no target line for the mirror\n{md}"));
+        let live: String = item.split('`').step_by(2).collect();
+        for markdown in ["@acme", "](", "*loud*"] {
+            assert!(!live.contains(markdown), "{markdown}: {item}\n{md}");
+        }
+        assert!(
+            item.ends_with(": 1 to create, 0 to update, 0 unchanged"),
+            "{item}"
+        );
     }
 
     #[test]

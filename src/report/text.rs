@@ -87,19 +87,27 @@ pub fn change_line(change: &Change, style: Style, verbose: bool) -> Option<Strin
 /// With mirrors, one line per target: `  ghcr.io: 1 to create, 7 unchanged`.
 pub fn target_lines(plan: &Plan) -> String {
     let mut out = String::new();
-    for (target, s) in crate::plan::mirror::per_target(plan) {
-        let _ = write!(
-            out,
-            "  {}: {} to create, {} to update, {} unchanged",
-            Untrusted(&target),
-            s.create,
-            s.update,
-            s.unchanged
-        );
-        counts_when_any(&mut out, &s);
-        out.push('\n');
+    for (target, counts) in target_counts(plan) {
+        let _ = writeln!(out, "  {}: {counts}", Untrusted(&target));
     }
     out
+}
+
+/// With mirrors, each target's name (as the project spells it: outside text) and its
+/// counts (`1 to create, 0 to update, 7 unchanged`), for [`target_lines`] and the
+/// Markdown plan, which shows the name in a code span.
+pub fn target_counts(plan: &Plan) -> Vec<(String, String)> {
+    crate::plan::mirror::per_target(plan)
+        .into_iter()
+        .map(|(target, s)| {
+            let mut counts = format!(
+                "{} to create, {} to update, {} unchanged",
+                s.create, s.update, s.unchanged
+            );
+            counts_when_any(&mut counts, &s);
+            (target, counts)
+        })
+        .collect()
 }
 
 /// The counts a summary names only when they are not zero: retags, refusals, unreadable tags.

@@ -439,3 +439,51 @@ fn a_password_echoed_in_any_encoding_is_redacted() {
         }
     }
 }
+
+/// The text of a Markdown line outside its code spans (a line's backticks pair up: the
+/// renderer escapes every backtick of an outside value).
+fn outside_code_spans(line: &str) -> String {
+    line.split('`').step_by(2).collect()
+}
+
+// A tag the registry refused to show is a row of the pull-request comment with the
+// registry's reason. The reason stood in the table as Markdown, outside any code span: a
+// registry a pull request names (or any that words its errors so) had the comment the CI's
+// account posts mention people (`@org/team`), link and show images.
+#[test]
+fn a_registry_refusal_in_the_markdown_plan_mentions_links_and_shows_nothing() {
+    const REASON: &str = "@acme/admins [sign in again](https://evil.example/login) ![x](https://evil.example/p.png) <https://evil.example/> *loud*";
+    let registry = Hostile::start(move |req: &Seen| {
+        // `good` is readable (its tag absent); `oracle`'s tag is refused with the text.
+        if req.path() == "/v2/" || req.path().starts_with("/v2/acme/good/") {
+            return Reply::new(404);
+        }
+        Reply::new(403)
+            .json(&serde_json::json!({"errors": [{"code": "DENIED", "message": REASON}]}))
+    });
+    let p = Project::new();
+    p.write(
+        "eigenruntime.toml",
+        format!(
+            "[defaults]\nregistry = \"{}/acme\"\ncreated = \"2025-01-01T00:00:00Z\"\n\n[[avs]]\nname = \"oracle\"\nversion = 1\n[avs.operator-sets]\n0 = \"a.yaml\"\n\n[[avs]]\nname = \"good\"\nversion = 1\n[avs.operator-sets]\n0 = \"b.yaml\"\n",
+            registry.host()
+        ),
+    );
+    p.write("a.yaml", spec_yaml("oracle", "aggregator", "image-1"));
+    p.write("b.yaml", spec_yaml("good", "aggregator", "image-1"));
+    let out = p.run(&["plan", "--format", "markdown"]);
+    out.no_panic().expect_code(1);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| ❓ unreadable |"))
+        .unwrap_or_else(|| panic!("no unreadable row\n{out}"));
+    assert!(row.contains("@acme/admins"), "the reason is shown\n{out}");
+    let live = outside_code_spans(row);
+    for markdown in ["@acme", "](", "<https", "*loud*"] {
+        assert!(
+            !live.contains(markdown),
+            "{markdown} is live Markdown in the comment: {row}\n{out}"
+        );
+    }
+}
