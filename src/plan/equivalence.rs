@@ -82,6 +82,15 @@ impl std::fmt::Display for Difference {
     }
 }
 
+/// Whether a manifest names a config of EigenRuntime's media type: what
+/// [`compare`] requires first, checked before the config is read.
+pub fn config_media_type_is_ours(manifest: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(manifest)
+        .ok()
+        .and_then(|m| m.pointer("/config/mediaType")?.as_str().map(str::to_string))
+        .is_some_and(|t| t == crate::artifact::CONFIG_MEDIA_TYPE)
+}
+
 /// Compares a published artifact (its manifest at `digest`, and its config blob) with the
 /// wanted one. `Ok` with who published it when they are equivalent; else the first
 /// difference.

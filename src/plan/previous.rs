@@ -1,6 +1,7 @@
 //! What a tag held before: the previous artifact's spec, config and annotations, fetched
 //! only to show a reviewer what an update changes (`plan --format markdown`), through the
-//! digest-keyed [`Cache`].
+//! digest-keyed [`Cache`]; only when the tag holds an EigenRuntime artifact (its config's
+//! media type says so): of anything else, only that media type is shown.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 
-use crate::artifact::{Artifact, LAYER_MEDIA_TYPE};
+use crate::artifact::{Artifact, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE};
 use crate::plan::cache::Cache;
 use crate::plan::{Action, Plan};
 use crate::registry::{Target, TargetError, Targets};
@@ -73,6 +74,20 @@ pub async fn fetch(
         return Ok(Some(Contents::default()));
     };
     let mut fields = BTreeMap::new();
+    // Only an EigenRuntime artifact's config, annotations and spec are shown. A pull
+    // request chooses the repository and tag a plan reads, with the job's credentials:
+    // whatever else a tag holds (a container image, whose config keeps its environment)
+    // is named by its config's media type, and nothing of it is read further.
+    if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+        fields.insert(
+            "manifest.config.mediaType".to_string(),
+            format!(
+                "{} (not an EigenRuntime artifact: its contents are not shown)",
+                manifest.config.media_type
+            ),
+        );
+        return Ok(Some(Contents { spec: None, fields }));
+    }
     if let Some(config) = cache.blob(target, &manifest.config.digest).await?
         && let Ok(value) = serde_json::from_slice::<Value>(&config)
     {

@@ -111,7 +111,7 @@ fn devkit_manifest(avs: &str, created: &str, config: &str, spec: &str) -> String
     )
 }
 
-fn curl(args: &[&str]) -> String {
+pub(crate) fn curl(args: &[&str]) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--fail-with-body", "--max-time", "30"])
         .args(args);
@@ -121,7 +121,7 @@ fn curl(args: &[&str]) -> String {
 }
 
 /// Uploads a blob with curl (POST, then PUT with the digest).
-fn push_blob(registry: &Registry, repository: &str, bytes: &str) {
+pub(crate) fn push_blob(registry: &Registry, repository: &str, bytes: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("blob");
     std::fs::write(&file, bytes).expect("write blob");

@@ -487,3 +487,73 @@ fn a_registry_refusal_in_the_markdown_plan_mentions_links_and_shows_nothing() {
         );
     }
 }
+
+// A pull request chooses the repository and tag a plan reads (`registry`, `name`, `tag`),
+// and a plan job with credentials reads what they may read. The Markdown plan showed the
+// config of whatever the tag held as "what the registry holds": for a container image, its
+// environment (`config.config.Env`, where images keep keys) went into the comment.
+#[test]
+fn the_markdown_plan_shows_nothing_of_a_tag_that_holds_no_eigenruntime_artifact() {
+    const KEY: &str = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIprivatekey";
+    let registry = Registry::start();
+    let p = oracle_on(&registry);
+    let repository = "acme/oracle";
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin", KEY], "Labels": {"team": "payments"}},
+    })
+    .to_string();
+    let layer = "not a tarball, but the registry does not mind";
+    crate::lock::push_blob(&registry, repository, &config);
+    crate::lock::push_blob(&registry, repository, layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256_digest(layer), "size": layer.len()}],
+        "annotations": {"org.opencontainers.image.source": "https://git.example/private"},
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("manifest");
+    std::fs::write(&file, &manifest).unwrap();
+    crate::lock::curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!(
+            "http://{}/v2/{repository}/manifests/opset-0-v1",
+            registry.host()
+        ),
+    ]);
+
+    let out = p.run(&["plan", "--format", "markdown"]);
+    out.no_panic();
+    assert!(
+        out.stdout.contains("<details><summary>"),
+        "the tag's change is reviewed\n{out}"
+    );
+    for private in ["wJalrXUtnFEMI", "payments", "git.example/private"] {
+        assert!(
+            !out.stdout.contains(private),
+            "{private}: the comment shows the image's config\n{out}"
+        );
+    }
+    assert!(
+        out.stdout.contains(
+            "- manifest.config.mediaType: application/vnd.oci.image.config.v1+json (not an EigenRuntime artifact"
+        ),
+        "the comment says what the tag holds\n{out}"
+    );
+    // Nothing but the manifest was read: neither its config nor its layer.
+    let reads: Vec<_> = registry
+        .requests()
+        .into_iter()
+        .filter(|(method, path, _)| method == "GET" && path.contains("/blobs/"))
+        .collect();
+    assert_eq!(reads, Vec::new(), "blobs of the image were read");
+}
