@@ -401,6 +401,22 @@ async fn push(change: &Change, targets: &Targets, ledger: &Ledger) -> Result<Str
         .push_manifest(&p.tag, &p.artifact.manifest, &p.artifact.blobs(), &guard)
         .await?;
     ledger.pushed(&target, &p.artifact.blobs());
+    // The registry's header: shown only when it is a digest, else cut, as any text of it.
+    if !crate::reference::is_sha256(&reported) {
+        return Err(TargetError {
+            target: key.clone(),
+            code: codes::REGISTRY_PROTOCOL,
+            message: format!(
+                "{}: the target reports a digest for the manifest that is not a digest: {}",
+                p.reference(),
+                crate::sanitize::registry_text(&crate::sanitize::truncate(&reported, 100))
+            ),
+            help: "the registry (or what answers in its place) sent a malformed Docker-Content-Digest; check what is serving this host".into(),
+            transient: false,
+            kind: Some(crate::registry::remote::ErrorKind::Protocol),
+            status: None,
+        });
+    }
     if reported != p.artifact.digest() {
         return Err(TargetError {
             target: key.clone(),

@@ -344,6 +344,36 @@ fn a_malformed_digest_header_is_an_error_not_output() {
     assert_clean("malformed digest", &out, p.path());
 }
 
+// The digest a registry reports for a pushed manifest was quoted whole in the mismatch
+// error: a header of 60,000 characters made one line of 60,000 (registry text is cut to
+// 1,000 characters everywhere else), and it was never checked to be a digest.
+#[test]
+fn a_malformed_digest_reported_for_a_push_is_cut_and_named_as_such() {
+    let reported = format!("sha256:{}", "e".repeat(60_000));
+    let header = reported.clone();
+    let registry = Hostile::start(move |req: &Seen| match req.method.as_str() {
+        "HEAD" | "GET" => Reply::new(404),
+        "POST" => Reply::new(202).with_header("Location", "/v2/upload/1"),
+        "PUT" if req.path().contains("/manifests/") => {
+            Reply::new(201).with_header("Docker-Content-Digest", &header)
+        }
+        _ => Reply::new(201),
+    });
+    let p = project_for(&registry.host());
+    for format in ["text", "json"] {
+        let out = p.run(&["apply", "--format", format]);
+        out.no_panic().expect_code(1);
+        assert!(out.stdout.contains("is not a digest"), "{format}: {out}");
+        for channel in [&out.stdout, &out.stderr] {
+            assert!(
+                !channel.contains(&"e".repeat(1_001)),
+                "{format}: the registry's header is shown whole\n{}",
+                channel.chars().take(2_000).collect::<String>()
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Project files stay in the project
 // ---------------------------------------------------------------------------
