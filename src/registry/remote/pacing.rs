@@ -282,6 +282,9 @@ struct Pace {
     limit_share: Option<f64>,
     /// The smoothed round trip of accepted requests (turn to answer).
     round_trip: Option<Duration>,
+    /// The least round trip of an accepted request (the way to the registry, without
+    /// the queues a run builds).
+    least_round_trip: Option<Duration>,
     /// The registry's refusals since it last accepted a request, if it refused any.
     refusing: Option<Refusals>,
     /// When the controller was made (for tracing).
@@ -424,6 +427,7 @@ impl Pacing {
                 sporadic: 0.0,
                 limit_share: None,
                 round_trip: None,
+                least_round_trip: None,
                 refusing: None,
                 #[cfg(test)]
                 born: now,
@@ -529,6 +533,7 @@ impl Pacing {
             Some(srtt) => (srtt * 7 + rtt) / 8,
             None => rtt,
         });
+        pace.least_round_trip = Some(pace.least_round_trip.map_or(rtt, |least| least.min(rtt)));
         pace.accepted.push_back(now);
         pace.first_answer.get_or_insert(now);
         pace.forget_before(now);
@@ -545,7 +550,8 @@ impl Pacing {
         let Some(rate) = pace.adaptive else {
             // Unlimited: the window may grow (limited, the rate holds requests back,
             // not the window).
-            self.window.accepted(now >= pace.hold_until);
+            self.window
+                .accepted(now >= pace.hold_until, pace.least_round_trip.unwrap_or(rtt));
             return;
         };
         let in_flight = pace.round_trip.unwrap_or_default();

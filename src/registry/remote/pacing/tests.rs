@@ -523,6 +523,26 @@ async fn a_registry_far_away_gets_a_wider_window() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_registry_100_ms_away_gets_its_whole_window_from_the_first_answers() {
+    // A no-op plan of 500 tags at the default cap, each request answered after 100 ms
+    // (scripts/bench's latency row). 64 in flight from the first answers: 8 round trips
+    // for the first 8 and 492 more, 0.9 s. (Doubling from 8 per round trip, as before:
+    // 8 + 16 + 32 in the first three, 1.0 s, and 1.27x curl's time at 64 in the bench.)
+    let pacing = Arc::new(Pacing::new(64, None));
+    let r = run(
+        pacing.clone(),
+        Registry::Open,
+        64,
+        500,
+        Duration::from_millis(100),
+        true,
+    )
+    .await;
+    assert_eq!(pacing.window(), 64);
+    assert!(r.wall <= Duration::from_millis(950), "{:?}", r.wall);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_window_halves_on_a_limit_and_stays_within_its_cap() {
     let pacing = Arc::new(Pacing::new(16, None));
     run(

@@ -6,6 +6,15 @@
 //! throttle; after that by one per round trip), up to the cap (`max-concurrency`, else
 //! the run's `concurrency`), and halves when the rate controller finds a limit. Places
 //! are handed out first come, first served (a tokio semaphore).
+//!
+//! A registry far away is latency-bound from its first answer: 8 in flight 100 ms away
+//! answer 80 requests a second, and doubling from 8 spends three round trips getting to
+//! 64 (a no-op plan of 500 at 100 ms: 1.27x curl's time at 64, not 1.25x). So until the
+//! first throttle the window is at least what [`LATENCY_BOUND`] requests a second need
+//! at the least round trip seen (100 ms: 64; 50 ms: 32; loopback's few milliseconds:
+//! under 8, no change), as TCP's window is sized from the path's bandwidth-delay product.
+
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -13,6 +22,9 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 const INITIAL: usize = 8;
 /// The window never shrinks below this (nor above the cap).
 const MIN: usize = 2;
+/// Before the first throttle, the window holds at least this rate's requests over the
+/// least round trip seen (what 8 in flight answer at 12.5 ms).
+const LATENCY_BOUND: f64 = 640.0;
 
 /// A registry's window of requests in flight.
 #[derive(Debug)]
@@ -109,11 +121,22 @@ impl Window {
         }
     }
 
-    /// A request was accepted: the window grows if requests waited for a place and
-    /// nothing was refused lately (`calm`).
-    pub(super) fn accepted(&self, calm: bool) {
+    /// A request was accepted, the least round trip seen being `least_round_trip`: the
+    /// window grows if requests waited for a place and nothing was refused lately
+    /// (`calm`), and is at least what [`LATENCY_BOUND`] needs until the first throttle.
+    pub(super) fn accepted(&self, calm: bool, least_round_trip: Duration) {
         let mut state = self.state();
-        if !calm || !state.contended || state.size >= state.cap as f64 {
+        if !calm || state.size >= state.cap as f64 {
+            return;
+        }
+        if state.slow_start {
+            let needed = (LATENCY_BOUND * least_round_trip.as_secs_f64()).floor();
+            if needed > state.size {
+                state.size = needed.min(state.cap as f64);
+                self.grant_to_size(&mut state);
+            }
+        }
+        if !state.contended || state.size >= state.cap as f64 {
             return;
         }
         let step = if state.slow_start {
