@@ -17,7 +17,8 @@
 //! reader has shown it may read the repository with its own credentials.
 //!
 //! Every read is verified: an entry whose sha256 is not its name (corrupted, truncated,
-//! planted) is ignored, deleted and fetched again. So whoever can write the entries can
+//! planted) is ignored, deleted and fetched again; bytes a target answers for a digest
+//! that do not hash to it are an error, never used nor kept (with the cache off too). So whoever can write the entries can
 //! make eigenpub fetch again, never use other bytes. The folder is chosen only by the
 //! environment:
 //!
@@ -146,10 +147,33 @@ impl Cache {
         digest: &str,
         kind: Kind,
     ) -> Result<Option<Bytes>, TargetError> {
+        // A digest names its bytes: what is read for it is used only when it hashes to it.
+        // The digest may come from a manifest a registry wrote (a config's, a layer's), and
+        // the bytes from wherever the registry redirected the read (a metadata service, an
+        // internal page only this machine reaches): unchecked, those went into the plan's
+        // comment. A digest that is not sha256 is not read at all.
+        let Some(hex) = hex_of(digest) else {
+            return Err(not_read(
+                target,
+                format!(
+                    "{} is not a sha256 digest, so it is not read",
+                    crate::sanitize::registry_text(&crate::sanitize::truncate(digest, 100))
+                ),
+            ));
+        };
         let fetch = || async {
-            match kind {
+            let fetched = match kind {
                 Kind::Manifest => target.fetch_manifest(digest).await,
                 Kind::Blob => target.fetch_blob(digest).await,
+            }?;
+            match fetched {
+                Some(bytes) if sha256_hex(&bytes) != hex => Err(not_read(
+                    target,
+                    format!(
+                        "what it answered for {digest} does not hash to that digest, so it is not used"
+                    ),
+                )),
+                fetched => Ok(fetched),
             }
         };
         let (
@@ -160,9 +184,6 @@ impl Cache {
             },
         ) = (&self.inner, target)
         else {
-            return fetch().await;
-        };
-        let Some(hex) = hex_of(digest) else {
             return fetch().await;
         };
         let dir = inner
@@ -186,7 +207,6 @@ impl Cache {
         }
         let fetched = fetch().await?;
         if let Some(bytes) = &fetched
-            && sha256_hex(bytes) == hex
             && bytes.len() as u64 <= MAX_ENTRY
         {
             let (root, bytes) = (inner.root.clone(), bytes.clone());
@@ -210,6 +230,19 @@ impl Cache {
             return;
         }
         let _ = tokio::task::spawn_blocking(move || trim(&inner.root, inner.max_bytes)).await;
+    }
+}
+
+/// A read by digest whose answer is not used (see [`Cache::read_through`]).
+fn not_read(target: &Target, why: String) -> TargetError {
+    TargetError {
+        target: target.registry().unwrap_or("OCI layout").to_string(),
+        code: crate::diagnostic::codes::REGISTRY_PROTOCOL,
+        message: why,
+        help: "check what serves this registry (a proxy, or a redirect of its reads, may answer in its place)".into(),
+        transient: false,
+        kind: Some(crate::registry::remote::ErrorKind::Protocol),
+        status: None,
     }
 }
 

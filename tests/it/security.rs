@@ -374,6 +374,90 @@ fn a_malformed_digest_reported_for_a_push_is_cut_and_named_as_such() {
     }
 }
 
+// A registry a pull request names answers a plan's reads of an artifact's config and
+// spec (by digest) with redirects to an address only the CI machine reaches (a metadata
+// service, an internal page). The bytes there were taken as the blobs without checking
+// them against their digests, and the Markdown plan showed them in the pull request's
+// comment: the config's fields and the "spec" text.
+#[test]
+fn blobs_read_by_digest_that_do_not_hash_to_it_are_never_shown() {
+    let internal = Hostile::start(|req: &Seen| match req.path() {
+        "/config" => Reply::new(200).json(&serde_json::json!({"AccessKeyId": "INTERNAL-KEY-ID"})),
+        _ => Reply::new(200).with_body("INTERNAL-PAGE-TEXT"),
+    });
+    let internal_host = internal.host();
+    let config = serde_json::json!({"avsName": "oracle"}).to_string();
+    let layer = "name: oracle\n";
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.eigenruntime.manifest.v1",
+        "config": {"mediaType": "application/vnd.eigenruntime.manifest.config.v1+json", "digest": crate::harness::sha256_digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "text/yaml", "digest": crate::harness::sha256_digest(layer), "size": layer.len()}],
+    })
+    .to_string();
+    let digest = crate::harness::sha256_digest(&manifest);
+    let registry = Hostile::start(move |req: &Seen| {
+        let path = req.path();
+        if path.contains("/manifests/") {
+            Reply::new(200)
+                .with_header("Docker-Content-Digest", &digest)
+                .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                .with_body(if req.method == "HEAD" {
+                    String::new()
+                } else {
+                    manifest.clone()
+                })
+        } else if path.contains("/blobs/") {
+            // The config to a JSON document there, the layer to a page.
+            let to = if path.ends_with(&crate::harness::sha256_digest(&config)) {
+                "config"
+            } else {
+                "page"
+            };
+            Reply::new(302).with_header("Location", format!("http://{internal_host}/{to}"))
+        } else {
+            Reply::new(200)
+        }
+    });
+    let p = project_for(&registry.host());
+    // Judged for equivalence first (which reads the config), and not (adopt-equivalent =
+    // false: only the review reads it and the layer).
+    for adopt in [true, false] {
+        let toml = String::from_utf8(p.read("eigenruntime.toml")).unwrap();
+        p.write(
+            "eigenruntime.toml",
+            toml.replace(
+                "[defaults]\n",
+                &format!("[defaults]\nadopt-equivalent = {adopt}\n"),
+            )
+            .replace(&format!("adopt-equivalent = {}\n", !adopt), ""),
+        );
+        let out = p.run(&["plan", "--format", "markdown"]);
+        out.no_panic().expect_code(1);
+        assert!(
+            !internal.requests().is_empty(),
+            "the redirects were not followed at all\n{out}"
+        );
+        for internal_text in ["INTERNAL-KEY-ID", "INTERNAL-PAGE-TEXT"] {
+            assert!(
+                !out.stdout.contains(internal_text) && !out.stderr.contains(internal_text),
+                "adopt-equivalent = {adopt}: {internal_text}: bytes that are not the blob were shown\n{out}"
+            );
+        }
+        let said = out
+            .stderr
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            said.contains("does not hash to that digest, so it is not used"),
+            "adopt-equivalent = {adopt}: the error says why\n{out}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Project files stay in the project
 // ---------------------------------------------------------------------------
