@@ -458,6 +458,58 @@ fn blobs_read_by_digest_that_do_not_hash_to_it_are_never_shown() {
     }
 }
 
+// A registry on another machine (one a pull request names) redirected a plan's reads to
+// this machine, and eigenpub, in CI, asked whatever listens there (a local service, the
+// Docker API, a metadata service at 169.254.169.254 on the link). Not followed now: the
+// redirect is the error; a registry on this machine still redirects anywhere.
+#[test]
+fn a_registry_on_another_machine_cannot_redirect_reads_to_this_one() {
+    let ip = crate::auth::clear_text::non_loopback_local_ip();
+    let local = Hostile::start(|_: &Seen| Reply::new(200).with_body("LOCAL-SERVICE"));
+    let local_host = local.host();
+    let registry = Hostile::start_on(ip, move |req: &Seen| {
+        if req.path().contains("/manifests/") || req.path().contains("/blobs/") {
+            Reply::new(302).with_header("Location", format!("http://{local_host}/x"))
+        } else {
+            Reply::new(200)
+        }
+    });
+    let host = registry.host();
+    let p = project_for(&host);
+    let toml = String::from_utf8(p.read("eigenruntime.toml")).unwrap();
+    p.write(
+        "eigenruntime.toml",
+        format!("{toml}\n[registries.\"{host}\"]\nplain-http = true\n"),
+    );
+    let out = p.run(&["plan", "--format", "markdown"]);
+    out.no_panic().expect_code(1);
+    assert!(
+        registry
+            .requests()
+            .iter()
+            .any(|r| r.path().contains("/manifests/")),
+        "the registry was asked\n{out}"
+    );
+    assert_eq!(
+        local.requests().len(),
+        0,
+        "a redirect from another machine was followed to this one\n{out}"
+    );
+    let said = out
+        .stderr
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        said.contains(&format!(
+            "HTTP 302: the registry redirected the request to http://{}",
+            local.host()
+        )) && said.contains("it was not followed"),
+        "the redirect is the error, named as such\n{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Project files stay in the project
 // ---------------------------------------------------------------------------

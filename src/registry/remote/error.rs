@@ -113,6 +113,11 @@ pub(super) struct Context<'a> {
 /// registry said: status, error codes, `message`, `detail`, the challenge and the host
 /// ([`super::refusal`]).
 pub(super) fn unexpected(context: &Context<'_>, answer: &Answer, what: &str) -> RegistryError {
+    if answer.status.is_redirection()
+        && let Some(error) = redirect_not_followed(context, answer, what)
+    {
+        return error;
+    }
     let refusal = refusal_of(context, answer);
     let (kind, help) = refusal::classify(&refusal);
     let status = refusal.status;
@@ -143,6 +148,37 @@ pub(super) fn unexpected(context: &Context<'_>, answer: &Answer, what: &str) -> 
         message: format!("could not {what}: HTTP {status}{code}: {reason}"),
         help,
     }
+}
+
+/// A redirect the HTTP client did not follow because it leads a registry on another
+/// machine to this one or its link ([`super::routing::may_redirect`]), as an error that
+/// says so (its target's origin only: the rest is the registry's text).
+fn redirect_not_followed(
+    context: &Context<'_>,
+    answer: &Answer,
+    what: &str,
+) -> Option<RegistryError> {
+    let location = super::transport::header(&answer.headers, "location")?;
+    let base = answer.url.as_ref()?;
+    let target = base.join(&location).ok()?;
+    if super::routing::may_redirect(context.host, &target) {
+        return None;
+    }
+    let origin =
+        crate::sanitize::text(&match (target.host_str(), target.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", target.scheme()),
+            _ => "a URL without a host".to_string(),
+        });
+    Some(RegistryError {
+        registry: context.host.to_string(),
+        kind: super::ErrorKind::Protocol,
+        status: Some(answer.status.as_u16()),
+        message: format!(
+            "could not {what}: HTTP {}: the registry redirected the request to {origin}, on this machine or its link (a metadata service), which a registry on another machine may not send eigenpub to; it was not followed",
+            answer.status.as_u16()
+        ),
+        help: "check what serves this registry: a registry's reads may be redirected to a CDN or to storage elsewhere, never to the machine eigenpub runs on".into(),
+    })
 }
 
 /// The rate-limit quota a throttled answer says is spent for longer than a run waits

@@ -237,7 +237,19 @@ impl Registry {
                 help: String::new(),
             })
         };
-        let http = client(reqwest::redirect::Policy::default())?;
+        // Redirects as the HTTP client's default (ten at most), but a registry that is not
+        // on this machine sends eigenpub to nothing on it (see `routing::may_redirect`):
+        // such a redirect is not followed, and its answer is the error.
+        let redirecting_host = host.to_string();
+        let http = client(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if routing::may_redirect(&redirecting_host, attempt.url()) {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))?;
         // Token requests carry credentials (Basic authentication, or a refresh token in
         // their body, which a 307/308 would carry to wherever it points), and their answer
         // is a credential: the token service gets no redirects at all, whatever the

@@ -105,6 +105,40 @@ pub(super) fn answered_by_registry(url: &str, answer: &super::Answer, base: &str
             .is_none_or(|u| same_origin(u.as_str(), base))
 }
 
+/// True when `url`'s host is this machine: a loopback name or address, or the unspecified
+/// address (`0.0.0.0`, `::`), which reaches it too, in any spelling the URL parser accepts,
+/// IPv4-mapped IPv6 forms (`[::ffff:127.0.0.1]`) included.
+fn on_this_machine(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    is_loopback(host) || ip_of(host).is_some_and(|ip| ip.is_unspecified() || ip.is_loopback())
+}
+
+/// The IP address a URL's host is, when it is one (IPv4-mapped IPv6 as IPv4).
+fn ip_of(host: &str) -> Option<std::net::IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+/// Whether a registry at `registry` (its host) may redirect a request to `target`: a
+/// registry on this machine anywhere; another one not to this machine nor to a link-local
+/// address (`169.254.0.0/16`, `fe80::/10`: the cloud's metadata service at
+/// `169.254.169.254`). What answers there is not the registry, and a registry a pull
+/// request names would otherwise have eigenpub, in CI, ask services only that machine
+/// reaches (credentials never follow a redirect off the registry's origin).
+pub(super) fn may_redirect(registry: &str, target: &Url) -> bool {
+    if is_loopback(registry) {
+        return true;
+    }
+    let link_local = ip_of(target.host_str().unwrap_or_default()).is_some_and(|ip| match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    });
+    !on_this_machine(target) && !link_local
+}
+
 /// Decides whether credentials may be sent to `url`, for a registry at `registry` whose
 /// token service (named by the registry itself) is `realm`.
 pub(super) fn may_send(
@@ -135,16 +169,7 @@ pub(super) fn may_send(
     if let Some(realm) = realm
         && target == origin(realm)
     {
-        // The unspecified address (`0.0.0.0`, `::`) reaches this machine too, and so do
-        // IPv4-mapped IPv6 addresses of either (`[::ffff:127.0.0.1]`).
-        let here = local
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.to_canonical())
-                .is_ok_and(|ip| ip.is_unspecified() || ip.is_loopback());
-        if here && !registry.host_str().is_some_and(is_loopback) {
+        if on_this_machine(&parsed) && !registry.host_str().is_some_and(is_loopback) {
             return Err(Refusal::LocalRealm(origin_text(&parsed)));
         }
         return Ok(Destination::Realm);
@@ -185,6 +210,33 @@ mod tests {
             "https://ghcr.io"
         ));
         assert!(!same_origin("not a url", "https://ghcr.io"));
+    }
+
+    #[test]
+    fn redirects_from_another_machine_stay_off_this_one() {
+        for target in [
+            "http://127.0.0.1:8080/x",
+            "http://127.9.9.9/x",
+            "http://localhost/x",
+            "http://LOCALHOST:1/x",
+            "http://[::1]/x",
+            "http://0.0.0.0/x",
+            "http://[::]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://2130706433/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/x",
+        ] {
+            assert!(!may_redirect("ghcr.io", &url(target)), "{target}");
+            assert!(may_redirect("localhost:5000", &url(target)), "{target}");
+        }
+        for target in [
+            "https://pkg-containers.githubusercontent.com/x",
+            "https://10.0.0.5/x",
+            "http://localhost./x",
+        ] {
+            assert!(may_redirect("ghcr.io", &url(target)), "{target}");
+        }
     }
 
     #[test]
