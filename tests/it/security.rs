@@ -510,6 +510,43 @@ fn a_registry_on_another_machine_cannot_redirect_reads_to_this_one() {
     );
 }
 
+// The same for an upload's `Location`: a registry on another machine had apply PUT the
+// blobs to a service on this one.
+#[test]
+fn a_registry_on_another_machine_cannot_send_uploads_to_this_one() {
+    let ip = crate::auth::clear_text::non_loopback_local_ip();
+    let local = Hostile::start(|_: &Seen| Reply::new(201));
+    let local_host = local.host();
+    let registry = Hostile::start_on(ip, move |req: &Seen| match req.method.as_str() {
+        "HEAD" | "GET" if req.path() != "/v2/" => Reply::new(404),
+        "POST" => Reply::new(202).with_header("Location", format!("http://{local_host}/upload")),
+        _ => Reply::new(201),
+    });
+    let host = registry.host();
+    let p = project_for(&host);
+    let toml = String::from_utf8(p.read("eigenruntime.toml")).unwrap();
+    p.write(
+        "eigenruntime.toml",
+        format!("{toml}\n[registries.\"{host}\"]\nplain-http = true\n"),
+    );
+    let out = p.run(&["apply"]);
+    out.no_panic().expect_code(1);
+    assert!(
+        registry.requests().iter().any(|r| r.method == "POST"),
+        "an upload was started\n{out}"
+    );
+    assert_eq!(
+        local.requests().len(),
+        0,
+        "an upload went to this machine\n{out}"
+    );
+    assert!(
+        out.stdout.contains("nothing was sent there")
+            || out.stderr.contains("nothing was sent there"),
+        "the error says why\n{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Project files stay in the project
 // ---------------------------------------------------------------------------

@@ -342,6 +342,20 @@ impl Registry {
                 "report this registry's behaviour",
             )
         })?;
+        // Where a registry may redirect a request, and no further (`routing::may_redirect`):
+        // one on another machine sends no blob to this one.
+        if !super::routing::may_redirect(&self.host, &put) {
+            return Err(self.error(
+                ErrorKind::Protocol,
+                Some(202),
+                format!(
+                    "the registry sent an upload Location on this machine or its link ({}://{}), which a registry on another machine may not send eigenpub to; nothing was sent there",
+                    put.scheme(),
+                    crate::sanitize::text(put.host_str().unwrap_or_default())
+                ),
+                "check what serves this registry: its uploads may go to storage elsewhere, never to the machine eigenpub runs on",
+            ));
+        }
         // The digest as clients write it (`sha256:…`, colon unescaped).
         let mut put = put.to_string();
         put.push(if put.contains('?') { '&' } else { '?' });
