@@ -18,9 +18,9 @@
 //!
 //! Every read is verified: an entry whose sha256 is not its name (corrupted, truncated,
 //! planted) is ignored, deleted and fetched again; bytes a target answers for a digest
-//! that do not hash to it are an error, never used nor kept (with the cache off too). So whoever can write the entries can
-//! make eigenpub fetch again, never use other bytes. The folder is chosen only by the
-//! environment:
+//! that do not hash to it are an error, never used nor kept (with the cache off too). So
+//! whoever can write the entries can make eigenpub fetch again, never use other bytes.
+//! The folder is chosen only by the environment:
 //!
 //! - `EIGENPUB_CACHE_DIR`, else `$XDG_CACHE_HOME/eigenpub`, else `~/.cache/eigenpub`;
 //! - `EIGENPUB_NO_CACHE` set to anything but `""` or `0` turns the cache off.
