@@ -125,16 +125,18 @@ fn ip_of(host: &str) -> Option<std::net::IpAddr> {
 /// Whether a registry at `registry` (its host) may redirect a request to `target`: a
 /// registry on this machine anywhere; another one not to this machine nor to a link-local
 /// address (`169.254.0.0/16`, `fe80::/10`: the cloud's metadata service at
-/// `169.254.169.254`). What answers there is not the registry, and a registry a pull
+/// `169.254.169.254`), nor to EC2's IPv6 metadata address `fd00:ec2::254`. What answers there is not the registry, and a registry a pull
 /// request names would otherwise have eigenpub, in CI, ask services only that machine
 /// reaches (credentials never follow a redirect off the registry's origin).
 pub(super) fn may_redirect(registry: &str, target: &Url) -> bool {
     if is_loopback(registry) {
         return true;
     }
+    const EC2_METADATA_V6: std::net::Ipv6Addr =
+        std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
     let link_local = ip_of(target.host_str().unwrap_or_default()).is_some_and(|ip| match ip {
         std::net::IpAddr::V4(v4) => v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == EC2_METADATA_V6,
     });
     !on_this_machine(target) && !link_local
 }
@@ -226,6 +228,8 @@ mod tests {
             "http://2130706433/x",
             "http://169.254.169.254/latest/meta-data/",
             "http://[fe80::1]/x",
+            "http://[fd00:ec2::254]/latest/meta-data/",
+            "http://[::ffff:169.254.169.254]/",
         ] {
             assert!(!may_redirect("ghcr.io", &url(target)), "{target}");
             assert!(may_redirect("localhost:5000", &url(target)), "{target}");
@@ -234,6 +238,7 @@ mod tests {
             "https://pkg-containers.githubusercontent.com/x",
             "https://10.0.0.5/x",
             "http://localhost./x",
+            "http://[fd00:ec2::253]/x",
         ] {
             assert!(may_redirect("ghcr.io", &url(target)), "{target}");
         }
