@@ -128,7 +128,16 @@ pub fn run(cli: Cli) -> ExitCode {
     // 2.4 MiB of a 5000-artifact apply's peak. Eight keep a local disk busy; no blocking
     // task waits on another, so the queue drains (a DNS lookup of a run that also writes a
     // layout waits behind a few file writes of milliseconds each) and cannot deadlock.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Every task runs on this thread: a run mostly waits on registries, and its own work
+    // (some 0.1 ms of CPU per request) fits one core. With worker threads, hyper's
+    // connection tasks ran there and every answer crossed to this thread (a wakeup, a
+    // context switch): 10-25% more CPU for a plan or apply on loopback or at 20-100 ms,
+    // CPU a registry on the same machine (a CI service container) goes without, and no
+    // faster (scripts/bench, README "Where the time goes"). Loading and validating specs
+    // and building artifacts ran on this thread before too (`block_on` polls its future
+    // on the calling thread whatever the runtime); only spawned tasks moved here (hyper's
+    // connections, the signal watcher), and the blocking threads above are unchanged.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(8)
         .build()
