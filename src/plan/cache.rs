@@ -164,7 +164,8 @@ impl Cache {
         let fetch = || async {
             let fetched = match kind {
                 Kind::Manifest => target.fetch_manifest(digest).await,
-                Kind::Blob => target.fetch_blob(digest).await,
+                // A config or a spec: bounded as an entry is, whatever a registry sends.
+                Kind::Blob => target.fetch_blob_at_most(digest, MAX_ENTRY as usize).await,
             }?;
             match fetched {
                 Some(bytes) if sha256_hex(&bytes) != hex => Err(not_read(

@@ -101,12 +101,28 @@ pub async fn fetch(
         .layers
         .iter()
         .find(|l| l.media_type == LAYER_MEDIA_TYPE)
-        && let Some(blob) = cache.blob(target, &layer.digest).await?
     {
-        spec = String::from_utf8(blob.to_vec()).ok();
+        // A spec a comment cannot show is not read, nor held until the comment is made
+        // (a registry a pull request names could serve one per artifact).
+        let too_large = |size: &dyn std::fmt::Display| {
+            format!("(the spec this tag holds is {size} bytes: too large to show here)\n")
+        };
+        if u64::try_from(layer.size).map_or(true, |size| size > SPEC_SHOWN as u64) {
+            spec = Some(too_large(&layer.size));
+        } else if let Some(blob) = cache.blob(target, &layer.digest).await? {
+            spec = if blob.len() > SPEC_SHOWN {
+                Some(too_large(&blob.len()))
+            } else {
+                String::from_utf8(blob.to_vec()).ok()
+            };
+        }
     }
     Ok(Some(Contents { spec, fields }))
 }
+
+/// The largest spec a tag holds that the review reads: a comment holds at most
+/// [`crate::report::markdown::LIMIT`] characters.
+const SPEC_SHOWN: usize = crate::report::markdown::LIMIT;
 
 /// What the review shows of each change: (before, after), keyed by the change's index.
 pub type Review = HashMap<usize, (Contents, Contents)>;

@@ -245,6 +245,38 @@ impl Target {
             Target::Layout(l) => Ok(l.fetch_blob(digest)?),
         }
     }
+
+    /// [`Target::fetch_blob`], an answer of more than `limit` bytes being an error (a
+    /// registry's is read no further).
+    pub async fn fetch_blob_at_most(
+        &self,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Option<Bytes>, TargetError> {
+        match self {
+            Target::Remote {
+                registry,
+                repository,
+            } => Ok(registry
+                .fetch_blob_at_most(repository, digest, limit)
+                .await?),
+            Target::Layout(l) => match l.fetch_blob(digest)? {
+                Some(bytes) if bytes.len() > limit => Err(TargetError {
+                    target: "OCI layout".into(),
+                    code: codes::LAYOUT_IO,
+                    message: format!(
+                        "blob {digest} is {} bytes, more than the {limit} read here",
+                        bytes.len()
+                    ),
+                    help: "check what the layout holds".into(),
+                    transient: false,
+                    kind: None,
+                    status: None,
+                }),
+                fetched => Ok(fetched),
+            },
+        }
+    }
 }
 
 /// Runs blocking layout work on tokio's blocking threads.

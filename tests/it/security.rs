@@ -547,6 +547,84 @@ fn a_registry_on_another_machine_cannot_send_uploads_to_this_one() {
     );
 }
 
+// The review read the spec each tag held (up to 32 MiB a blob) and held every one until
+// the comment was made: a registry a pull request names, serving a large spec for each of
+// as many artifacts as the project lists, had a plan job hold gigabytes and diff them for
+// a comment that shows 65,000 characters. A spec too large to show is not read; no blob
+// is read past 4 MiB.
+#[test]
+fn the_review_reads_no_spec_too_large_to_show() {
+    let layer = format!("name: oracle\n{}", "x: 1\n".repeat(2_000_000));
+    let config = serde_json::json!({"avsName": "oracle"}).to_string();
+    let manifest = |size: usize| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.eigenruntime.manifest.v1",
+            "config": {"mediaType": "application/vnd.eigenruntime.manifest.config.v1+json", "digest": crate::harness::sha256_digest(&config), "size": config.len()},
+            "layers": [{"mediaType": "text/yaml", "digest": crate::harness::sha256_digest(&layer), "size": size}],
+        })
+        .to_string()
+    };
+    // The layer's true size, and a size that lies (small): the read stops at 4 MiB.
+    for size in [layer.len(), 100] {
+        let manifest = manifest(size);
+        let digest = crate::harness::sha256_digest(&manifest);
+        let (served_config, served_layer) = (config.clone(), layer.clone());
+        let config_digest = crate::harness::sha256_digest(&config);
+        let registry = Hostile::start(move |req: &Seen| {
+            let path = req.path();
+            if path.contains("/manifests/") {
+                Reply::new(200)
+                    .with_header("Docker-Content-Digest", &digest)
+                    .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .with_body(if req.method == "HEAD" {
+                        String::new()
+                    } else {
+                        manifest.clone()
+                    })
+            } else if path.ends_with(&config_digest) {
+                Reply::new(200).with_body(served_config.clone())
+            } else if path.contains("/blobs/") {
+                Reply::new(200).with_body(served_layer.clone())
+            } else {
+                Reply::new(200)
+            }
+        });
+        let p = project_for(&registry.host());
+        let out = p.run(&["plan", "--format", "markdown"]);
+        out.no_panic().expect_code(1);
+        let layer_reads = registry
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "GET"
+                    && r.path().contains("/blobs/")
+                    && !r.path().ends_with(&crate::harness::sha256_digest(&config))
+            })
+            .count();
+        if size == 100 {
+            let said = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                said.contains("the answer is larger than 4096 KiB"),
+                "size {size}: the read stopped at the limit, saying so\n{out}"
+            );
+        } else {
+            assert_eq!(
+                layer_reads, 0,
+                "size {size}: the large spec was read\n{out}"
+            );
+            assert!(
+                out.stdout.contains(&format!(
+                    "-(the spec this tag holds is {} bytes: too large to show here)",
+                    layer.len()
+                )),
+                "size {size}: the comment says why the spec is not shown\n{out}"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Project files stay in the project
 // ---------------------------------------------------------------------------

@@ -171,12 +171,23 @@ impl Registry {
         repository: &str,
         digest: &str,
     ) -> Result<Option<Bytes>, RegistryError> {
+        self.fetch_blob_at_most(repository, digest, BLOB_BODY).await
+    }
+
+    /// A blob's bytes, or `None` when absent; an answer of more than `limit` bytes is an
+    /// error, read no further.
+    pub async fn fetch_blob_at_most(
+        &self,
+        repository: &str,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Option<Bytes>, RegistryError> {
         let path = format!("blobs/{digest}");
         self.fetch(
             repository,
             &path,
             HeaderMap::new(),
-            BLOB_BODY,
+            limit.min(BLOB_BODY),
             "read a blob",
         )
         .await
