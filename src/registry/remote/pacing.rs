@@ -17,10 +17,13 @@
 //! spans, so that a token bucket's saved burst counts for half; at least a quarter
 //! second in a run's first moments; remembered 10 s), as TCP Westwood and BBR estimate a
 //! path from what it delivered rather than from what was sent. A throttle, while
-//! unlimited and with enough answers to measure on (24 over the last second, or four
-//! refusals making 30% of them: with 4 in flight behind a token bucket, requests refused
-//! together wait out their `Retry-After` together and few answers come), cuts the rate
-//! to 90% of that. After each cut the rate holds for a second, then grows: fast
+//! unlimited and with enough answers to measure on (24 over the last second, a fifth of
+//! them refused, or four refusals making 30% of them: with 4 in flight behind a token
+//! bucket, requests refused together wait out their `Retry-After` together and few
+//! answers come; the requests still in flight count with the answers, as a limiter
+//! answers 429 at once and the requests it lets through take their time), cuts the
+//! rate to 90% of that. A limit refuses most of what comes past it (refused artifacts
+//! lend their places, [`crate::registry::at_once`]); 6% sporadic refusals do not cut. After each cut the rate holds for a second, then grows: fast
 //! (doubling every 0.35 s, every 0.17 s before a limit refused anything) up to just
 //! under the rate the limit is taken to refuse, by 5% a second past it, by 50% a second
 //! once calm for two seconds (and not before a `Retry-After` has passed). Requests
@@ -141,6 +144,9 @@ const TEST_REFUSALS: f64 = 3.0;
 /// four is a 6% sporadic one 22% of the time), or (a token bucket with no burst to speak
 /// of)…
 const GATE_ANSWERS: f64 = 24.0;
+/// … refused at least this share of them (6% sporadic refusals do not cut: refused
+/// artifacts lend their places, so a limit refuses most of what comes past it), or…
+const GATE_MIN_SHARE: f64 = 0.2;
 /// … at least this many refusals…
 const GATE_REFUSALS: usize = 4;
 /// … making this share of the answers, with something accepted.
@@ -338,14 +344,20 @@ impl Pace {
     /// Whether a throttle while unlimited is worth setting a rate: enough answers over
     /// the last [`WINDOW`] to measure a rate on (or many refused), and more than twice
     /// the sporadic refusals already recognised.
-    fn worth_a_rate(&self, now: Instant) -> bool {
+    ///
+    /// The share counts the requests still in flight (`in_flight`) with the answers: a
+    /// registry's limiter answers 429 at once while the requests it lets through take
+    /// their time, so the first answers to many requests sent together are mostly the
+    /// refused ones, whatever their share (the first 8 of 128 uploads at 6% sporadic).
+    fn worth_a_rate(&self, now: Instant, in_flight: usize) -> bool {
         let refused = self.refused.len() as f64;
         let answers = refused + self.accepted_in_window(now) as f64;
-        let share = refused / answers.max(1.0);
+        let share = refused / (answers + in_flight as f64).max(1.0);
         // (With nothing accepted yet there is no rate to measure.)
         let many =
             self.refused.len() >= GATE_REFUSALS && share >= GATE_SHARE && !self.accepted.is_empty();
-        (answers >= GATE_ANSWERS || many) && share > NOISE_MARGIN * self.sporadic
+        ((answers >= GATE_ANSWERS && share >= GATE_MIN_SHARE) || many)
+            && share > NOISE_MARGIN * self.sporadic
     }
 
     /// A turn was taken at `at`.
@@ -706,7 +718,7 @@ impl Pacing {
             }
         } else {
             // (Unlimited, or growing after sporadic refusals.)
-            if !pace.worth_a_rate(now) {
+            if !pace.worth_a_rate(now, self.window.in_flight()) {
                 return;
             }
             let refused = pace.refused.len() as f64;

@@ -65,6 +65,36 @@ async fn a_burst_of_throttles_cuts_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn refusals_answered_first_among_many_in_flight_set_no_rate() {
+    // 128 uploads sent together behind 6% sporadic refusals: the limiter answers its 8
+    // refusals at once, the registry its 120 acceptances later. Weighed against the
+    // answers alone (4 accepted so far) they were 67% refused, and the rate was cut to
+    // what the run's first moments measured (the bench's sporadic row: seconds lost);
+    // with the 116 still in flight, 6%.
+    let pacing = Pacing::new(128, None);
+    let sent = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A registry 200 ms away: the window opens to 128 on the first answer.
+    pacing.accepted(Turn::at(sent)).await;
+    let mut places = Vec::new();
+    for _ in 0..124 {
+        places.push(pacing.permit().await);
+    }
+    for _ in 0..3 {
+        pacing.accepted(Turn::at(sent)).await;
+    }
+    let sent = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    for _ in 0..8 {
+        places.pop();
+        pacing
+            .throttled(Turn::at(sent), Some(Duration::from_secs(1)))
+            .await;
+    }
+    assert_eq!(pacing.rate().await, None, "a rate was set");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_first_burst_is_measured_over_a_quarter_second_at_least() {
     let pacing = Pacing::new(64, None);
     // 20 accepted within 100 ms of the start, then refused: 80 a second, not 200 (a
@@ -482,14 +512,12 @@ async fn sporadic_refusals_cost_no_more_than_their_own_waits() {
             let seed = seed * 7919;
             let (ideal, heeded) = sporadic(artifacts, 6, seed).await;
             let extra = heeded.wall.saturating_sub(ideal.wall);
-            // At 4 in flight a run answers some 50 requests a second, and three refusals
-            // at the safe rate take seconds to come: up to a quarter more (measured
-            // +0-25%); from 8 on, under a second more (measured +0.1-1.0 s).
-            let allowed = if artifacts == 4 {
-                ideal.wall * 3 / 10
-            } else {
-                Duration::from_secs(1) + ideal.wall / 10
-            };
+            // A throttle while unlimited sets no rate unless a fifth of the last second's
+            // answers were refused (a limit refuses most of what comes past it, refused
+            // artifacts lending their places): measured +0 at every concurrency. Before
+            // that rule, the first 6% refusals cut the rate to what the run's first
+            // moments measured: +0.1-0.8 s from 16 in flight, +13% at 4.
+            let allowed = Duration::from_millis(200) + ideal.wall / 20;
             if extra > allowed {
                 failures.push(format!(
                     "{artifacts} at once, seed {seed}: {:?} against {:?} when only the \

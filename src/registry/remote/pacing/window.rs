@@ -165,6 +165,13 @@ impl Window {
         }
     }
 
+    /// Places taken: requests in flight (or about to be sent).
+    pub(super) fn in_flight(&self) -> usize {
+        self.state()
+            .granted
+            .saturating_sub(self.places.available_permits())
+    }
+
     /// The window's size.
     pub(super) fn size(&self) -> usize {
         self.state().granted
