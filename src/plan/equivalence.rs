@@ -82,13 +82,16 @@ impl std::fmt::Display for Difference {
     }
 }
 
-/// Whether a manifest names a config of EigenRuntime's media type: what
-/// [`compare`] requires first, checked before the config is read.
-pub fn config_media_type_is_ours(manifest: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(manifest)
-        .ok()
-        .and_then(|m| m.pointer("/config/mediaType")?.as_str().map(str::to_string))
-        .is_some_and(|t| t == crate::artifact::CONFIG_MEDIA_TYPE)
+/// The `sha256:` digest of a manifest's config, when that config is of EigenRuntime's
+/// media type (what [`compare`] requires first): checked before the config is read, so
+/// that nothing of another kind of manifest (a container image's config) is read.
+pub fn our_config_digest(manifest: &[u8]) -> Option<String> {
+    let manifest = serde_json::from_slice::<Value>(manifest).ok()?;
+    let config = manifest.get("config")?;
+    (config.get("mediaType")?.as_str()? == crate::artifact::CONFIG_MEDIA_TYPE)
+        .then(|| config.get("digest")?.as_str().map(str::to_string))
+        .flatten()
+        .filter(|d| crate::reference::is_sha256(d))
 }
 
 /// Compares a published artifact (its manifest at `digest`, and its config blob) with the

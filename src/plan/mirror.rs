@@ -285,7 +285,6 @@ pub async fn fetch(
     adopted_artifact(&primary.artifact, copy.digest.as_str(), manifest, config).map_err(mismatch)
 }
 
-/// The config digest a manifest names.
 /// The `sha256:` digest a manifest names for its config.
 pub(super) fn config_digest(manifest: &[u8]) -> Result<String, String> {
     serde_json::from_slice::<serde_json::Value>(manifest)

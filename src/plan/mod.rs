@@ -474,14 +474,11 @@ async fn equivalent(
     let Some(manifest) = cache.manifest(target, digest.as_str()).await? else {
         return Ok(None);
     };
-    let Ok(config_digest) = mirror::config_digest(&manifest) else {
-        return Ok(None);
-    };
     // Not an EigenRuntime artifact (a container image a pull request pointed the tag at):
     // never equivalent, and its config (an image's environment) is not read.
-    if !equivalence::config_media_type_is_ours(&manifest) {
+    let Some(config_digest) = equivalence::our_config_digest(&manifest) else {
         return Ok(None);
-    }
+    };
     let Some(config) = cache.blob(target, &config_digest).await? else {
         return Ok(None);
     };

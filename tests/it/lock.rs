@@ -111,7 +111,7 @@ fn devkit_manifest(avs: &str, created: &str, config: &str, spec: &str) -> String
     )
 }
 
-pub(crate) fn curl(args: &[&str]) -> String {
+fn curl(args: &[&str]) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--fail-with-body", "--max-time", "30"])
         .args(args);
@@ -183,9 +183,15 @@ pub(crate) fn devkit_push_edited(
     let manifest = edit(devkit_manifest(art.avs, created, &config, text));
     push_blob(registry, &art.repository(), &config);
     push_blob(registry, &art.repository(), text);
+    push_manifest(registry, &art.repository(), &art.tag(), &manifest);
+    sha256_digest(&manifest)
+}
+
+/// Pushes an OCI image manifest to `repository:tag` with curl.
+pub(crate) fn push_manifest(registry: &Registry, repository: &str, tag: &str, manifest: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("manifest");
-    std::fs::write(&file, &manifest).expect("write manifest");
+    std::fs::write(&file, manifest).expect("write manifest");
     curl(&[
         "-X",
         "PUT",
@@ -193,14 +199,8 @@ pub(crate) fn devkit_push_edited(
         "Content-Type: application/vnd.oci.image.manifest.v1+json",
         "--data-binary",
         &format!("@{}", file.display()),
-        &format!(
-            "http://{}/v2/{}/manifests/{}",
-            registry.host(),
-            art.repository(),
-            art.tag()
-        ),
+        &format!("http://{}/v2/{repository}/manifests/{tag}", registry.host()),
     ]);
-    sha256_digest(&manifest)
 }
 
 /// Publishes every artifact as devkit does: the wall clock, a second apart each.

@@ -388,26 +388,11 @@ fn blobs_read_by_digest_that_do_not_hash_to_it_are_never_shown() {
     let internal_host = internal.host();
     let config = serde_json::json!({"avsName": "oracle"}).to_string();
     let layer = "name: oracle\n";
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.eigenruntime.manifest.v1",
-        "config": {"mediaType": "application/vnd.eigenruntime.manifest.config.v1+json", "digest": crate::harness::sha256_digest(&config), "size": config.len()},
-        "layers": [{"mediaType": "text/yaml", "digest": crate::harness::sha256_digest(layer), "size": layer.len()}],
-    })
-    .to_string();
-    let digest = crate::harness::sha256_digest(&manifest);
+    let manifest = artifact_manifest(&config, layer, layer.len());
     let registry = Hostile::start(move |req: &Seen| {
         let path = req.path();
         if path.contains("/manifests/") {
-            Reply::new(200)
-                .with_header("Docker-Content-Digest", &digest)
-                .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                .with_body(if req.method == "HEAD" {
-                    String::new()
-                } else {
-                    manifest.clone()
-                })
+            manifest_reply(req, &manifest)
         } else if path.contains("/blobs/") {
             // The config to a JSON document there, the layer to a page.
             let to = if path.ends_with(&crate::harness::sha256_digest(&config)) {
@@ -556,33 +541,15 @@ fn a_registry_on_another_machine_cannot_send_uploads_to_this_one() {
 fn the_review_reads_no_spec_too_large_to_show() {
     let layer = format!("name: oracle\n{}", "x: 1\n".repeat(2_000_000));
     let config = serde_json::json!({"avsName": "oracle"}).to_string();
-    let manifest = |size: usize| {
-        serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "artifactType": "application/vnd.eigenruntime.manifest.v1",
-            "config": {"mediaType": "application/vnd.eigenruntime.manifest.config.v1+json", "digest": crate::harness::sha256_digest(&config), "size": config.len()},
-            "layers": [{"mediaType": "text/yaml", "digest": crate::harness::sha256_digest(&layer), "size": size}],
-        })
-        .to_string()
-    };
     // The layer's true size, and a size that lies (small): the read stops at 4 MiB.
     for size in [layer.len(), 100] {
-        let manifest = manifest(size);
-        let digest = crate::harness::sha256_digest(&manifest);
+        let manifest = artifact_manifest(&config, &layer, size);
         let (served_config, served_layer) = (config.clone(), layer.clone());
         let config_digest = crate::harness::sha256_digest(&config);
         let registry = Hostile::start(move |req: &Seen| {
             let path = req.path();
             if path.contains("/manifests/") {
-                Reply::new(200)
-                    .with_header("Docker-Content-Digest", &digest)
-                    .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                    .with_body(if req.method == "HEAD" {
-                        String::new()
-                    } else {
-                        manifest.clone()
-                    })
+                manifest_reply(req, &manifest)
             } else if path.ends_with(&config_digest) {
                 Reply::new(200).with_body(served_config.clone())
             } else if path.contains("/blobs/") {
@@ -623,6 +590,35 @@ fn the_review_reads_no_spec_too_large_to_show() {
             );
         }
     }
+}
+
+/// An EigenRuntime artifact's manifest naming `config` and the spec `layer` (its size
+/// given as `layer_size`, which may lie).
+fn artifact_manifest(config: &str, layer: &str, layer_size: usize) -> String {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.eigenruntime.manifest.v1",
+        "config": {"mediaType": "application/vnd.eigenruntime.manifest.config.v1+json", "digest": crate::harness::sha256_digest(config), "size": config.len()},
+        "layers": [{"mediaType": "text/yaml", "digest": crate::harness::sha256_digest(layer), "size": layer_size}],
+    })
+    .to_string()
+}
+
+/// A registry's answer to a manifest request: `manifest` under its own digest (its
+/// headers only, to a `HEAD`).
+fn manifest_reply(req: &Seen, manifest: &str) -> Reply {
+    Reply::new(200)
+        .with_header(
+            "Docker-Content-Digest",
+            crate::harness::sha256_digest(manifest),
+        )
+        .with_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .with_body(if req.method == "HEAD" {
+            String::new()
+        } else {
+            manifest.to_string()
+        })
 }
 
 // ---------------------------------------------------------------------------

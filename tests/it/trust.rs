@@ -515,21 +515,7 @@ fn the_markdown_plan_shows_nothing_of_a_tag_that_holds_no_eigenruntime_artifact(
         "annotations": {"org.opencontainers.image.source": "https://git.example/private"},
     })
     .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("manifest");
-    std::fs::write(&file, &manifest).unwrap();
-    crate::lock::curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/vnd.oci.image.manifest.v1+json",
-        "--data-binary",
-        &format!("@{}", file.display()),
-        &format!(
-            "http://{}/v2/{repository}/manifests/opset-0-v1",
-            registry.host()
-        ),
-    ]);
+    crate::lock::push_manifest(&registry, repository, "opset-0-v1", &manifest);
 
     let out = p.run(&["plan", "--format", "markdown"]);
     out.no_panic();

@@ -23,12 +23,13 @@
 //! answers come; the requests still in flight count with the answers, as a limiter
 //! answers 429 at once and the requests it lets through take their time), cuts the
 //! rate to 90% of that. A limit refuses most of what comes past it (refused artifacts
-//! lend their places, [`crate::registry::at_once`]); 6% sporadic refusals do not cut. After each cut the rate holds for a second, then grows: fast
-//! (doubling every 0.35 s, every 0.17 s before a limit refused anything) up to just
-//! under the rate the limit is taken to refuse, by 5% a second past it, by 50% a second
-//! once calm for two seconds (and not before a `Retry-After` has passed). Requests
-//! waiting for a turn take a new one when the rate is cut or grows by a quarter. Each
-//! throttle after a cut is weighed by the rate its request was sent at:
+//! lend their places, [`crate::registry::at_once`]); 6% sporadic refusals do not cut.
+//! After each cut the rate holds for a second, then grows: fast (doubling every 0.35 s,
+//! every 0.17 s before a limit refused anything) up to just under the rate the limit is
+//! taken to refuse, by 5% a second past it, by 50% a second once calm for two seconds
+//! (and not before a `Retry-After` has passed). Requests waiting for a turn take a new
+//! one when the rate is cut or grows by a quarter. Each throttle after a cut is weighed
+//! by the rate its request was sent at:
 //!
 //! - at or below the *safe* rate (90% of the best accepted): sporadic, as a token
 //!   bucket does not refuse a rate it accepted; three of those (less than a quarter of

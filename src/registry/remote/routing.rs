@@ -123,11 +123,12 @@ fn ip_of(host: &str) -> Option<std::net::IpAddr> {
 }
 
 /// Whether a registry at `registry` (its host) may redirect a request to `target`: a
-/// registry on this machine anywhere; another one not to this machine nor to a link-local
-/// address (`169.254.0.0/16`, `fe80::/10`: the cloud's metadata service at
-/// `169.254.169.254`), nor to EC2's IPv6 metadata address `fd00:ec2::254`. What answers there is not the registry, and a registry a pull
-/// request names would otherwise have eigenpub, in CI, ask services only that machine
-/// reaches (credentials never follow a redirect off the registry's origin).
+/// registry on this machine anywhere; another one not to this machine nor to a
+/// link-local address (`169.254.0.0/16`, `fe80::/10`: the cloud's metadata service at
+/// `169.254.169.254`), nor to EC2's IPv6 metadata address `fd00:ec2::254`. What answers
+/// there is not the registry, and a registry a pull request names would otherwise have
+/// eigenpub, in CI, ask services only that machine reaches (credentials never follow a
+/// redirect off the registry's origin).
 pub(super) fn may_redirect(registry: &str, target: &Url) -> bool {
     if is_loopback(registry) {
         return true;

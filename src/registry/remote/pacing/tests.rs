@@ -535,17 +535,8 @@ async fn a_registry_far_away_gets_a_wider_window() {
     // A plan of 500 tags, 64 artifacts at once, each request answered after 50 ms: the
     // window grows from 8 to 64 while requests wait for a place and nothing is refused.
     // (At 8 in flight: 3.1 s.)
-    let pacing = Arc::new(Pacing::new(64, None));
-    let r = run(
-        pacing.clone(),
-        Registry::Open,
-        64,
-        500,
-        Duration::from_millis(50),
-        true,
-    )
-    .await;
-    assert_eq!(pacing.window(), 64);
+    let (window, r) = open_plan_of_500(Duration::from_millis(50)).await;
+    assert_eq!(window, 64);
     // 500 / 64 x 50 ms = 0.39 s with the whole window from the start.
     assert!(r.wall <= Duration::from_millis(600), "{:?}", r.wall);
 }
@@ -556,18 +547,17 @@ async fn a_registry_100_ms_away_gets_its_whole_window_from_the_first_answers() {
     // (scripts/bench's latency row). 64 in flight from the first answers: 8 round trips
     // for the first 8 and 492 more, 0.9 s. (Doubling from 8 per round trip, as before:
     // 8 + 16 + 32 in the first three, 1.0 s, and 1.27x curl's time at 64 in the bench.)
-    let pacing = Arc::new(Pacing::new(64, None));
-    let r = run(
-        pacing.clone(),
-        Registry::Open,
-        64,
-        500,
-        Duration::from_millis(100),
-        true,
-    )
-    .await;
-    assert_eq!(pacing.window(), 64);
+    let (window, r) = open_plan_of_500(Duration::from_millis(100)).await;
+    assert_eq!(window, 64);
     assert!(r.wall <= Duration::from_millis(950), "{:?}", r.wall);
+}
+
+/// A plan of 500 tags against an open registry answering each request `latency` late,
+/// 64 artifacts at once and a cap of 64: the window it ends with, and the run.
+async fn open_plan_of_500(latency: Duration) -> (usize, Run) {
+    let pacing = Arc::new(Pacing::new(64, None));
+    let r = run(pacing.clone(), Registry::Open, 64, 500, latency, true).await;
+    (pacing.window(), r)
 }
 
 #[tokio::test(start_paused = true)]
