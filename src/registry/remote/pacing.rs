@@ -24,16 +24,27 @@
 //! answers 429 at once and the requests it lets through take their time), cuts the
 //! rate to 90% of that. A limit refuses most of what comes past it (refused artifacts
 //! lend their places, [`crate::registry::at_once`]); 6% sporadic refusals do not cut.
-//! After each cut the rate holds for a second, then grows: fast (doubling every 0.35 s,
-//! every 0.17 s before a limit refused anything) up to just under the rate the limit is
+//! After each cut the rate holds for a second (not after a first cut measured on a
+//! run's first quarter second, likely far under the limit), then grows: fast (doubling
+//! every 0.35 s, every 0.17 s before a limit refused anything) up to just under the rate the limit is
 //! taken to refuse, by 5% a second past it, by 50% a second once calm for two seconds
 //! (and not before a `Retry-After` has passed). Requests waiting for a turn take a new
-//! one when the rate is cut or grows by a quarter. Each throttle after a cut is weighed
-//! by the rate its request was sent at:
+//! one when the rate is cut or grows by a quarter.
+//!
+//! A request goes no sooner than a spacing (at the rate in force) after the one before
+//! it went, to the microsecond ([`Pacing::depart`]): a turn is booked a spacing after
+//! the one before, but a request woke for it up to a millisecond or two late (the
+//! timer's ticks, a runtime busy with answers) and the next one on time, and a token
+//! bucket with no burst to speak of refuses a request that comes early. Logged at both
+//! ends of scripts/bench's bucket, every refused request had been sent less than 10 ms
+//! after the one before it, 5% of them at 90 a second; the way there added 0.4 +- 0.2
+//! ms. So a token bucket refuses only a rate past its own, and each throttle after a cut
+//! is weighed by the rate its request was sent at (the rate in force if it waited for
+//! it or went close behind the request before it):
 //!
 //! - at or below the *safe* rate (90% of the best accepted): sporadic, as a token
 //!   bucket does not refuse a rate it accepted; three of those (less than a quarter of
-//!   the answers there) and the rate grows as after a first cut and is dropped
+//!   the answers there, and of all the answers since the cut) and the rate grows as after a first cut and is dropped
 //!   (unlimited again) once it holds nothing back, their share remembered: a later
 //!   throttle cuts only when the refused share over the last second is more than twice
 //!   it. Unless refused under 30% as often as when a limit was last found on 64 answers
@@ -49,11 +60,14 @@
 //!   holds there until the share refused above would have made three refusals (none
 //!   came: a limit) or three came (sporadic);
 //! - above the limit's rate: the limit, unless no more often than at the safe rate
-//!   (sporadic, three in all, as above); the rate is cut to 90% of the rate refused
-//!   (the rate in force, or the rate requests went at if less: requests waiting out a
-//!   `Retry-After` send nothing), or, if that is more than 1.25 times what was accepted,
-//!   to 60% of it (TCP's multiplicative decrease) but not below 90% of the best
-//!   accepted; at most once a second.
+//!   (sporadic, three in all, as above); the rate is cut to 95% of the rate refused
+//!   (the rate the request went at; if it did not wait, the rate in force, or the rate
+//!   requests went at if less: requests waiting out a `Retry-After` send nothing), or,
+//!   if that is more than 1.25 times what was accepted and a quarter of the last
+//!   second's answers were refused, to 60% of it (TCP's multiplicative decrease) but not
+//!   below 90% of the best accepted; at most once a second, unless the rate grew past
+//!   the one cut to since. The rate then grows fast again up to just under the rate
+//!   refused.
 //!
 //! The AWS SDKs' adaptive retry mode cuts on every throttle (to 70% of what was sent,
 //! CUBIC growth after), and so slows down for good on sporadic ones. Once calm, the rate
@@ -76,6 +90,12 @@ use tokio::time::Instant;
 pub(super) use window::Place;
 use window::Window;
 
+/// The timer's resolution: a sleep ends on the first tick after its deadline.
+const TICK: Duration = Duration::from_millis(1);
+/// Whether a request waits out its last [`TICK`] yielding, to go at its time to the
+/// microsecond: not under the unit tests' paused clock, which stands still while a task
+/// yields.
+const PRECISE: bool = !cfg!(test);
 /// The adaptive rate never goes below this (requests per second).
 const MIN_RATE: f64 = 1.0;
 /// Above this the adaptive rate is dropped: the registry is not limiting.
@@ -118,14 +138,24 @@ const RECOVER: f64 = 0.5;
 /// A rate grown this many times over the one turns were booked at books them anew.
 const REBOOK: f64 = 1.25;
 /// How many of the latest turns measure the rate requests go at…
-const RECENT_TURNS: usize = 16;
+const RECENT_TURNS: usize = 6;
 /// … over this span at least.
 const MIN_GAP: Duration = Duration::from_millis(10);
 /// A refusal at a rate more than this many times what was accepted (the best rate, or
 /// the last second's, if more)…
 const CLOSE: f64 = 1.25;
-/// … cuts to this share of it (TCP's multiplicative decrease), not below the safe rate.
+/// … cuts to this share of it (TCP's multiplicative decrease), not below the safe rate,
+/// when more than a quarter ([`LIMIT_SHARE`]) of the last second's answers were refused
+/// (a rate growing fast past what was accepted, refused once, is a rate just past the
+/// limit).
 const DEEP: f64 = 0.6;
+/// A refusal near the rate accepted cuts to this share of the rate refused: requests go
+/// a spacing apart to the microsecond ([`Pacing::depart`]), so a token bucket refuses
+/// only a rate past its own, and a cut of 5% is under it.
+const NEAR_CUT: f64 = 0.95;
+/// A request that did not wait went at the rate in force if it left within this share of
+/// a spacing after its earliest time.
+const CLOSE_BEHIND: f64 = 0.25;
 /// Refusals at the safe rate that make them sporadic (or the limit's, see
 /// [`Cut::testing`]).
 const SPORADIC_REFUSALS: u32 = 3;
@@ -191,6 +221,9 @@ pub(super) struct Pacing {
 pub(super) struct Turn {
     given: Instant,
     at: Instant,
+    /// The rate in force when the request went, if it waited for it (its turn, or a
+    /// spacing after the request before it).
+    paced: Option<f64>,
 }
 
 impl Turn {
@@ -200,13 +233,18 @@ impl Turn {
         Turn {
             given: now,
             at: now,
+            paced: None,
         }
     }
 
     /// A turn given and taken at `at` (for tests).
     #[cfg(test)]
     fn at(at: Instant) -> Turn {
-        Turn { given: at, at }
+        Turn {
+            given: at,
+            at,
+            paced: None,
+        }
     }
 }
 
@@ -235,6 +273,8 @@ struct Cut {
     testing: Option<f64>,
     /// Answers at the safe rate since.
     tested: u32,
+    /// How long the rate holds before it grows.
+    hold: Duration,
 }
 
 /// The rate controller's state.
@@ -251,9 +291,11 @@ struct Pace {
     generation: u64,
     /// The rate the turns of this generation were booked at.
     booked: f64,
-    /// The latest turn given (its time): a new booking keeps its spacing from it.
+    /// When the latest request went: a new booking keeps its spacing from it.
     last_turn: Instant,
-    /// The times of the last [`RECENT_TURNS`] turns.
+    /// When the latest request went (see [`Pacing::depart`]).
+    departed: Option<Instant>,
+    /// When the last [`RECENT_TURNS`] requests went.
     turns: VecDeque<Instant>,
     /// When requests were accepted, over the last [`RATE_SPAN`].
     accepted: VecDeque<Instant>,
@@ -361,7 +403,7 @@ impl Pace {
             && share > NOISE_MARGIN * self.sporadic
     }
 
-    /// A turn was taken at `at`.
+    /// A request went at `at`.
     fn took_turn(&mut self, at: Instant) {
         self.last_turn = at;
         if self.turns.len() == RECENT_TURNS {
@@ -370,7 +412,7 @@ impl Pace {
         self.turns.push_back(at);
     }
 
-    /// The rate requests went at over their last few turns (at most the last
+    /// The rate requests went at over the last few (at most the last
     /// [`WINDOW`]): less than the rate in force while requests wait out their
     /// `Retry-After`.
     fn sending_rate(&self, now: Instant) -> Option<f64> {
@@ -424,6 +466,7 @@ impl Pacing {
                 generation: 0,
                 booked: f64::INFINITY,
                 last_turn: now,
+                departed: None,
                 turns: VecDeque::new(),
                 accepted: VecDeque::new(),
                 refused: VecDeque::new(),
@@ -471,33 +514,89 @@ impl Pacing {
                     Some(rate) => {
                         let at = now.max(pace.next);
                         pace.next = at + Duration::from_secs_f64(1.0 / rate);
-                        pace.took_turn(at);
-                        (Turn { given: now, at }, pace.generation, at - now)
-                    }
-                    None => {
-                        pace.took_turn(now);
                         (
                             Turn {
                                 given: now,
-                                at: now,
+                                at,
+                                paced: None,
                             },
                             pace.generation,
-                            Duration::ZERO,
+                            at - now,
                         )
+                    }
+                    None => {
+                        pace.took_turn(now);
+                        pace.departed = Some(now);
+                        return Turn {
+                            given: now,
+                            at: now,
+                            paced: None,
+                        };
                     }
                 }
             };
-            if wait.is_zero() {
-                return turn;
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = self.sleep(wait) => {}
+                    () = &mut rebooked => {}
+                }
+                if self.pace.lock().await.generation != generation
+                    && !self.stopped.load(Ordering::Acquire)
+                {
+                    continue;
+                }
+            }
+            return self.depart(turn, !wait.is_zero()).await;
+        }
+    }
+
+    /// Lets a request whose turn came go, once at least a spacing at the rate in force
+    /// has passed since the request before it went: a turn is booked a spacing after the
+    /// one before, but a request wakes for it up to a millisecond or two late (the timer's
+    /// ticks, a runtime busy with answers), and the next one on time; a token bucket
+    /// with no burst to speak of refuses a request come early, whatever the rate
+    /// (scripts/bench's bucket refused every request sent less than 10 ms after the one
+    /// before it, 5% of them at 90 a second, where the proxy added 0.5 +- 0.2 ms).
+    async fn depart(&self, mut turn: Turn, mut waited: bool) -> Turn {
+        loop {
+            let rebooked = self.rebook.notified();
+            tokio::pin!(rebooked);
+            rebooked.as_mut().enable();
+            let wait = {
+                let mut pace = self.pace.lock().await;
+                let now = Instant::now();
+                let (earliest, spacing) = match (pace.rate(), pace.departed) {
+                    (Some(rate), Some(departed)) => {
+                        let spacing = Duration::from_secs_f64(1.0 / rate);
+                        (departed + spacing, spacing)
+                    }
+                    _ => (now, Duration::ZERO),
+                };
+                if now >= earliest || self.stopped.load(Ordering::Acquire) {
+                    // Went at the rate in force: waited for it, or close behind the request
+                    // before it.
+                    let close =
+                        pace.departed.is_some() && now < earliest + spacing.mul_f64(CLOSE_BEHIND);
+                    turn.paced = if waited || close { pace.rate() } else { None };
+                    pace.departed = Some(now);
+                    pace.took_turn(now);
+                    turn.at = now;
+                    return turn;
+                }
+                waited = true;
+                // The turns booked after this one keep their spacing from it.
+                pace.next = pace.next.max(earliest + spacing);
+                earliest - now
+            };
+            if PRECISE && wait <= TICK {
+                // The timer wakes on its next millisecond tick: the last one is waited
+                // out yielding to the other tasks.
+                tokio::task::yield_now().await;
+                continue;
             }
             tokio::select! {
-                () = self.sleep(wait) => {}
+                () = self.sleep(if PRECISE { wait - TICK } else { wait }) => {}
                 () = &mut rebooked => {}
-            }
-            if self.pace.lock().await.generation == generation
-                || self.stopped.load(Ordering::Acquire)
-            {
-                return turn;
             }
         }
     }
@@ -578,7 +677,7 @@ impl Pacing {
             {
                 cut.testing = None; // none came: a limit
             }
-            let holding = now - cut.at < HOLD || cut.testing.is_some();
+            let holding = now - cut.at < cut.hold || cut.testing.is_some();
             if counted {
                 if rate <= cut.safe {
                     pace.below.0 += 1;
@@ -599,7 +698,7 @@ impl Pacing {
             Some(_) => GROWTH,
             None => FIRST_GROWTH,
         };
-        let since = pace.last_cut.map_or(pace.grown_at, |cut| cut.at + HOLD);
+        let since = pace.last_cut.map_or(pace.grown_at, |cut| cut.at + cut.hold);
         let elapsed = now.saturating_duration_since(pace.grown_at.max(since));
         pace.grown_at = now;
         // Only while the rate holds requests back (some wait for a turn).
@@ -629,6 +728,12 @@ impl Pacing {
     pub(super) async fn throttled(&self, turn: Turn, retry_after: Option<Duration>) {
         let mut pace = self.pace.lock().await;
         let now = Instant::now();
+        trace!(
+            pace,
+            "throttled: paced {:?}, sending {:?}",
+            turn.paced,
+            pace.sending_rate(now)
+        );
         pace.forget_before(now);
         pace.refused.push_back(now);
         pace.first_answer.get_or_insert(now);
@@ -636,6 +741,7 @@ impl Pacing {
         let rate = pace.adaptive;
         let best = pace.best(now);
         let mut testing = None;
+        let mut refused_near = None;
         let target = if let Some(cut) = pace.last_cut {
             if turn.given <= cut.at + pace.round_trip.unwrap_or_default() {
                 // Given its turn before the last cut, or while requests sent before it
@@ -694,26 +800,34 @@ impl Pacing {
                         return;
                     }
                     let since = share((pace.below.0 + pace.above.0, pace.below.1 + pace.above.1));
-                    if pace.limit_share.is_none_or(|limit| since >= SAME * limit) {
+                    if since < LIMIT_SHARE
+                        && pace.limit_share.is_none_or(|limit| since >= SAME * limit)
+                    {
                         self.sporadic(&mut pace, now);
                         return;
                     }
                 }
-                if now - cut.at < WINDOW {
+                if now - cut.at < WINDOW && rate <= cut.limit / BELOW {
                     return; // one burst of refusals counts once
                 }
-                // 90% of the rate refused: the rate in force, or the rate requests went at
-                // over the last second if less (requests waiting out their Retry-After
-                // send nothing). If a token bucket's saved burst let the rate climb far
-                // past its own, refusals at that rate soon cut to the safe one.
+                // 95% of the rate refused: the rate the request went at if it was paced,
+                // else the rate in force, or the rate requests went at over their last
+                // few turns if less (requests waiting out their Retry-After send
+                // nothing). If a token bucket's saved burst let the rate climb far past
+                // its own, refusals at that rate soon cut to the safe one.
                 let sending = pace.sending_rate(now).unwrap_or(rate);
-                let refused_at = rate.min(sending);
-                let lately = pace.accepted_in_window(now) as f64 / WINDOW.as_secs_f64();
-                if refused_at <= CLOSE * lately.max(best) {
-                    BELOW * refused_at
+                let refused_at = turn.paced.unwrap_or(rate.min(sending));
+                let accepted = pace.accepted_in_window(now);
+                let lately = accepted as f64 / WINDOW.as_secs_f64();
+                let refused_share =
+                    pace.refused.len() as f64 / (pace.refused.len() + accepted).max(1) as f64;
+                if refused_at <= CLOSE * lately.max(best) || refused_share < LIMIT_SHARE {
+                    refused_near = Some(turn.paced.unwrap_or(rate));
+                    NEAR_CUT * refused_at
                 } else {
                     // Far above what the registry accepted: down by 30% (TCP CUBIC's
                     // cut), not below 90% of the best accepted.
+                    refused_near = turn.paced;
                     (BELOW * refused_at).min((BELOW * best).max(DEEP * refused_at))
                 }
             }
@@ -730,13 +844,17 @@ impl Pacing {
             pace.hold_until = pace.hold_until.max(hold);
             BELOW * best.min(rate.unwrap_or(f64::INFINITY))
         };
-        if pace.last_cut.is_none() {
+        let first_cut = pace.last_cut.is_none();
+        let young = pace
+            .first_answer
+            .is_none_or(|first| now - first < RATE_SPAN);
+        if first_cut {
             pace.window_before = Some(self.window.size());
         }
         // Over the limit: the rate grows back fast to just under the rate it is taken
         // to refuse (when it refused one; the first cut may be far below it).
         if pace.last_cut.is_some() {
-            pace.ceiling = Some(target / BELOW);
+            pace.ceiling = Some((target / BELOW).max(refused_near.unwrap_or(0.0)));
         }
         let safe = (BELOW * best).max(MIN_RATE).min(target);
         let limit = target.max(MIN_RATE);
@@ -755,6 +873,11 @@ impl Pacing {
             },
             testing,
             tested: 0,
+            hold: if first_cut && young {
+                Duration::ZERO
+            } else {
+                HOLD
+            },
         });
         pace.between = (0, 0);
         trace!(

@@ -271,19 +271,20 @@ impl Net {
     }
 
     /// Loopback through scripts/bench's proxy (a Python thread per connection, the
-    /// bucket checked once the request is read), fitted to its arrival times: a few
-    /// milliseconds each way, every request up to 1 ms late, one in twenty some 4 ms
-    /// more (the gaps between arrivals sent 11-14 ms apart spread by 1.3-2.4 ms, their
-    /// first percentile 3-8 ms short), refusals 40 ms late. With it the controller of
-    /// 04:05 UTC on 7 December 2026 measures as the bench did (bursts of 1: 46-71% of
-    /// the rate used, the bench 48-73%; bursts of 20: 65-97%, the bench 81-95%).
+    /// bucket checked once the request is read), fitted to its arrival times against
+    /// eigenpub's send times (logged at both ends, 7 December 2026): the proxy sees a
+    /// request 0.24-0.6 ms after it was sent for 98% of them (median 0.4 ms), one in a
+    /// hundred up to a few milliseconds later; refusals 40 ms late. (The spread of the
+    /// gaps between arrivals, 9.4-14 ms for requests booked 11 ms apart, was eigenpub's
+    /// own: requests woke for their turns up to a millisecond or two late, see
+    /// [`Pacing::depart`].)
     fn loopback(seed: u64) -> Net {
         Net {
             round_trip: Duration::from_millis(4),
             back: Duration::from_millis(2),
-            jitter: Duration::from_millis(1),
-            hiccups: 0.05,
-            hiccup: Duration::from_millis(4),
+            jitter: Duration::from_micros(300),
+            hiccups: 0.01,
+            hiccup: Duration::from_millis(1),
             refusal_delay: Duration::from_millis(40),
             draws: Draws::new(seed),
         }
@@ -454,23 +455,22 @@ async fn a_token_bucket_is_used_to_the_full_at_any_concurrency() {
 
 #[tokio::test(start_paused = true)]
 async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
-    // 100 a second with bursts of 1 over loopback as the bench's proxy sees it: near the
-    // limit some requests come early and are refused whatever the rate, a few percent of
-    // them. Taken for sporadic refusals they made the rate unlimited again, and every
-    // request waiting for a turn went at once into the limit (9-13% of the requests
-    // refused from 16 at once on for one seed of six); and at 4 at once, requests
-    // refused together came back together, too few answers to find the limit again
-    // (6% and 13% of the rate used, 38% and 21% refused, for two seeds: 35% used on
-    // average). Now 60-63% on average from 4 to 64 at once (48-70% for one seed), at
-    // most 5.7% refused, refused artifacts lending their places. (Issue 18's 80% is not
-    // met: the rate is cut on a few refusals near the limit.)
+    // 100 a second with bursts of 1 over loopback as the bench's proxy sees it: a request
+    // that comes less than 10 ms after the one before it is refused. Taken for sporadic
+    // refusals, such refusals made the rate unlimited again, and every request waiting
+    // for a turn went at once into the limit; cut on each of them, the rate fell a tenth
+    // at a time (60-63% of the rate used on average, 48-70% for one seed). Now requests
+    // go a whole spacing apart, a limit is cut under by 5%, and the first cut, measured
+    // on a run's first milliseconds, does not hold the rate a second: 83-91% used for
+    // every seed from 4 to 64 at once (87-88% on average), at most 3.1% refused (the
+    // controller before: 57-63% on average, 46-69% for one seed, 4.9% refused).
     let mut failures = Vec::new();
     for artifacts in [4, 8, 16, 32, 64] {
         let mut used_in_all = 0.0;
         for seed in 1..=6u64 {
             let (used, refused) = behind_a_bucket(1.0, artifacts, Net::loopback(seed * 7919)).await;
             used_in_all += used;
-            if refused > 0.07 {
+            if used < 0.8 || refused > 0.05 {
                 failures.push(format!(
                     "{artifacts} at once, seed {seed}: {used:.2} of the rate used, \
                      {refused:.3} of the requests refused"
@@ -478,7 +478,7 @@ async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
             }
         }
         let used = used_in_all / 6.0;
-        if used < 0.5 {
+        if used < 0.85 {
             failures.push(format!("{artifacts} at once: {used:.2} of the rate used"));
         }
     }
@@ -742,4 +742,49 @@ async fn a_stopped_pacing_lets_nobody_wait() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     pacing.sleep(Duration::from_secs(3600)).await;
     assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_go_a_spacing_apart_even_when_they_wake_late() {
+    // 95 a second: turns fall between the timer's millisecond ticks, and a request wakes
+    // for its turn on the tick after it, up to a millisecond late, the next one maybe on
+    // time. A token bucket with no burst refuses a request that comes less than its
+    // spacing after the one before (scripts/bench's, 5% of them at 90 a second, where
+    // the proxy added 0.5 +- 0.2 ms): every request goes a whole spacing after the one
+    // before it. Before: requests went 10 ms apart, 0.5 ms early.
+    let pacing = Arc::new(Pacing::new(8, Some(95.0)));
+    let departures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (pacing, departures) = (pacing.clone(), departures.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..12 {
+                let _place = pacing.permit().await;
+                let _ = pacing.wait_for_turn().await;
+                departures.lock().unwrap().push(Instant::now());
+                tokio::time::sleep(Duration::from_micros(3_700)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut at = departures.lock().unwrap().clone();
+    at.sort();
+    let spacing = Duration::from_secs_f64(1.0 / 95.0);
+    let early: Vec<Duration> = at
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|gap| *gap + Duration::from_micros(1) < spacing)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "{} of {} requests went early: {early:?}",
+        early.len(),
+        at.len()
+    );
+    // And the rate holds: 96 requests in about 95 spacings (the timer's ticks cost a
+    // little under paused time: no precise last millisecond there).
+    let span = *at.last().unwrap() - at[0];
+    assert!(span < spacing.mul_f64(95.0 * 1.1), "{span:?}");
 }
