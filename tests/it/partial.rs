@@ -61,14 +61,6 @@ fn assert_all_but_broken_landed(registry: &Registry, out: &Output) {
     }
 }
 
-/// stderr as one line (diagnostics are wrapped to the terminal's width).
-fn flat(text: &str) -> String {
-    text.split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn json(out: &Output) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{out}"))
 }
@@ -105,7 +97,7 @@ fn a_repository_whose_reads_fail_is_one_problem_and_every_other_artifact_is_push
         );
     }
     let problem = format!("repository {host}/acme/{BROKEN}: ");
-    let stderr = flat(&plan.stderr);
+    let stderr = plan.stderr_flat();
     assert_eq!(stderr.matches(&problem).count(), 1, "{plan}");
     assert!(stderr.contains("HTTP 500"), "{plan}");
     assert!(
@@ -123,7 +115,7 @@ fn a_repository_whose_reads_fail_is_one_problem_and_every_other_artifact_is_push
     ]);
     apply.no_panic().expect_code(1);
     assert_all_but_broken_landed(&registry, &apply);
-    let stderr = flat(&apply.stderr);
+    let stderr = apply.stderr_flat();
     assert_eq!(
         stderr.matches(&format!("{host}/acme/{BROKEN}")).count(),
         1,
@@ -223,7 +215,7 @@ fn a_package_that_refuses_every_request_with_403_does_not_block_the_others() {
             .contains("Apply: 4 pushed, 0 unchanged, 2 failed."),
         "{apply}"
     );
-    let stderr = flat(&apply.stderr);
+    let stderr = apply.stderr_flat();
     assert_eq!(
         stderr.matches(&format!("{host}/acme/{BROKEN}")).count(),
         1,
@@ -249,7 +241,7 @@ fn a_repository_whose_writes_fail_is_one_problem_naming_its_artifacts() {
     let apply = project.run(&["apply", "--format", "json"]);
     apply.no_panic().expect_code(1);
     assert_all_but_broken_landed(&registry, &apply);
-    let stderr = flat(&apply.stderr);
+    let stderr = apply.stderr_flat();
     let problem = format!("could not push to repository {host}/acme/{BROKEN}:");
     assert_eq!(stderr.matches(&problem).count(), 1, "{apply}");
     assert_eq!(
@@ -311,7 +303,7 @@ fn a_saved_plan_applies_what_was_reviewed_and_never_what_could_not_be_read() {
     let apply = project.run(&["apply", "plan.json"]);
     apply.no_panic().expect_code(1);
     assert_all_but_broken_landed(&registry, &apply);
-    let stderr = flat(&apply.stderr);
+    let stderr = apply.stderr_flat();
     assert!(stderr.contains("eigenpub::apply::not-reviewed"), "{apply}");
     assert!(
         stderr.contains(&format!(
@@ -342,7 +334,8 @@ fn fail_fast_pushes_nothing_when_a_repository_cannot_be_read() {
         "{apply}"
     );
     assert!(
-        flat(&apply.stderr)
+        apply
+            .stderr_flat()
             .contains("--fail-fast: some tags could not be read, so nothing was pushed"),
         "{apply}"
     );

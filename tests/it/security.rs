@@ -430,12 +430,7 @@ fn blobs_read_by_digest_that_do_not_hash_to_it_are_never_shown() {
                 "adopt-equivalent = {adopt}: {internal_text}: bytes that are not the blob were shown\n{out}"
             );
         }
-        let said = out
-            .stderr
-            .split_whitespace()
-            .filter(|w| *w != "│")
-            .collect::<Vec<_>>()
-            .join(" ");
+        let said = out.stderr_flat();
         assert!(
             said.contains("does not hash to that digest, so it is not used"),
             "adopt-equivalent = {adopt}: the error says why\n{out}"
@@ -480,12 +475,7 @@ fn a_registry_on_another_machine_cannot_redirect_reads_to_this_one() {
         0,
         "a redirect from another machine was followed to this one\n{out}"
     );
-    let said = out
-        .stderr
-        .split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ");
+    let said = out.stderr_flat();
     assert!(
         said.contains(&format!(
             "HTTP 302: the registry redirected the request to http://{}",

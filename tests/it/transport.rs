@@ -292,8 +292,7 @@ fn a_registry_that_refuses_every_request_is_given_up_as_one_problem() {
             let codes = out.stderr.matches("eigenpub::registry::").count();
             assert_eq!(codes, 1, "one problem\n{out}");
             // The text as one line (it is wrapped to the terminal's width).
-            let flat = out.stderr.split_whitespace().filter(|w| *w != "│");
-            let flat = flat.collect::<Vec<_>>().join(" ");
+            let flat = out.stderr_flat();
             assert!(flat.contains(&problem), "{out}");
             assert!(flat.contains("30 artifacts not attempted"), "{out}");
             assert!(flat.contains("429 Too Many Requests"), "{out}");

@@ -51,6 +51,16 @@ impl Output {
     pub fn stdout_lines(&self) -> Vec<&str> {
         self.stdout.lines().map(str::trim).collect()
     }
+
+    /// stderr as one line: diagnostics are wrapped to the terminal's width, their lines
+    /// led by `│`.
+    pub fn stderr_flat(&self) -> String {
+        self.stderr
+            .split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl fmt::Display for Output {
