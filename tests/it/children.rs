@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Output, Project, Running, run, spec_yaml};
+use crate::harness::{Output, Project, Running, dies_within, run, spec_yaml};
 
 /// A registry password the runs have in their environment; no child may see it.
 const PASSWORD: &str = "child-must-not-see-Zq8w";
@@ -495,19 +495,7 @@ fn the_credential_store_behind_an_auths_entry_has_the_deadline_and_is_not_echoed
         if what == "hung" {
             assert!(out.stderr.contains("did not answer within 1 s"), "{out}");
             let pid = fs::read_to_string(&pid_file).expect("the store started its child");
-            // SIGKILL is delivered when the process next runs: on a loaded machine that
-            // can be a moment after eigenpub has exited, so the check allows a few seconds
-            // (the child would otherwise live 300 s).
-            let alive = || {
-                let stat =
-                    fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-                !stat.is_empty() && !stat.contains(") Z ")
-            };
-            let waited = Instant::now();
-            while alive() && waited.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let alive = alive();
+            let alive = !dies_within(&pid, Duration::from_secs(5));
             if alive {
                 let _ = std::process::Command::new("kill").arg(pid.trim()).status();
             }

@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 pub use http::{http_get, http_request};
-pub use process::{Output, Running, run, run_bytes, run_with_stdin};
+pub use process::{Output, Running, dies_within, run, run_bytes, run_with_stdin};
 pub use registry::{Auth, LOOPBACK, Registry, Request, free_port, parse_access_log_line};
 
 // ---------------------------------------------------------------------------

@@ -227,3 +227,22 @@ impl Running {
         if in_time { Ok(out) } else { Err(out) }
     }
 }
+
+/// Whether the process `pid` (as written to a file by a test's script) is gone or a zombie
+/// within `grace`. A SIGKILL takes effect when the process next runs, which on a loaded
+/// machine can be a moment after the program that sent it has exited.
+pub fn dies_within(pid: &str, grace: Duration) -> bool {
+    let alive = || {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        !stat.is_empty() && !stat.contains(") Z ")
+    };
+    let start = Instant::now();
+    while alive() {
+        if start.elapsed() > grace {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
