@@ -27,8 +27,8 @@
 //! After each cut the rate holds for a second (not after a first cut measured on a
 //! run's first quarter second, likely far under the limit), then grows: fast (doubling
 //! every 0.35 s, every 0.17 s before a limit refused anything) up to just under the rate the limit is
-//! taken to refuse, by 5% a second past it, by 50% a second once calm for two seconds
-//! (and not before a `Retry-After` has passed). Requests waiting for a turn take a new
+//! taken to refuse, by 2% a second from there, by 50% a second once past it and calm for
+//! two seconds (and not before a `Retry-After` has passed). Requests waiting for a turn take a new
 //! one when the rate is cut or grows by a quarter.
 //!
 //! A request goes no sooner than a spacing (at the rate in force) after the one before
@@ -58,7 +58,11 @@
 //! - at the limit's rate, above the safe one (the limit may have been taken from a rate
 //!   a saved burst let through): three of those, and the rate is cut to the safe one and
 //!   holds there until the share refused above would have made three refusals (none
-//!   came: a limit) or three came (sporadic);
+//!   came: a limit) or three came (sporadic). Unless the safe rate was measured in the
+//!   run's first two seconds: there it holds the climb from the first cut (25 a second
+//!   where the limit was 100) or a saved burst (above the limit), and the rate is cut to
+//!   90% of the rate refused instead (a cut made then also keeps its safe rate under its
+//!   own, so that refusals at it are not taken for sporadic ones);
 //! - above the limit's rate: the limit, unless no more often than at the safe rate
 //!   (sporadic, three in all, as above); the rate is cut to 95% of the rate refused
 //!   (the rate the request went at; if it did not wait, the rate in force, or the rate
@@ -67,7 +71,12 @@
 //!   second's answers were refused, to 60% of it (TCP's multiplicative decrease) but not
 //!   below 90% of the best accepted; at most once a second, unless the rate grew past
 //!   the one cut to since. The rate then grows fast again up to just under the rate
-//!   refused.
+//!   refused (after a cut of 5%, at once), and slowly from there.
+//!
+//! Refusals a cut was made on, and those of requests sent before it, are judged with it:
+//! they do not count in the share refused when the next throttle is weighed (counted
+//! again, a run's first refusals made the cut after its first climb 40% instead of 5%,
+//! held a second).
 //!
 //! The AWS SDKs' adaptive retry mode cuts on every throttle (to 70% of what was sent,
 //! CUBIC growth after), and so slows down for good on sporadic ones. Once calm, the rate
@@ -131,9 +140,12 @@ const NEAR: f64 = 0.95;
 /// Growth per second before a limit refused any rate (the first cut, measured on a
 /// run's first answers, may be far below it): the rate doubles every 0.17 s.
 const FIRST_GROWTH: f64 = 4.0;
-/// Growth per second near and past the rate the limit is taken to refuse, until calm…
-const PROBE: f64 = 0.05;
-/// … and once calm (a limit that lifted is left behind within seconds).
+/// Growth per second near the rate the limit is taken to refuse: from a cut of 5%, back
+/// to the rate refused in 2.5 s, after the second it holds (at 5% a second, with a
+/// token bucket that holds, a refusal came about every two seconds, and each one late in
+/// a run's reads or at its end held the run up for its `Retry-After`)…
+const PROBE: f64 = 0.02;
+/// … and past it once calm (a limit that lifted is left behind within seconds).
 const RECOVER: f64 = 0.5;
 /// A rate grown this many times over the one turns were booked at books them anew.
 const REBOOK: f64 = 1.25;
@@ -275,6 +287,9 @@ struct Cut {
     tested: u32,
     /// How long the rate holds before it grows.
     hold: Duration,
+    /// Whether `safe` was measured over a whole [`RATE_SPAN`] (not on a run's first
+    /// moments, which hold the climb from its first cut).
+    measured: bool,
 }
 
 /// The rate controller's state.
@@ -693,7 +708,7 @@ impl Pacing {
         // per answer): fast up to just under the rate the limit refused, slowly past it.
         let calm = now >= pace.hold_until;
         let growth = match pace.ceiling {
-            Some(ceiling) if rate >= NEAR * ceiling && calm => RECOVER,
+            Some(ceiling) if rate >= ceiling && calm => RECOVER,
             Some(ceiling) if rate >= NEAR * ceiling => PROBE,
             Some(_) => GROWTH,
             None => FIRST_GROWTH,
@@ -735,19 +750,22 @@ impl Pacing {
             pace.sending_rate(now)
         );
         pace.forget_before(now);
-        pace.refused.push_back(now);
         pace.first_answer.get_or_insert(now);
+        if pace
+            .last_cut
+            .is_some_and(|cut| turn.given <= cut.at + pace.round_trip.unwrap_or_default())
+        {
+            // Given its turn before the last cut, or while requests sent before it were
+            // still in flight (emptying a token bucket): judged with that cut.
+            return;
+        }
+        pace.refused.push_back(now);
         let hold = now + retry_after.unwrap_or(Duration::ZERO).max(CALM);
         let rate = pace.adaptive;
         let best = pace.best(now);
         let mut testing = None;
         let mut refused_near = None;
         let target = if let Some(cut) = pace.last_cut {
-            if turn.given <= cut.at + pace.round_trip.unwrap_or_default() {
-                // Given its turn before the last cut, or while requests sent before it
-                // were still in flight (emptying a token bucket): nothing new.
-                return;
-            }
             pace.hold_until = pace.hold_until.max(hold);
             let rate = rate.unwrap_or(f64::INFINITY);
             if rate <= cut.safe {
@@ -780,9 +798,15 @@ impl Pacing {
                 if pace.between.1 < SPORADIC_REFUSALS {
                     return;
                 }
-                let (answers, refused) = pace.between;
-                testing = Some(f64::from(refused) / f64::from(answers));
-                cut.safe
+                if cut.measured {
+                    let (answers, refused) = pace.between;
+                    testing = Some(f64::from(refused) / f64::from(answers));
+                    cut.safe
+                } else {
+                    // The safe rate was measured on the climb from a run's first cut, far
+                    // under the limit: under the rate refused instead.
+                    BELOW * rate
+                }
             } else {
                 // Above the limit's rate: the limit, unless refused no more often than
                 // below it.
@@ -854,7 +878,7 @@ impl Pacing {
         // Over the limit: the rate grows back fast to just under the rate it is taken
         // to refuse (when it refused one; the first cut may be far below it).
         if pace.last_cut.is_some() {
-            pace.ceiling = Some((target / BELOW).max(refused_near.unwrap_or(0.0)));
+            pace.ceiling = Some(refused_near.unwrap_or(target / BELOW));
         }
         let safe = (BELOW * best).max(MIN_RATE).min(target);
         let limit = target.max(MIN_RATE);
@@ -868,6 +892,10 @@ impl Pacing {
             // A test of the safe rate tests the one set.
             safe: if testing.is_some() {
                 limit
+            } else if young {
+                // The best rate of a run's first moments counts a saved burst: refusals
+                // at the limit's rate are not taken for sporadic ones.
+                safe.min(BELOW * limit)
             } else {
                 safe.min(limit)
             },
@@ -878,8 +906,10 @@ impl Pacing {
             } else {
                 HOLD
             },
+            measured: !young,
         });
         pace.between = (0, 0);
+        pace.refused.clear(); // judged
         trace!(
             pace,
             "cut: best {best:.1}, safe {safe:.1}, below {:?} above {:?} window {}",

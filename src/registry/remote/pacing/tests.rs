@@ -409,15 +409,18 @@ async fn behind_a_bucket(burst: f64, artifacts: usize, net: Net) -> (f64, f64) {
 async fn a_bursty_token_bucket_stays_used_over_a_jittery_network() {
     // 100 a second with bursts of 20 over loopback as scripts/bench's proxy sees it
     // (requests up to a millisecond off their spacing, one in twenty some 4 ms more),
-    // refused artifacts lending their places: issue 18's targets, at least 80% of the
+    // refused artifacts lending their places: issue 18's targets are at least 80% of the
     // rate used and at most 10% of the requests refused, at every concurrency. Measured
-    // 91-100% used, 1.2-4.5% refused (without lending: 65-97%; at 4 at once 65-75%).
+    // 86-100% used, 2.4-4.5% refused. Before refusals judged with a cut were kept out of
+    // the next one's reckoning, and a run's first moments were kept from making a safe
+    // rate out of a saved burst: 80-99%, 3.3-8.1% (the share refused at the limit's rate
+    // taken for sporadic, the rate unlimited again into the limit).
     let mut failures = Vec::new();
     for artifacts in [4, 8, 16, 32, 64] {
         for seed in 1..=4u64 {
             let (used, refused) =
                 behind_a_bucket(20.0, artifacts, Net::loopback(seed * 7919)).await;
-            if used < 0.8 || refused > 0.1 {
+            if used < 0.85 || refused > 0.06 {
                 failures.push(format!(
                     "{artifacts} at once, seed {seed}: {used:.2} of the rate used, \
                      {refused:.3} of the requests refused"
@@ -459,18 +462,21 @@ async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
     // that comes less than 10 ms after the one before it is refused. Taken for sporadic
     // refusals, such refusals made the rate unlimited again, and every request waiting
     // for a turn went at once into the limit; cut on each of them, the rate fell a tenth
-    // at a time (60-63% of the rate used on average, 48-70% for one seed). Now requests
+    // at a time (60-63% of the rate used on average, 48-70% for one seed). Requests now
     // go a whole spacing apart, a limit is cut under by 5%, and the first cut, measured
-    // on a run's first milliseconds, does not hold the rate a second: 83-91% used for
-    // every seed from 4 to 64 at once (87-88% on average), at most 3.1% refused (the
-    // controller before: 57-63% on average, 46-69% for one seed, 4.9% refused).
+    // on a run's first milliseconds, does not hold the rate a second; refusals a cut
+    // judged do not count again in the next (they made a 5% cut a 40% one, held a
+    // second), and near a limit the rate grows back by 2% a second, not past the rate
+    // refused in one step: 91-94% used for every seed from 4 to 64 at once, at most 1.7%
+    // refused (before the last two: 83-91%, 87-88% on average, 2.4-3.1% refused; before
+    // the first: 57-63% on average, 46-69% for one seed, 4.9% refused).
     let mut failures = Vec::new();
     for artifacts in [4, 8, 16, 32, 64] {
         let mut used_in_all = 0.0;
         for seed in 1..=6u64 {
             let (used, refused) = behind_a_bucket(1.0, artifacts, Net::loopback(seed * 7919)).await;
             used_in_all += used;
-            if used < 0.8 || refused > 0.05 {
+            if used < 0.9 || refused > 0.02 {
                 failures.push(format!(
                     "{artifacts} at once, seed {seed}: {used:.2} of the rate used, \
                      {refused:.3} of the requests refused"
@@ -478,7 +484,7 @@ async fn a_token_bucket_with_no_burst_is_not_taken_for_sporadic_refusals() {
             }
         }
         let used = used_in_all / 6.0;
-        if used < 0.85 {
+        if used < 0.92 {
             failures.push(format!("{artifacts} at once: {used:.2} of the rate used"));
         }
     }
