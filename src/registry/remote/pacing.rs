@@ -24,10 +24,10 @@
 //! answers 429 at once and the requests it lets through take their time), cuts the
 //! rate to 90% of that. A limit refuses most of what comes past it (refused artifacts
 //! lend their places, [`crate::registry::at_once`]); 6% sporadic refusals do not cut.
-//! After each cut the rate holds for a second (not after a first cut measured on a
-//! run's first quarter second, likely far under the limit), then grows: fast (doubling
-//! every 0.35 s, every 0.17 s before a limit refused anything) up to just under the rate the limit is
-//! taken to refuse, by 2% a second from there, by 50% a second once past it and calm for
+//! After each cut the rate holds for a second (not after a first cut made in a run's
+//! first two seconds, likely far under the limit), then grows: fast (doubling every
+//! 0.35 s, every 0.17 s before a limit refused anything) up to just under the rate the
+//! limit is taken to refuse, by 2% a second from there, by 50% a second once past it and calm for
 //! two seconds (and not before a `Retry-After` has passed). Requests waiting for a turn take a new
 //! one when the rate is cut or grows by a quarter.
 //!
@@ -58,11 +58,15 @@
 //! - at the limit's rate, above the safe one (the limit may have been taken from a rate
 //!   a saved burst let through): three of those, and the rate is cut to the safe one and
 //!   holds there until the share refused above would have made three refusals (none
-//!   came: a limit) or three came (sporadic). Unless the safe rate was measured in the
-//!   run's first two seconds: there it holds the climb from the first cut (25 a second
-//!   where the limit was 100) or a saved burst (above the limit), and the rate is cut to
-//!   90% of the rate refused instead (a cut made then also keeps its safe rate under its
-//!   own, so that refusals at it are not taken for sporadic ones);
+//!   came: a limit) or three came (sporadic); as the code stands, answers at the limit's
+//!   rate are not counted, so that share is taken as 1 and the test ends after three
+//!   answers at the safe rate. Unless the safe rate was measured in the run's first two
+//!   seconds: there it holds the climb from the first cut (25 a second where the limit
+//!   was 100) or a saved burst (above the limit), and the rate is cut to 90% of the rate
+//!   in force instead (a cut made then also keeps its safe rate under its own, so that
+//!   refusals at it are not taken for sporadic ones; nor are they ever weighed against
+//!   refusals at the safe rate, which is the cost: a registry that throttles in a run's
+//!   first moments and then refuses 6% at random can hold the rate low for seconds);
 //! - above the limit's rate: the limit, unless no more often than at the safe rate
 //!   (sporadic, three in all, as above); the rate is cut to 95% of the rate refused
 //!   (the rate the request went at; if it did not wait, the rate in force, or the rate
@@ -71,7 +75,8 @@
 //!   second's answers were refused, to 60% of it (TCP's multiplicative decrease) but not
 //!   below 90% of the best accepted; at most once a second, unless the rate grew past
 //!   the one cut to since. The rate then grows fast again up to just under the rate
-//!   refused (after a cut of 5%, at once), and slowly from there.
+//!   refused (the rate the refused request went at, if paced, else the rate in force;
+//!   after a cut of 5% of the former, at once), and slowly from there.
 //!
 //! Refusals a cut was made on, and those of requests sent before it, are judged with it:
 //! they do not count in the share refused when the next throttle is weighed (counted
@@ -141,9 +146,11 @@ const NEAR: f64 = 0.95;
 /// run's first answers, may be far below it): the rate doubles every 0.17 s.
 const FIRST_GROWTH: f64 = 4.0;
 /// Growth per second near the rate the limit is taken to refuse: from a cut of 5%, back
-/// to the rate refused in 2.5 s, after the second it holds (at 5% a second, with a
-/// token bucket that holds, a refusal came about every two seconds, and each one late in
-/// a run's reads or at its end held the run up for its `Retry-After`)…
+/// to the rate refused in 2.5 s, after the second it holds (growing past the rate
+/// refused right after the hold, as before f523443, a token bucket that holds refused
+/// about once a second; at 5% a second to the rate refused, about every two seconds;
+/// each refusal late in a run's reads or at its end holds the run up for its
+/// `Retry-After`)…
 const PROBE: f64 = 0.02;
 /// … and past it once calm (a limit that lifted is left behind within seconds).
 const RECOVER: f64 = 0.5;
@@ -281,7 +288,8 @@ struct Cut {
     safe: f64,
     /// Refused at this share at the limit's rate, the rate is now the safe one, and
     /// holds until that share would have made [`TEST_REFUSALS`] refusals here (a limit:
-    /// none came) or three came (sporadic).
+    /// none came) or three came (sporadic). (`Pacing::accepted` does not count answers
+    /// at the limit's rate in `Pace::between`, so the share is 1: see the module doc.)
     testing: Option<f64>,
     /// Answers at the safe rate since.
     tested: u32,
@@ -705,7 +713,8 @@ impl Pacing {
             }
         }
         // Exponential in time (answers thinned by Retry-After waits would slow a growth
-        // per answer): fast up to just under the rate the limit refused, slowly past it.
+        // per answer): fast up to just under the rate the limit refused, slowly from
+        // there, fast again past it once calm (a limit that lifted).
         let calm = now >= pace.hold_until;
         let growth = match pace.ceiling {
             Some(ceiling) if rate >= ceiling && calm => RECOVER,
