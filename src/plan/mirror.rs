@@ -286,7 +286,7 @@ pub async fn fetch(
 }
 
 /// The `sha256:` digest a manifest names for its config.
-pub(super) fn config_digest(manifest: &[u8]) -> Result<String, String> {
+fn config_digest(manifest: &[u8]) -> Result<String, String> {
     serde_json::from_slice::<serde_json::Value>(manifest)
         .ok()
         .and_then(|m| m.pointer("/config/digest")?.as_str().map(str::to_string))

@@ -316,9 +316,8 @@ struct Pace {
     booked: f64,
     /// When the latest request went: a new booking keeps its spacing from it.
     last_turn: Instant,
-    /// When the latest request went (see [`Pacing::depart`]).
-    departed: Option<Instant>,
-    /// When the last [`RECENT_TURNS`] requests went.
+    /// When the last [`RECENT_TURNS`] requests went (the latest last: see
+    /// [`Pace::departed`]).
     turns: VecDeque<Instant>,
     /// When requests were accepted, over the last [`RATE_SPAN`].
     accepted: VecDeque<Instant>,
@@ -426,6 +425,11 @@ impl Pace {
             && share > NOISE_MARGIN * self.sporadic
     }
 
+    /// When the latest request went, if one did (see [`Pacing::depart`]).
+    fn departed(&self) -> Option<Instant> {
+        self.turns.back().copied()
+    }
+
     /// A request went at `at`.
     fn took_turn(&mut self, at: Instant) {
         self.last_turn = at;
@@ -489,7 +493,6 @@ impl Pacing {
                 generation: 0,
                 booked: f64::INFINITY,
                 last_turn: now,
-                departed: None,
                 turns: VecDeque::new(),
                 accepted: VecDeque::new(),
                 refused: VecDeque::new(),
@@ -549,7 +552,6 @@ impl Pacing {
                     }
                     None => {
                         pace.took_turn(now);
-                        pace.departed = Some(now);
                         return Turn {
                             given: now,
                             at: now,
@@ -588,7 +590,8 @@ impl Pacing {
             let wait = {
                 let mut pace = self.pace.lock().await;
                 let now = Instant::now();
-                let (earliest, spacing) = match (pace.rate(), pace.departed) {
+                let departed = pace.departed();
+                let (earliest, spacing) = match (pace.rate(), departed) {
                     (Some(rate), Some(departed)) => {
                         let spacing = Duration::from_secs_f64(1.0 / rate);
                         (departed + spacing, spacing)
@@ -599,9 +602,8 @@ impl Pacing {
                     // Went at the rate in force: waited for it, or close behind the request
                     // before it.
                     let close =
-                        pace.departed.is_some() && now < earliest + spacing.mul_f64(CLOSE_BEHIND);
+                        departed.is_some() && now < earliest + spacing.mul_f64(CLOSE_BEHIND);
                     turn.paced = if waited || close { pace.rate() } else { None };
-                    pace.departed = Some(now);
                     pace.took_turn(now);
                     turn.at = now;
                     return turn;

@@ -230,7 +230,8 @@ impl Running {
 
 /// Whether the process `pid` (as written to a file by a test's script) is gone or a zombie
 /// within `grace`. A SIGKILL takes effect when the process next runs, which on a loaded
-/// machine can be a moment after the program that sent it has exited.
+/// machine can be a moment after the program that sent it has exited. A process still
+/// alive then is killed, so that a failing test leaves nothing behind.
 pub fn dies_within(pid: &str, grace: Duration) -> bool {
     let alive = || {
         let stat =
@@ -240,6 +241,7 @@ pub fn dies_within(pid: &str, grace: Duration) -> bool {
     let start = Instant::now();
     while alive() {
         if start.elapsed() > grace {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
             return false;
         }
         thread::sleep(Duration::from_millis(20));
